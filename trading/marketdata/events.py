@@ -1,0 +1,29 @@
+"""The one normalised market event every pipeline stage consumes.
+
+Bybit public messages (tickers, publicTrade, orderbook) become ``MarketEvent``
+values; prices here are floats because features are statistics. Prices and
+quantities that go back to the exchange are rounded to the instrument's filters
+as ``Decimal`` at the execution edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TRADE = "trade"
+BOOK = "book"
+TICKER = "ticker"
+
+
+@dataclass(slots=True, frozen=True)
+class MarketEvent:
+    kind: str  # TRADE | BOOK | TICKER
+    symbol: str
+    ts_ms: int  # the exchange's timestamp of the event
+    price: float  # trade price, or mid of the book, or last price of the ticker
+    qty: float = 0.0  # traded quantity (trades only)
+    side: int = 0  # taker side of a trade: +1 buy, -1 sell; 0 otherwise
+    bid: float = 0.0  # best bid and ask with sizes, when the event carries them
+    ask: float = 0.0
+    bid_qty: float = 0.0
+    ask_qty: float = 0.0
