@@ -103,9 +103,8 @@ class EmbeddedRedis:
         deadline = time.monotonic() + self.startup_timeout
         while not _answers(self.url):
             if self.process.poll() is not None:
-                raise EmbeddedRedisError(
-                    f"embedded redis-server exited with code {self.process.returncode}; see {self.run_dir / 'redis.log'}"
-                )
+                log = self.run_dir / "redis.log"
+                raise EmbeddedRedisError(f"embedded redis-server exited with code {self.process.returncode}; see {log}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise EmbeddedRedisError("embedded redis-server did not answer within the startup timeout")
@@ -130,7 +129,7 @@ class EmbeddedRedis:
                 self.process.wait(timeout=5)
         self.process = None
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         self.start()
         return self
 

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -137,6 +138,8 @@ REDIS_URL = env_str("REDIS_URL") or embedded_redis.read_url_file(DATA_DIR)
 CELERY_BROKER_URL = REDIS_URL or "redis://redis-not-configured.invalid:6379/0"
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 CELERY_TASK_ALWAYS_EAGER = False
+# Several environments may share one Redis; each has its own queue name.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "scalper")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from scalper_site.env import env_bool, env_int, env_list
+from scalper_site.testkit import BASE_DIR
+
+PRINT_SETTINGS = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': str(s.DATABASES['default']['NAME']), "
+    "'key': s.SECRET_KEY, 'debug': s.DEBUG, 'redis': s.REDIS_URL, 'broker': s.CELERY_BROKER_URL, "
+    "'layer': s.CHANNEL_LAYERS['default']['BACKEND']}))"
+)
+
+
+def _settings_in_child(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    child_env = {
+        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "DEBUG"}
+    }
+    child_env.update({"DJANGO_SETTINGS_MODULE": "scalper_site.settings", "SCALPER_DATA_DIR": str(tmp_path), **env})
+    return subprocess.run(
+        [sys.executable, "-c", PRINT_SETTINGS], cwd=BASE_DIR, env=child_env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_embedded_defaults_use_sqlite_and_generate_a_secret_key_once(tmp_path):
+    first = _settings_in_child(tmp_path)
+    assert first.returncode == 0, first.stderr
+    values = json.loads(first.stdout)
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["name"] == str(tmp_path / "db.sqlite3")
+    assert values["debug"] is False
+    assert values["layer"] == "channels_redis.core.RedisChannelLayer"
+    key_file = tmp_path / "system" / "secret_key"
+    assert key_file.read_text() == values["key"]
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    second = json.loads(_settings_in_child(tmp_path).stdout)
+    assert second["key"] == values["key"]
+
+
+def test_embedded_mode_finds_the_redis_url_published_under_the_data_folder(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "redis.url").write_text("redis://:pw@127.0.0.1:6390/0\n")
+    values = json.loads(_settings_in_child(tmp_path).stdout)
+    assert values["redis"] == values["broker"] == "redis://:pw@127.0.0.1:6390/0"
+
+
+def test_database_url_without_secret_key_is_refused(tmp_path):
+    result = _settings_in_child(tmp_path, DATABASE_URL="postgres://postgres@127.0.0.1:5432/x")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set when DATABASE_URL is set" in result.stderr
+
+
+def test_database_and_redis_urls_select_real_services(tmp_path):
+    result = _settings_in_child(
+        tmp_path,
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/scalper",
+        REDIS_URL="redis://127.0.0.1:6379/3",
+        DJANGO_SECRET_KEY="k" * 50,
+    )
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout)
+    assert values["engine"] == "django.db.backends.postgresql"
+    assert values["name"] == "scalper"
+    assert values["broker"] == "redis://127.0.0.1:6379/3"
+    assert not (tmp_path / "system" / "secret_key").exists()
+
+
+def test_invalid_boolean_in_environment_is_a_clear_error(tmp_path):
+    result = _settings_in_child(tmp_path, DEBUG="maybe")
+    assert result.returncode != 0
+    assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_env_helpers(monkeypatch):
+    monkeypatch.setenv("X_BOOL", "Yes")
+    monkeypatch.setenv("X_INT", "42")
+    monkeypatch.setenv("X_LIST", " a, b,,c ")
+    assert env_bool("X_BOOL") is True
+    assert env_int("X_INT", 1) == 42
+    assert env_list("X_LIST") == ["a", "b", "c"]
+    assert env_int("X_MISSING", 7) == 7
+    monkeypatch.setenv("X_INT", "4x")
+    with pytest.raises(ValueError, match="X_INT='4x' is not an integer"):
+        env_int("X_INT", 1)
