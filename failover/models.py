@@ -34,3 +34,105 @@ class FailureEventRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.type} ({self.source})"
+
+
+class StepType(models.TextChoices):
+    RESYNC_EXCHANGE_CONNECTION = "RESYNC_EXCHANGE_CONNECTION"
+    RESYNC_POSITIONS = "RESYNC_POSITIONS"
+    RESYNC_ORDERS = "RESYNC_ORDERS"
+    CLEAR_LOCAL_STATE = "CLEAR_LOCAL_STATE"
+    DISABLE_TRADING = "DISABLE_TRADING"
+    RESYNC_CONFIG = "RESYNC_CONFIG"
+    READ_PROCESS_STATE = "READ_PROCESS_STATE"
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class PlanStatus(models.TextChoices):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"  # a step failed; retried with backoff up to a limit
+    WAITING_OPERATOR = "WAITING_OPERATOR"  # retries exhausted: an operator retries it or leaves safe mode
+    SUPERSEDED = "SUPERSEDED"  # replaced by a newer plan that covers it
+
+
+class RecoveryPlanRecord(models.Model):
+    plan_id = models.CharField(max_length=40, unique=True)
+    run_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    failure = models.ForeignKey(FailureEventRecord, null=True, blank=True, on_delete=models.SET_NULL)
+    failure_type = models.CharField(max_length=40, choices=FailureType.choices, db_index=True)
+    status = models.CharField(max_length=20, choices=PlanStatus.choices, default=PlanStatus.PENDING, db_index=True)
+    generated_at = models.DateTimeField(db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    symbols = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-generated_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.plan_id} {self.failure_type} {self.status}"
+
+
+class RecoveryStepRecord(models.Model):
+    plan = models.ForeignKey(RecoveryPlanRecord, on_delete=models.CASCADE, related_name="steps")
+    step_id = models.CharField(max_length=20)  # "step-001", as the spec writes it
+    position = models.PositiveIntegerField()
+    type = models.CharField(max_length=40, choices=StepType.choices)
+    status = models.CharField(max_length=10, choices=StepStatus.choices, default=StepStatus.PENDING, db_index=True)
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=120, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)  # the sweeper resets steps whose worker went quiet
+
+    class Meta:
+        ordering = ["plan", "position"]
+        constraints = [models.UniqueConstraint(fields=["plan", "position"], name="one_step_per_position")]
+
+    def __str__(self) -> str:
+        return f"{self.step_id} {self.type} {self.status}"
+
+
+class FailoverStateRecord(models.Model):
+    """The one failover state of an environment (``run_id``); every change bumps ``version``."""
+
+    run_id = models.CharField(max_length=64, blank=True, default="", unique=True)
+    safe_mode = models.BooleanField(default=True)  # fail closed until a first start has recovered
+    reason = models.CharField(max_length=40, null=True, blank=True)
+    since = models.DateTimeField(null=True, blank=True)
+    planned = models.BooleanField(default=False)  # an operator asked for it: health stays OK
+    last_failure = models.ForeignKey(FailureEventRecord, null=True, blank=True, on_delete=models.SET_NULL)
+    recovery_in_progress = models.BooleanField(default=False)
+    current_plan = models.ForeignKey(
+        RecoveryPlanRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    trading_enabled = models.BooleanField(default=True)
+    version = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"safeMode={'ON' if self.safe_mode else 'OFF'} reason={self.reason} v{self.version}"
+
+
+class OperatorAction(models.Model):
+    """Who did what, from the dashboard or the API: the audit trail of manual actions."""
+
+    run_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    at = models.DateTimeField(db_index=True)
+    username = models.CharField(max_length=150)
+    action = models.CharField(max_length=60)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
