@@ -1,0 +1,206 @@
+"""The pybit adapter's streaming half: public and private WebSockets that are watched, not trusted.
+
+pybit's WebSocket can die silently (a malformed message, an exception in a
+callback, a burst of failed reconnects, an auth or subscribe refusal) and has no
+disconnect callback. So the product measures each stream itself (connected or
+not, time since anything arrived, including pongs) and rebuilds a stream that
+stayed down, with backoff. Every raw message goes to one sink; the sink and the
+parsing here never raise into pybit's thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from trading.exchange.port import StreamSink, StreamStatus
+
+logger = logging.getLogger(__name__)
+
+PUBLIC = "public"
+PRIVATE = "private"
+
+
+def monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class MonitoredSocketMixin:
+    """Mixed in front of a pybit ``WebSocket`` class: records liveness, drops hostile frames."""
+
+    def __init__(self, *args: Any, stream_status: StreamStatus, on_hostile: Callable[[str], None], **kwargs: Any):
+        self._stream_status = stream_status
+        self._on_hostile = on_hostile
+        super().__init__(*args, **kwargs)
+
+    def _on_message(self, message: str) -> None:
+        self._stream_status.last_message_ms = monotonic_ms()
+        try:
+            parsed = json.loads(message)
+        except ValueError:
+            # pybit would let this kill its thread; the product reports it and keeps the stream.
+            self._on_hostile(f"not JSON: {message[:80]!r}")
+            return
+        if not isinstance(parsed, dict):
+            self._on_hostile(f"not an object: {message[:80]!r}")
+            return
+        if parsed.get("ret_msg") == "pong" or parsed.get("op") == "pong":
+            return
+        self.callback(parsed)
+
+    def _on_pong(self) -> None:
+        self._stream_status.last_message_ms = monotonic_ms()
+        super()._on_pong()
+
+
+SocketFactory = Callable[..., Any]
+"""Builds a connected pybit WebSocket: factory(channel_type, stream_status=, on_hostile=, callback_function=)."""
+
+
+class ManagedStream:
+    """One pybit WebSocket and the means to rebuild it."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        factory: SocketFactory,
+        subscribe: Callable[[Any], None],
+        sink: StreamSink,
+        rebuild_after_ms: int = 3000,
+        max_backoff_ms: int = 30000,
+        build_timeout_s: float = 15.0,
+    ) -> None:
+        self.name = name
+        self.status = StreamStatus(name=name)
+        self.hostile_messages = 0
+        self._factory = factory
+        self._subscribe = subscribe
+        self._sink = sink
+        self._socket: Any = None
+        self._down_since_ms: int | None = None
+        self._next_build_ms = 0
+        self._backoff_ms = 500
+        self._rebuild_after_ms = rebuild_after_ms
+        self._max_backoff_ms = max_backoff_ms
+        self._build_timeout_s = build_timeout_s
+        self._building: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # Called from pybit's thread: never raise.
+    def _deliver(self, message: dict[str, Any]) -> None:
+        try:
+            self._sink(self.name, message)
+        except Exception:
+            logger.exception("stream sink failed on a %s message", self.name)
+
+    def _hostile(self, description: str) -> None:
+        self.hostile_messages += 1
+        logger.warning("hostile message on the %s stream: %s", self.name, description)
+        self.status.errors.append(description)
+        del self.status.errors[:-20]
+
+    def is_connected(self) -> bool:
+        socket = self._socket
+        if socket is None:
+            return False
+        try:
+            return bool(socket.is_connected())
+        except Exception:
+            return False
+
+    def start(self) -> None:
+        """Build the first socket in the background; ``check`` keeps it alive after that."""
+        self._spawn_build()
+
+    def check(self, now_ms: int | None = None) -> StreamStatus:
+        """Measure the stream and rebuild it if it stayed down; call this periodically."""
+        now = monotonic_ms() if now_ms is None else now_ms
+        connected = self.is_connected()
+        self.status.connected = connected
+        if connected:
+            self._down_since_ms = None
+            return self.status
+        if self._down_since_ms is None:
+            self._down_since_ms = now
+        # pybit reconnects by itself after most drops; give it a moment, then assume it gave up.
+        if now - self._down_since_ms >= self._rebuild_after_ms and now >= self._next_build_ms:
+            self.status.gave_up = True
+            self._spawn_build()
+            self._next_build_ms = now + self._backoff_ms
+            self._backoff_ms = min(self._backoff_ms * 2, self._max_backoff_ms)
+        return self.status
+
+    def _spawn_build(self) -> None:
+        with self._lock:
+            if self._building is not None and self._building.is_alive():
+                return
+            self._building = threading.Thread(target=self._build, name=f"build-{self.name}-ws", daemon=True)
+            self._building.start()
+
+    def _build(self) -> None:
+        old, self._socket = self._socket, None
+        if old is not None:
+            _close_quietly(old)
+        try:
+            socket = self._factory(stream_status=self.status, on_hostile=self._hostile, callback_function=self._deliver)
+            if not socket.is_connected():
+                raise ConnectionError("connected socket expected from the factory")
+            self._subscribe(socket)
+        except Exception as exc:  # refused, timed out, auth refused: try again after backoff
+            logger.warning("building the %s stream failed: %s", self.name, exc)
+            self.status.errors.append(f"build failed: {exc}")
+            del self.status.errors[:-20]
+            return
+        self._socket = socket
+        self.status.connects += 1
+        self.status.rebuilds += 1 if self.status.connects > 1 else 0
+        self.status.gave_up = False
+        self._backoff_ms = 500
+        self.status.last_message_ms = monotonic_ms()
+
+    def close(self) -> None:
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            _close_quietly(socket)
+
+
+def _close_quietly(socket: Any) -> None:
+    closer = threading.Thread(target=_exit_socket, args=(socket,), daemon=True)
+    closer.start()
+    closer.join(timeout=2.0)  # pybit's exit() waits for the socket; never let it hang the caller
+
+
+def _exit_socket(socket: Any) -> None:
+    try:
+        socket.exit()
+    except Exception:
+        pass
+
+
+def public_subscriber(symbols: list[str], *, depth: int = 50) -> Callable[[Any], None]:
+    """Subscribe order book, trades and tickers of ``symbols`` on a public socket."""
+
+    def subscribe(socket: Any) -> None:
+        def ignore(_: Any) -> None:
+            return None
+
+        socket.subscribe(topic=f"orderbook.{depth}.{{symbol}}", callback=ignore, symbol=symbols)
+        socket.subscribe(topic="publicTrade.{symbol}", callback=ignore, symbol=symbols)
+        socket.subscribe(topic="tickers.{symbol}", callback=ignore, symbol=symbols)
+
+    return subscribe
+
+
+def private_subscriber(socket: Any) -> None:
+    """Subscribe the private topics the product tracks."""
+
+    def ignore(_: Any) -> None:
+        return None
+
+    for topic in ("order", "execution", "position", "wallet"):
+        socket.subscribe(topic=topic, callback=ignore)
