@@ -1,0 +1,118 @@
+"""The notification bus between processes: Redis pub/sub, one channel per environment.
+
+A change of failover state made by any process (a Celery worker, the web
+process, the trader) is published here after its transaction commits; the
+trader listens and re-reads the state within milliseconds. Pub/sub loses
+messages while a listener is disconnected, so listeners also re-read
+periodically: the bus makes it fast, the periodic read makes it certain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+BusHandler = Callable[[dict[str, Any]], None]
+
+
+def channel_name(run_id: str = "") -> str:
+    return f"scalper:bus:{run_id or 'main'}"
+
+
+_clients: dict[str, redis.Redis] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(url: str) -> redis.Redis:
+    with _clients_lock:
+        client = _clients.get(url)
+        if client is None:
+            client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=10)
+            _clients[url] = client
+        return client
+
+
+def publish(kind: str, payload: dict[str, Any] | None = None, *, run_id: str = "", url: str = "") -> bool:
+    """Publish one notification; False (and a log line) when Redis cannot be reached.
+
+    A lost notification is tolerated by design (listeners re-read periodically),
+    so a Redis outage never fails the transaction that caused it.
+    """
+    message = json.dumps({"kind": kind, "payload": payload or {}, "sentAt": time.time()})
+    try:
+        _client(url or settings.REDIS_URL).publish(channel_name(run_id), message)
+        return True
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("bus publish of %s failed: %s", kind, exc)
+        return False
+
+
+class BusListener:
+    """A daemon thread that hands every bus message of one environment to ``handler``.
+
+    It reconnects by itself; ``connected`` tells whether it is subscribed right now.
+    """
+
+    def __init__(self, handler: BusHandler, *, run_id: str = "", url: str = "") -> None:
+        self._handler = handler
+        self._channel = channel_name(run_id)
+        self._url = url or settings.REDIS_URL
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bus-listener", daemon=True)
+        self.connected = threading.Event()
+
+    def start(self) -> BusListener:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=3)
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            client = redis.Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=None)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self._channel)
+                self.connected.set()
+                backoff = 0.2
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is None:
+                        continue
+                    self._dispatch(message.get("data"))
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("bus listener lost Redis: %s", exc)
+            finally:
+                self.connected.clear()
+                try:
+                    pubsub.close()
+                    client.close()
+                except Exception:
+                    pass
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _dispatch(self, data: Any) -> None:
+        try:
+            message = json.loads(data)
+            if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
+                raise ValueError("a bus message is an object with a string 'kind'")
+        except (TypeError, ValueError) as exc:
+            logger.warning("ignored a malformed bus message: %s", exc)
+            return
+        try:
+            self._handler(message)
+        except Exception:  # the listener outlives a failing handler
+            logger.exception("bus handler failed on %s", message.get("kind"))
