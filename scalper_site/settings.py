@@ -179,6 +179,13 @@ BYBIT_API_KEY = env_str("BYBIT_API_KEY")
 BYBIT_API_SECRET = env_str("BYBIT_API_SECRET")
 BYBIT_ENV = env_str("BYBIT_ENV", "mainnet")  # mainnet | testnet | demo
 
+# Alert sinks beyond the database and the dashboard: off until configured.
+ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
+TELEGRAM_BOT_TOKEN = env_str("TELEGRAM_BOT_TOKEN")
+TELEGRAM_CHAT_ID = env_str("TELEGRAM_CHAT_ID")
+TELEGRAM_API_BASE = env_str("TELEGRAM_API_BASE", "https://api.telegram.org")
+ALERT_HTTP_TIMEOUT_S = float(env_str("ALERT_HTTP_TIMEOUT_S", "3"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
