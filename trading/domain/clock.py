@@ -1,0 +1,63 @@
+"""Time sources for the domain: the wall clock and a manual clock for tests.
+
+Every engine that needs "now" takes a ``Clock`` in its constructor, so replay,
+simulation and tests drive time explicitly and nothing reads the wall clock
+behind the caller's back.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+MS_PER_DAY = 86_400_000
+
+
+class Clock(Protocol):
+    """Tell the current time as integer milliseconds since the Unix epoch (UTC)."""
+
+    def now_ms(self) -> int: ...
+
+
+class SystemClock:
+    """Read the machine's wall clock."""
+
+    __slots__ = ()
+
+    def now_ms(self) -> int:
+        """Return the wall-clock time in epoch milliseconds."""
+        return time.time_ns() // 1_000_000
+
+
+class ManualClock:
+    """Hold a time that only moves when told to (tests, replay)."""
+
+    __slots__ = ("_now_ms",)
+
+    def __init__(self, start_ms: int = 0) -> None:
+        self._now_ms = int(start_ms)
+
+    def now_ms(self) -> int:
+        """Return the held time."""
+        return self._now_ms
+
+    def set(self, now_ms: int) -> None:
+        """Jump to ``now_ms``."""
+        self._now_ms = int(now_ms)
+
+    def advance(self, delta_ms: int) -> int:
+        """Move forward by ``delta_ms`` and return the new time."""
+        self._now_ms += int(delta_ms)
+        return self._now_ms
+
+
+def utc_day(ts_ms: int) -> int:
+    """Return the UTC day number (days since the epoch) of ``ts_ms``."""
+    return ts_ms // MS_PER_DAY
+
+
+def iso_ms(ts_ms: int) -> str:
+    """Format epoch milliseconds as the contract's ISO form, e.g. ``2025-11-18T15:20:30.000Z``."""
+    dt = datetime.fromtimestamp(ts_ms // 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"

@@ -1,0 +1,388 @@
+"""The trading config: a validated pydantic model and the hot-reloading engine.
+
+``TradingConfig`` is strict on purpose: a string where a number belongs, an
+unknown key (a typo), a NaN or an out-of-range value is refused with an error
+that names the field path, instead of being coerced into something the operator
+did not write. Every field has a default, so a ``config.json`` only needs the
+values it changes; ``DEFAULT_CONFIG`` is the spec's built-in "fallback config".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from trading.domain.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+
+class _Section(BaseModel):
+    # strict: "5" is not 5; forbid: a misspelt key is an error, not a silent default.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _greater_than(info: ValidationInfo, value: float, other: str) -> None:
+    """Refuse ``value`` unless it exceeds the already-validated field ``other``."""
+    bound = info.data.get(other)
+    if bound is not None and value <= bound:
+        raise ValueError(f"must be greater than {other} ({bound})")
+
+
+class FeatureConfig(_Section):
+    vol_half_life_ms: float = Field(30_000.0, gt=0, le=86_400_000)
+    vol_horizon_ms: float = Field(60_000.0, gt=0, le=86_400_000)  # vol_bps is the 1-sigma move over this horizon
+    flow_half_life_ms: float = Field(5_000.0, gt=0, le=86_400_000)
+    vwap_half_life_ms: float = Field(60_000.0, gt=0, le=86_400_000)
+    momentum_fast_half_life_ms: float = Field(2_000.0, gt=0, le=86_400_000)
+    momentum_slow_half_life_ms: float = Field(15_000.0, gt=0, le=86_400_000)
+    warmup_events: int = Field(50, ge=1, le=1_000_000)
+
+    @field_validator("momentum_slow_half_life_ms")
+    @classmethod
+    def _slow_after_fast(cls, value: float, info: ValidationInfo) -> float:
+        _greater_than(info, value, "momentum_fast_half_life_ms")
+        return value
+
+
+class RegimeConfig(_Section):
+    high_vol_enter_bps: float = Field(60.0, gt=0)
+    high_vol_exit_bps: float = Field(45.0, gt=0)
+    trend_enter: float = Field(1.0, gt=0)  # |slow momentum| / volatility that starts a trend
+    trend_exit: float = Field(0.5, ge=0)  # ... and below which the trend ends
+    confirm_updates: int = Field(3, ge=1, le=10_000)
+
+    @field_validator("high_vol_exit_bps")
+    @classmethod
+    def _vol_exit_below_enter(cls, value: float, info: ValidationInfo) -> float:
+        enter = info.data.get("high_vol_enter_bps")
+        if enter is not None and value >= enter:
+            raise ValueError(f"must be less than high_vol_enter_bps ({enter})")
+        return value
+
+    @field_validator("trend_exit")
+    @classmethod
+    def _trend_exit_below_enter(cls, value: float, info: ValidationInfo) -> float:
+        enter = info.data.get("trend_enter")
+        if enter is not None and value >= enter:
+            raise ValueError(f"must be less than trend_enter ({enter})")
+        return value
+
+
+class ScoringWeights(_Section):
+    momentum_fast: float = Field(0.3, ge=-10, le=10)
+    momentum_slow: float = Field(0.2, ge=-10, le=10)
+    order_flow: float = Field(0.3, ge=-10, le=10)
+    vwap: float = Field(0.1, ge=-10, le=10)
+    regime: float = Field(0.1, ge=-10, le=10)
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> ScoringWeights:
+        if self.abs_sum() == 0:
+            raise ValueError("at least one weight must be non-zero")
+        return self
+
+    def abs_sum(self) -> float:
+        """Return the sum of absolute weights (the score's normaliser)."""
+        return (
+            abs(self.momentum_fast) + abs(self.momentum_slow) + abs(self.order_flow) + abs(self.vwap) + abs(self.regime)
+        )
+
+
+class ScoringConfig(_Section):
+    weights: ScoringWeights = ScoringWeights()
+    momentum_scale_bps: float = Field(10.0, gt=0)  # momentum that counts as full conviction
+    vwap_scale_bps: float = Field(20.0, gt=0)
+    max_spread_bps: float = Field(10.0, gt=0)  # spread at which the spread penalty is full
+    spread_penalty: float = Field(0.5, ge=0, le=1)
+    high_vol_factor: float = Field(0.5, ge=0, le=1)  # scores are multiplied by this in HIGH_VOL
+    watch_threshold: float = Field(0.35, gt=0, le=1)
+    entry_threshold: float = Field(0.6, gt=0, le=1)
+
+    @field_validator("entry_threshold")
+    @classmethod
+    def _entry_not_below_watch(cls, value: float, info: ValidationInfo) -> float:
+        watch = info.data.get("watch_threshold")
+        if watch is not None and value < watch:
+            raise ValueError(f"must be greater than or equal to watch_threshold ({watch})")
+        return value
+
+
+class StateMachineConfig(_Section):
+    watch_timeout_ms: int = Field(30_000, gt=0, le=86_400_000)
+    arm_timeout_ms: int = Field(5_000, gt=0, le=86_400_000)
+    order_request_timeout_ms: int = Field(10_000, gt=0, le=86_400_000)
+    cooldown_ms: int = Field(60_000, ge=0, le=86_400_000)
+
+
+class RiskConfig(_Section):
+    trading_enabled: bool = True
+    risk_per_trade_pct: float = Field(0.25, gt=0, le=5)  # of equity lost if the stop is hit
+    max_open_positions: int = Field(3, ge=1, le=100)
+    max_heat_pct: float = Field(300.0, gt=0, le=10_000)  # total notional / equity, in percent
+    daily_loss_limit_pct: float = Field(2.0, gt=0, le=100)
+    default_leverage: int = Field(5, ge=1, le=100)
+    stop_vol_multiple: float = Field(1.5, gt=0, le=100)  # stop distance = multiple x vol_bps x price
+    min_stop_bps: float = Field(5.0, ge=0, le=5_000)  # floor so a dead-calm market does not size huge
+    take_profit_multiple: float = Field(2.0, gt=0, le=100)  # take profit distance = multiple x stop distance
+
+
+class QualityConfig(_Section):
+    slippage_window: int = Field(20, ge=1, le=10_000)  # fills kept per symbol
+    slippage_window_s: float = Field(900.0, gt=0, le=604_800)  # older fills age out, so a blocked symbol recovers
+    max_slippage_bps: float = Field(20.0, gt=0)  # average adverse slippage at which the score reaches 0
+    quality_threshold: float = Field(50.0, ge=0, le=100)
+    recovery_threshold: float = Field(70.0, ge=0, le=100)
+
+    @field_validator("recovery_threshold")
+    @classmethod
+    def _recovery_above_threshold(cls, value: float, info: ValidationInfo) -> float:
+        _greater_than(info, value, "quality_threshold")
+        return value
+
+
+class LatencyConfig(_Section):
+    window: int = Field(1024, ge=16, le=65_536)  # samples kept per channel
+    warn_ms: float = Field(250.0, gt=0)
+    error_ms: float = Field(1_000.0, gt=0)
+
+    @field_validator("error_ms")
+    @classmethod
+    def _error_above_warn(cls, value: float, info: ValidationInfo) -> float:
+        _greater_than(info, value, "warn_ms")
+        return value
+
+
+class DetectorConfig(_Section):
+    rest_failures_unavailable: int = Field(3, ge=1, le=1_000)  # consecutive REST failures -> EXCHANGE_UNAVAILABLE
+    public_reconnects_max: int = Field(3, ge=1, le=1_000)  # reconnects within the window -> PUBLIC_WS_DEGRADED
+    public_reconnects_window_s: float = Field(60.0, gt=0, le=86_400)
+    market_data_stale_s: float = Field(10.0, gt=0, le=3_600)
+    private_silence_s: float = Field(30.0, gt=0, le=3_600)
+    latency_avg_ms: float = Field(500.0, gt=0)
+    latency_sustain_s: float = Field(10.0, gt=0, le=3_600)
+    packet_loss_window_s: float = Field(60.0, gt=0, le=86_400)
+
+
+class FailoverConfig(_Section):
+    safe_mode_warn_after_s: float = Field(300.0, gt=0, le=86_400)
+    recovery_warn_after_s: float = Field(300.0, gt=0, le=86_400)  # the spec's "e.g. > 5 min"
+    recovery_error_after_s: float = Field(900.0, gt=0, le=86_400)
+    process_state_interval_s: float = Field(5.0, ge=5, le=15)
+    recent_order_window_ms: int = Field(30_000, gt=0, le=3_600_000)
+    state_confirm_timeout_s: float = Field(10.0, gt=0, le=3_600)  # unconfirmed failover state -> treat as safe mode
+    detectors: DetectorConfig = DetectorConfig()
+
+    @field_validator("recovery_error_after_s")
+    @classmethod
+    def _error_after_warn(cls, value: float, info: ValidationInfo) -> float:
+        _greater_than(info, value, "recovery_warn_after_s")
+        return value
+
+
+class AlertsConfig(_Section):
+    dedupe_window_s: float = Field(60.0, ge=0, le=86_400)
+    crit_dedupe_window_s: float = Field(10.0, ge=0, le=86_400)
+
+
+class HealthConfig(_Section):
+    stale_after_s: float = Field(30.0, gt=0, le=86_400)
+
+
+class TradingConfig(_Section):
+    version: int = Field(1, ge=1)
+    features: FeatureConfig = FeatureConfig()
+    regime: RegimeConfig = RegimeConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    state_machine: StateMachineConfig = StateMachineConfig()
+    risk: RiskConfig = RiskConfig()
+    quality: QualityConfig = QualityConfig()
+    latency: LatencyConfig = LatencyConfig()
+    failover: FailoverConfig = FailoverConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    health: HealthConfig = HealthConfig()
+
+
+DEFAULT_CONFIG = TradingConfig()
+
+
+def default_config_json() -> str:
+    """Return ``DEFAULT_CONFIG`` as the text of a complete ``config.json``."""
+    return DEFAULT_CONFIG.model_dump_json(indent=2) + "\n"
+
+
+def format_validation_errors(exc: ValidationError) -> list[str]:
+    """Turn pydantic errors into ``section.field: message`` lines."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in err["loc"]) or "(root)"
+        lines.append(f"{where}: {err['msg']}")
+    return lines
+
+
+def parse_config(text: str) -> TradingConfig:
+    """Parse and validate config text; raise ``ConfigError`` with readable errors."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"(root): invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]) from exc
+    try:
+        return TradingConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_errors(exc)) from exc
+
+
+class ConfigError(ValueError):
+    """A config text that does not parse or validate; ``errors`` names each field."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigApplied:
+    """A new config is in force (``source``: file, default or fallback)."""
+
+    config: TradingConfig
+    previous: TradingConfig
+    source: str
+    at: int  # epoch ms
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigInvalid:
+    """A config file was refused; the running config stays in force."""
+
+    path: str
+    errors: list[str] = field(default_factory=list)
+    at: int = 0  # epoch ms
+
+
+ConfigEvent = ConfigApplied | ConfigInvalid
+ConfigListener = Callable[[ConfigEvent], None]
+
+SOURCE_FILE = "file"
+SOURCE_DEFAULT = "default"
+SOURCE_FALLBACK = "fallback"
+
+
+class ConfigEngine:
+    """Load ``config.json``, hot-reload it when it changes, refuse invalid versions.
+
+    ``config`` is always a complete, validated, immutable ``TradingConfig``;
+    replacing the reference is atomic, so readers never see half a config.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], clock: Clock) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._config: TradingConfig = DEFAULT_CONFIG
+        self._listeners: list[ConfigListener] = []
+        self._fingerprint: tuple[int, int, int] | None = None
+        self.source: str = SOURCE_DEFAULT
+        self.on_fallback = False
+        self.last_errors: list[str] = []
+        self.message = "not loaded yet; using the built-in default"
+
+    @property
+    def config(self) -> TradingConfig:
+        """Return the config in force."""
+        return self._config
+
+    def add_listener(self, listener: ConfigListener) -> None:
+        """Call ``listener`` with every ``ConfigApplied`` and ``ConfigInvalid`` event."""
+        self._listeners.append(listener)
+
+    def load(self) -> ConfigEvent | None:
+        """Read the file now, whatever its fingerprint; return the event it caused."""
+        return self._read(self._stat())
+
+    def poll(self) -> ConfigEvent | None:
+        """Reload if the file's mtime, size or inode changed; return the event it caused."""
+        fingerprint = self._stat()
+        if fingerprint == self._fingerprint:
+            return None
+        return self._read(fingerprint)
+
+    def use_fallback(self, reason: str = "fallback requested") -> ConfigApplied:
+        """Switch to ``DEFAULT_CONFIG`` and stay there until a valid file change arrives."""
+        self.on_fallback = True
+        self.message = f"on the built-in fallback config: {reason}"
+        logger.warning("config: %s", self.message)
+        return self._apply(DEFAULT_CONFIG, SOURCE_FALLBACK)
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _read(self, fingerprint: tuple[int, int, int] | None) -> ConfigEvent | None:
+        self._fingerprint = fingerprint
+        if fingerprint is None:
+            return self._missing()
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            new = parse_config(text)
+        except FileNotFoundError:
+            # Deleted between stat and read: the next poll sees it missing.
+            self._fingerprint = None
+            return self._missing()
+        except (OSError, UnicodeDecodeError) as exc:
+            return self._refuse([f"(root): cannot read file: {exc}"])
+        except ConfigError as exc:
+            return self._refuse(exc.errors)
+        self.on_fallback = False
+        self.last_errors = []
+        self.message = f"loaded {self.path.name}"
+        return self._apply(new, SOURCE_FILE)
+
+    def _missing(self) -> ConfigEvent | None:
+        if self.source == SOURCE_FILE:
+            # A file that vanished while running: keep what is in force, say so.
+            self.message = f"{self.path.name} is missing; keeping the config in force"
+            logger.warning("config: %s", self.message)
+            return None
+        self.message = f"{self.path.name} not found; using the built-in default"
+        logger.info("config: %s", self.message)
+        if self._config is DEFAULT_CONFIG:
+            return None
+        return self._apply(DEFAULT_CONFIG, SOURCE_DEFAULT)
+
+    def _refuse(self, errors: list[str]) -> ConfigInvalid:
+        self.last_errors = list(errors)
+        self.message = f"{self.path.name} refused, keeping the config in force: " + "; ".join(errors)
+        logger.error("config: %s", self.message)
+        event = ConfigInvalid(path=str(self.path), errors=list(errors), at=self._clock.now_ms())
+        self._notify(event)
+        return event
+
+    def _apply(self, new: TradingConfig, source: str) -> ConfigApplied:
+        previous = self._config
+        self._config = new
+        self.source = source
+        event = ConfigApplied(config=new, previous=previous, source=source, at=self._clock.now_ms())
+        self._notify(event)
+        return event
+
+    def _notify(self, event: ConfigEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                # One broken listener must not keep the others from hearing about it.
+                logger.exception("config listener %r failed", listener)
+
+
+def config_to_dict(config: TradingConfig) -> dict[str, Any]:
+    """Return ``config`` as plain JSON-ready data (for the API and process state)."""
+    return config.model_dump(mode="json")
