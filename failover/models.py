@@ -118,6 +118,10 @@ class FailoverStateRecord(models.Model):
         RecoveryPlanRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     trading_enabled = models.BooleanField(default=True)
+    # Where this environment trades (exchange target without secrets, data folder,
+    # symbols, mode), written by its trader at start so recovery steps in any
+    # worker reach the same exchange and files.
+    context = models.JSONField(default=dict, blank=True)
     version = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField()
 

@@ -1,0 +1,117 @@
+"""How other processes see and steer the trader: a heartbeat and acknowledged commands.
+
+Views, Celery tasks and the dashboard never reach into the trader's memory.
+They read its heartbeat (a Redis key it refreshes every second, gone when it
+stops refreshing) and send it commands over the bus; the trader carries a
+command out on its pipeline thread and writes an acknowledgement.
+
+Heartbeat (JSON at ``scalper:trader:<env>:heartbeat``, expires after 10 s)::
+
+    {"pid": 123, "phase": "RUNNING", "at": 1763479195000, "mode": "SIM",
+     "symbols": ["BTCUSDT"], "safeMode": true,
+     "streams": {"public": {"connected": true, "lastMessageAgeMs": 40, "rebuilds": 0},
+                 "private": {"connected": true, "lastMessageAgeMs": 900, "rebuilds": 1}},
+     "restFailuresInARow": 0, "latencyAvgMs": {"rest": 2.1, "ws": 5.0},
+     "config": {"valid": true, "source": "file"}}
+
+Commands (bus kind ``trader.command``): ``reload_state``, ``clear_local_state``,
+``rebuild_streams``, ``reload_config``, ``panic_close``, ``arm_fault``.
+The acknowledgement (JSON at ``scalper:trader:<env>:ack:<commandId>``, kept 5
+minutes) is ``{"ok": bool, "result": {...}, "error": str | null}``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import redis
+from django.conf import settings
+
+from failover import bus
+
+HEARTBEAT_TTL_S = 10
+ACK_TTL_S = 300
+COMMANDS = frozenset(
+    {"reload_state", "clear_local_state", "rebuild_streams", "reload_config", "panic_close", "arm_fault"}
+)
+
+
+class TraderUnavailable(RuntimeError):
+    """No trader answered: none is running for this environment, or it did not acknowledge in time."""
+
+
+def _env(run_id: str) -> str:
+    return run_id or "main"
+
+
+def heartbeat_key(run_id: str = "") -> str:
+    return f"scalper:trader:{_env(run_id)}:heartbeat"
+
+
+def ack_key(run_id: str, command_id: str) -> str:
+    return f"scalper:trader:{_env(run_id)}:ack:{command_id}"
+
+
+def _redis(url: str = "") -> redis.Redis:
+    return redis.Redis.from_url(url or settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+
+
+def write_heartbeat(beat: dict[str, Any], *, run_id: str = "", client: redis.Redis | None = None) -> None:
+    (client or _redis()).set(heartbeat_key(run_id), json.dumps(beat), ex=HEARTBEAT_TTL_S)
+
+
+def read_heartbeat(*, run_id: str = "", max_age_ms: int = 5000) -> dict[str, Any] | None:
+    """The trader's last heartbeat, or None when it is missing, unreadable or older than ``max_age_ms``."""
+    try:
+        raw = _redis().get(heartbeat_key(run_id))
+    except (redis.RedisError, OSError):
+        return None
+    if raw is None:
+        return None
+    try:
+        beat = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(beat, dict) or time.time() * 1000 - float(beat.get("at", 0)) > max_age_ms:
+        return None
+    return beat
+
+
+def write_ack(
+    command_id: str,
+    *,
+    ok: bool,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+    run_id: str = "",
+    client: redis.Redis | None = None,
+) -> None:
+    body = json.dumps({"ok": ok, "result": result or {}, "error": error}, default=str)
+    (client or _redis()).set(ack_key(run_id, command_id), body, ex=ACK_TTL_S)
+
+
+def send_command(
+    command: str, *, run_id: str = "", args: dict[str, Any] | None = None, wait_s: float = 10.0
+) -> dict[str, Any]:
+    """Send ``command`` to the trader and wait for its acknowledgement.
+
+    Raises ``TraderUnavailable`` when no trader heartbeat exists or no
+    acknowledgement arrives within ``wait_s``.
+    """
+    if command not in COMMANDS:
+        raise ValueError(f"unknown trader command {command!r}")
+    if read_heartbeat(run_id=run_id) is None:
+        raise TraderUnavailable(f"no trader is running for environment {_env(run_id)!r}")
+    command_id = uuid.uuid4().hex
+    bus.publish("trader.command", {"command": command, "commandId": command_id, "args": args or {}}, run_id=run_id)
+    client = _redis()
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        raw = client.get(ack_key(run_id, command_id))
+        if raw is not None:
+            return json.loads(raw)
+        time.sleep(0.02)
+    raise TraderUnavailable(f"the trader did not acknowledge {command!r} within {wait_s:.0f}s")
