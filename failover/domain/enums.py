@@ -1,0 +1,122 @@
+"""The failover vocabulary: failure types and sources, modes, phases, sides and statuses.
+
+Every enum is a ``StrEnum``, so a member is its JSON value (``str(member)`` and
+``json.dumps`` both give ``"SIM"``), and the Django ``TextChoices`` in
+``failover.models`` carry the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+
+Clock = Callable[[], datetime]
+"""Returns the current time, timezone-aware; injected so tests never read the wall clock."""
+
+
+def utc_now() -> datetime:
+    """Return the current UTC time (the production clock)."""
+    return datetime.now(UTC)
+
+
+class FailureType(StrEnum):
+    """The failure taxonomy (spec section 2); the same values as ``failover.models.FailureType``."""
+
+    EXCHANGE_UNAVAILABLE = "EXCHANGE_UNAVAILABLE"
+    PRIVATE_WS_DISCONNECTED = "PRIVATE_WS_DISCONNECTED"
+    PUBLIC_WS_DEGRADED = "PUBLIC_WS_DEGRADED"
+    NON_SYNC_STATE = "NON_SYNC_STATE"
+    LATENCY_TOO_HIGH = "LATENCY_TOO_HIGH"
+    PACKET_LOSS = "PACKET_LOSS"
+    MODULE_CRASH = "MODULE_CRASH"
+    DATA_CORRUPTION = "DATA_CORRUPTION"
+    CONFIG_INVALID = "CONFIG_INVALID"
+    PROCESS_RESTART = "PROCESS_RESTART"
+    UNEXPECTED_SHUTDOWN = "UNEXPECTED_SHUTDOWN"
+
+
+class FailureSource(StrEnum):
+    """Known reporters of failures; ``FailureEvent.source`` also takes any other non-empty string."""
+
+    EXECUTION_ENGINE = "EXECUTION_ENGINE"
+    MARKET_DATA_SERVICE = "MARKET_DATA_SERVICE"
+    FEATURE_ENGINE = "FEATURE_ENGINE"
+    REGIME_ENGINE = "REGIME_ENGINE"
+    SCORING_ENGINE = "SCORING_ENGINE"
+    STATE_MACHINE = "STATE_MACHINE"
+    RISK_ENGINE = "RISK_ENGINE"
+    CONFIG_ENGINE = "CONFIG_ENGINE"
+    PROCESS_STATE_STORE = "PROCESS_STATE_STORE"
+    RECONCILER = "RECONCILER"
+    LATENCY_MONITOR = "LATENCY_MONITOR"
+    FAILOVER_MANAGER = "FAILOVER_MANAGER"
+    OPERATOR = "OPERATOR"
+
+
+class RunMode(StrEnum):
+    SIM = "SIM"
+    DRY_RUN = "DRY_RUN"
+    LIVE = "LIVE"
+    REPLAY = "REPLAY"
+
+
+class Phase(StrEnum):
+    IDLE = "IDLE"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    RECOVERING = "RECOVERING"
+
+
+class PositionSide(StrEnum):
+    LONG = "LONG"
+    SHORT = "SHORT"
+
+
+class OrderSide(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderStatus(StrEnum):
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+class StepType(StrEnum):
+    RESYNC_EXCHANGE_CONNECTION = "RESYNC_EXCHANGE_CONNECTION"
+    RESYNC_POSITIONS = "RESYNC_POSITIONS"
+    RESYNC_ORDERS = "RESYNC_ORDERS"
+    CLEAR_LOCAL_STATE = "CLEAR_LOCAL_STATE"
+    DISABLE_TRADING = "DISABLE_TRADING"
+    RESYNC_CONFIG = "RESYNC_CONFIG"
+    READ_PROCESS_STATE = "READ_PROCESS_STATE"
+
+
+class StepStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class PlanStatus(StrEnum):
+    """The values of ``failover.models.PlanStatus``.
+
+    ``plans.plan_status`` derives RUNNING, DONE or FAILED from the steps; PENDING,
+    WAITING_OPERATOR and SUPERSEDED are decisions of the service that runs plans.
+    """
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    WAITING_OPERATOR = "WAITING_OPERATOR"
+    SUPERSEDED = "SUPERSEDED"

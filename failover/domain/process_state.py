@@ -1,0 +1,225 @@
+"""The process's black box: ``process_state.json`` written atomically, and what a start makes of it.
+
+Corruption is reported by raising ``ProcessStateCorrupt`` (not by returning
+None): a None from ``load()`` always means "first start", and a corrupt file is
+an event the caller must act on (``exc.failure_event(at)`` is the
+DATA_CORRUPTION event to report; recovery then proceeds from exchange truth).
+The bad file has already been moved aside to ``exc.moved_to`` when the
+exception is raised, so the next ``load()`` returns None.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from failover.domain._codec import SchemaError, format_ts
+from failover.domain.files import TEMP_SUFFIX, atomic_write_json, move_aside, temp_prefix
+from failover.domain.types import (
+    Clock,
+    FailureEvent,
+    FailureSource,
+    FailureType,
+    Phase,
+    ProcessState,
+    utc_now,
+)
+
+_FIELDS = frozenset(f.name for f in fields(ProcessState))
+_GRACEFUL_PHASES = frozenset({Phase.STOPPING, Phase.IDLE})
+
+
+class ProcessStateCorrupt(Exception):
+    """``process_state.json`` did not parse or validate; it was moved to ``moved_to``."""
+
+    def __init__(self, path: Path, moved_to: Path, error: str) -> None:
+        self.path = path
+        self.moved_to = moved_to
+        self.error = error
+        super().__init__(f"{path.name} is corrupt ({error}); moved aside to {moved_to.name}")
+
+    def failure_event(self, at: datetime) -> FailureEvent:
+        """Return the DATA_CORRUPTION event the caller reports."""
+        return FailureEvent(
+            timestamp=at,
+            type=FailureType.DATA_CORRUPTION,
+            source=FailureSource.PROCESS_STATE_STORE,
+            message=f"{self.path.name} is corrupt; recovering from exchange truth",
+            details={"file": self.path.name, "movedTo": self.moved_to.name, "error": self.error},
+        )
+
+
+class ProcessStateMissing(RuntimeError):
+    """``update()`` was called before any state was saved or loaded."""
+
+
+class AnotherTraderRunning(RuntimeError):
+    """The process that wrote the state file is still alive: starting a second trader must be refused."""
+
+    def __init__(self, previous: ProcessState) -> None:
+        self.previous = previous
+        self.pid = previous.pid
+        super().__init__(
+            f"another trader (pid {previous.pid}, phase {previous.phase.value}, last update "
+            f"{format_ts(previous.last_update)}) is still running; stop it before starting a new one"
+        )
+
+
+class ProcessStateStore:
+    """Load, save and update one ``process_state.json``; safe to call from several threads.
+
+    ``save`` writes the state exactly as given; ``update`` applies snake_case
+    fields to the last saved or loaded state and stamps ``last_update`` from the
+    clock. The lock covers the file write too, so the file on disk always holds
+    the newest state in memory.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], clock: Clock = utc_now) -> None:
+        self._path = Path(path)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._current: ProcessState | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def current(self) -> ProcessState | None:
+        """Return the last state saved or loaded by this store, without reading the disk."""
+        return self._current
+
+    def load(self) -> ProcessState | None:
+        """Return the stored state, None if there is no file; raise ``ProcessStateCorrupt`` for a bad one."""
+        with self._lock:
+            try:
+                raw = self._path.read_bytes()
+            except FileNotFoundError:
+                self._current = None
+                return None
+            try:
+                state = ProcessState.from_dict(json.loads(raw.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError, SchemaError) as exc:
+                self._current = None
+                moved_to = move_aside(self._path, self._clock())
+                raise ProcessStateCorrupt(self._path, moved_to, _describe(exc)) from exc
+            self._current = state
+            return state
+
+    def save(self, state: ProcessState) -> None:
+        """Write ``state`` atomically and make it the base of later updates."""
+        if not isinstance(state, ProcessState):
+            raise TypeError(f"expected ProcessState, got {type(state).__name__}")
+        with self._lock:
+            atomic_write_json(self._path, state.to_dict())
+            self._current = state
+
+    def update(self, **partial: Any) -> ProcessState:
+        """Apply snake_case fields (``phase=Phase.RUNNING``, ``open_orders_snapshot=[...]``), save, return the state."""
+        unknown = set(partial) - _FIELDS
+        if unknown:
+            raise TypeError(f"unknown ProcessState fields {sorted(unknown)}; expected some of {sorted(_FIELDS)}")
+        with self._lock:
+            if self._current is None:
+                raise ProcessStateMissing("save() or load() a ProcessState before update()")
+            partial.setdefault("last_update", self._clock())
+            state = replace(self._current, **partial)  # re-runs every check of ProcessState
+            self.save(state)
+            return state
+
+    def stale_temp_files(self) -> list[Path]:
+        """Return temp files a killed writer left behind (they are incomplete and never read)."""
+        prefix = temp_prefix(self._path)
+        folder = self._path.parent
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.name.startswith(prefix) and p.name.endswith(TEMP_SUFFIX))
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Delete leftover temp files; call only once no other trader can be writing (after the start verdict)."""
+        removed = []
+        with self._lock:
+            for temp in self.stale_temp_files():
+                try:
+                    temp.unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(temp)
+        return removed
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    return f"invalid process state: {exc}"
+
+
+def os_pid_alive(pid: int) -> bool:
+    """Return whether a process with ``pid`` exists on this machine (signal 0 probes without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    except OSError as exc:
+        if exc.errno == errno.ESRCH:
+            return False
+        raise
+    return True
+
+
+def classify_previous_run(
+    previous: ProcessState | None, pid_alive: Callable[[int], bool], *, current_pid: int | None = None
+) -> FailureType | None:
+    """Decide what the previous run's state file says about how it ended.
+
+    - no file: None, a first start;
+    - the writer's pid is still alive (and is not ``current_pid``): raise
+      ``AnotherTraderRunning``, whatever the phase; two traders would both trade
+      and both write the file, and a process still STOPPING is still cancelling;
+    - phase STOPPING or IDLE: PROCESS_RESTART, the previous run shut down gracefully;
+    - phase STARTING, RUNNING or RECOVERING: UNEXPECTED_SHUTDOWN, it died mid-flight.
+
+    ``current_pid`` guards against our own pid being the recorded one, which is
+    routine in containers where the trader is always pid 1. ``pid_alive`` can be
+    stricter than ``os_pid_alive`` (check the command line) to rule out pid reuse.
+    """
+    if previous is None:
+        return None
+    if previous.pid != current_pid and pid_alive(previous.pid):
+        raise AnotherTraderRunning(previous)
+    if previous.phase in _GRACEFUL_PHASES:
+        return FailureType.PROCESS_RESTART
+    return FailureType.UNEXPECTED_SHUTDOWN
+
+
+def startup_failure_event(previous: ProcessState, verdict: FailureType, *, at: datetime) -> FailureEvent:
+    """Return the PROCESS_RESTART or UNEXPECTED_SHUTDOWN event for ``verdict``, with the previous run as evidence."""
+    if verdict not in (FailureType.PROCESS_RESTART, FailureType.UNEXPECTED_SHUTDOWN):
+        raise ValueError(f"not a start verdict: {verdict}")
+    how = "stopped gracefully" if verdict is FailureType.PROCESS_RESTART else (
+        f"stopped without a graceful shutdown (phase {previous.phase.value})"
+    )
+    return FailureEvent(
+        timestamp=at,
+        type=verdict,
+        source=FailureSource.PROCESS_STATE_STORE,
+        message=f"Previous trader (pid {previous.pid}) {how}",
+        details={
+            "previousPid": previous.pid,
+            "previousPhase": previous.phase.value,
+            "previousLastUpdate": format_ts(previous.last_update),
+            "openPositions": len(previous.open_positions_snapshot),
+            "openOrders": len(previous.open_orders_snapshot),
+        },
+    )
