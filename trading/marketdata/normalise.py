@@ -1,0 +1,252 @@
+"""Turn Bybit V5 public messages into ``MarketEvent`` values, surviving any input.
+
+The normaliser keeps its own per-symbol order book (sorted price lists beside
+size maps, so the touch is one index away) and a merged ticker per symbol. A
+message it cannot use produces no events and is counted in ``rejected`` by
+reason; it never raises to the caller and never leaves a book half-updated,
+because every message is validated before anything is applied.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from trading.marketdata.events import BOOK, TICKER, TRADE, MarketEvent
+from trading.marketdata.messages import KLINE, ORDERBOOK, PUBLIC_TRADE, TICKERS, split_topic
+
+# Rejection reasons, the keys of ``Normaliser.rejected``.
+NOT_OBJECT = "not_object"
+MISSING_TOPIC = "missing_topic"
+UNKNOWN_TOPIC = "unknown_topic"
+MISSING_FIELD = "missing_field"
+BAD_NUMBER = "bad_number"
+BAD_TYPE = "bad_type"
+SYMBOL_MISMATCH = "symbol_mismatch"
+DELTA_BEFORE_SNAPSHOT = "delta_before_snapshot"
+ABSENT_LEVEL_DELETE = "absent_level_delete"
+STALE_UPDATE = "stale_update"
+CROSSED_BOOK = "crossed_book"
+MALFORMED = "malformed"  # last resort: a shape the checks above did not foresee
+
+# Anomalies that still produce events, the keys of ``Normaliser.warnings``.
+UPDATE_GAP = "update_gap"  # orderbook u skipped ahead: messages were lost, the book may be stale
+ONE_SIDED_BOOK = "one_sided_book"  # applied, but no mid to report
+
+_INF = math.inf
+_SIDES = {"Buy": 1, "Sell": -1}
+
+
+class _Book:
+    """One symbol's book: ascending price lists (best bid last, best ask first) and size maps."""
+
+    __slots__ = ("bids", "asks", "bid_sizes", "ask_sizes", "u")
+
+    def __init__(self, u: int | None) -> None:
+        self.bids: list[float] = []
+        self.asks: list[float] = []
+        self.bid_sizes: dict[float, float] = {}
+        self.ask_sizes: dict[float, float] = {}
+        self.u = u
+
+
+def _apply(prices: list[float], sizes: dict[float, float], levels: list[tuple[float, float]]) -> None:
+    """Apply validated levels to one side: size 0 deletes, a new price inserts, else update."""
+    for p, q in levels:
+        if q == 0.0:
+            del sizes[p]
+            del prices[bisect_left(prices, p)]
+        else:
+            if p not in sizes:
+                insort(prices, p)
+            sizes[p] = q
+
+
+def _levels(raw: Any) -> list[tuple[float, float]] | None:
+    """Parse ``[[price, size], ...]`` into floats; None when any level is not two finite numbers."""
+    if not isinstance(raw, list):
+        return None
+    out = []
+    try:
+        for p, q in raw:
+            price, size = float(p), float(q)
+            if not (0.0 < price < _INF and 0.0 <= size < _INF):  # also false for NaN
+                return None
+            out.append((price, size))
+    except (TypeError, ValueError):
+        return None
+    return out
+
+
+def _number(value: Any) -> float | None:
+    """Parse a Bybit numeric string; None when it is not a finite number."""
+    if isinstance(value, bool):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if -_INF < x < _INF else None
+
+
+class Normaliser:
+    """Convert Bybit public messages to ``MarketEvent`` lists; count what it cannot use."""
+
+    def __init__(self) -> None:
+        self.rejected: dict[str, int] = {}
+        self.warnings: dict[str, int] = {}
+        self.ignored = 0  # known topics that carry no event (kline)
+        self._books: dict[str, _Book] = {}
+        self._tickers: dict[str, dict[str, Any]] = {}
+        self._routes: dict[str, tuple[Callable[[dict[str, Any], str, int], list[MarketEvent]], str]] = {}
+        self._handlers = {ORDERBOOK: self._on_book, PUBLIC_TRADE: self._on_trades, TICKERS: self._on_ticker}
+
+    def normalise(self, message: Any) -> list[MarketEvent]:
+        """Return the events of one message; an unusable message returns [] and is counted."""
+        if not isinstance(message, dict):
+            return self._reject(NOT_OBJECT)
+        topic = message.get("topic")
+        route = self._routes.get(topic) if isinstance(topic, str) else None
+        if route is None:
+            if not isinstance(topic, str):
+                return self._reject(MISSING_TOPIC)
+            parsed = split_topic(topic)
+            if parsed is None:
+                return self._reject(UNKNOWN_TOPIC)
+            kind, symbol = parsed
+            if kind == KLINE:
+                self.ignored += 1
+                return []
+            route = self._routes[topic] = (self._handlers[kind], symbol)  # only known topics are cached
+        ts = message.get("ts")
+        if type(ts) is not int:
+            return self._reject(MISSING_FIELD if ts is None else BAD_NUMBER)
+        handler, symbol = route
+        try:
+            return handler(message, symbol, ts)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            return self._reject(MALFORMED)
+
+    def normalise_all(self, messages: Iterable[Any]) -> Iterator[MarketEvent]:
+        """Yield the events of many messages in order."""
+        normalise = self.normalise
+        for message in messages:
+            yield from normalise(message)
+
+    def best(self, symbol: str) -> tuple[float, float, float, float] | None:
+        """Return (bid, bid_qty, ask, ask_qty) of a symbol's current book, or None without a two-sided book."""
+        book = self._books.get(symbol)
+        if book is None or not book.bids or not book.asks:
+            return None
+        bid, ask = book.bids[-1], book.asks[0]
+        return bid, book.bid_sizes[bid], ask, book.ask_sizes[ask]
+
+    def _reject(self, reason: str) -> list[MarketEvent]:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        return []
+
+    def _warn(self, reason: str) -> None:
+        self.warnings[reason] = self.warnings.get(reason, 0) + 1
+
+    def _on_book(self, message: dict[str, Any], symbol: str, ts: int) -> list[MarketEvent]:
+        """Apply an orderbook snapshot or delta, then report the touch."""
+        data = message.get("data")
+        if not isinstance(data, dict) or "b" not in data or "a" not in data:
+            return self._reject(MISSING_FIELD)
+        if data.get("s", symbol) != symbol:
+            return self._reject(SYMBOL_MISMATCH)
+        bids, asks = _levels(data["b"]), _levels(data["a"])
+        if bids is None or asks is None:
+            return self._reject(BAD_NUMBER)
+        u = data.get("u")
+        if u is not None and type(u) is not int:
+            return self._reject(BAD_NUMBER)
+        kind = message.get("type")
+        if kind == "snapshot" or (kind == "delta" and u == 1):  # u == 1: Bybit restarted, a fresh book
+            book = _Book(u)
+            _apply(book.bids, book.bid_sizes, [lv for lv in bids if lv[1]])
+            _apply(book.asks, book.ask_sizes, [lv for lv in asks if lv[1]])
+            self._books[symbol] = book
+        elif kind == "delta":
+            book = self._books.get(symbol)  # type: ignore[assignment]
+            if book is None:
+                return self._reject(DELTA_BEFORE_SNAPSHOT)
+            if u is not None and book.u is not None:
+                if u <= book.u:
+                    return self._reject(STALE_UPDATE)
+                if u != book.u + 1:
+                    self._warn(UPDATE_GAP)
+            bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
+            if any(q == 0.0 and p not in bid_sizes for p, q in bids) or any(
+                q == 0.0 and p not in ask_sizes for p, q in asks
+            ):
+                return self._reject(ABSENT_LEVEL_DELETE)
+            if len({p for p, _ in bids}) != len(bids) or len({p for p, _ in asks}) != len(asks):
+                return self._reject(MALFORMED)  # a price twice in one side would break the check above
+            _apply(book.bids, bid_sizes, bids)
+            _apply(book.asks, ask_sizes, asks)
+            book.u = u if u is not None else book.u
+        else:
+            return self._reject(BAD_TYPE)
+        if not book.bids or not book.asks:
+            self._warn(ONE_SIDED_BOOK)
+            return []
+        bid, ask = book.bids[-1], book.asks[0]
+        if bid >= ask:
+            del self._books[symbol]  # corrupt: wait for the next snapshot rather than report nonsense
+            return self._reject(CROSSED_BOOK)
+        return [
+            MarketEvent(
+                BOOK, symbol, ts, (bid + ask) * 0.5, bid=bid, ask=ask, bid_qty=book.bid_sizes[bid],
+                ask_qty=book.ask_sizes[ask],
+            )
+        ]  # fmt: skip
+
+    def _on_trades(self, message: dict[str, Any], symbol: str, ts: int) -> list[MarketEvent]:
+        """Return one TRADE per fill, stamped with the match time T; any bad fill rejects the message."""
+        data = message.get("data")
+        if not isinstance(data, list):
+            return self._reject(MISSING_FIELD)
+        events = []
+        for fill in data:
+            if not isinstance(fill, dict):
+                return self._reject(MALFORMED)
+            if fill.get("s", symbol) != symbol:
+                return self._reject(SYMBOL_MISMATCH)
+            side, t, p, v = _SIDES.get(fill.get("S")), fill.get("T"), fill.get("p"), fill.get("v")  # type: ignore[arg-type]
+            if side is None or t is None or p is None or v is None:
+                return self._reject(MISSING_FIELD)
+            price, qty = _number(p), _number(v)
+            if type(t) is not int or price is None or qty is None or price <= 0.0 or qty <= 0.0:
+                return self._reject(BAD_NUMBER)
+            events.append(MarketEvent(TRADE, symbol, t, price, qty, side))
+        return events
+
+    def _on_ticker(self, message: dict[str, Any], symbol: str, ts: int) -> list[MarketEvent]:
+        """Merge a tickers snapshot or delta and report last price with the touch."""
+        data = message.get("data")
+        if not isinstance(data, dict):
+            return self._reject(MISSING_FIELD)
+        if data.get("symbol", symbol) != symbol:
+            return self._reject(SYMBOL_MISMATCH)
+        kind = message.get("type")
+        if kind == "snapshot":
+            merged = dict(data)
+        elif kind == "delta":
+            known = self._tickers.get(symbol)
+            if known is None:
+                return self._reject(DELTA_BEFORE_SNAPSHOT)
+            merged = {**known, **data}
+        else:
+            return self._reject(BAD_TYPE)
+        if "lastPrice" not in merged:
+            return self._reject(MISSING_FIELD)
+        last = _number(merged["lastPrice"])
+        values = [_number(merged.get(k, "0")) for k in ("bid1Price", "ask1Price", "bid1Size", "ask1Size")]
+        if last is None or last <= 0.0 or any(v is None or v < 0.0 for v in values):
+            return self._reject(BAD_NUMBER)  # checked before storing, so a bad delta changes nothing
+        self._tickers[symbol] = merged
+        bid, ask, bid_qty, ask_qty = values
+        return [MarketEvent(TICKER, symbol, ts, last, bid=bid, ask=ask, bid_qty=bid_qty, ask_qty=ask_qty)]  # type: ignore[arg-type]
