@@ -1,0 +1,220 @@
+"""The trading core: one market or private message in, decisions and orders out.
+
+Shared by REPLAY (in-process venue, as fast as the CPU allows) and the trader
+process (SIM, DRY_RUN, LIVE): market data -> normaliser -> FeatureEngine ->
+RegimeEngine -> ScoringEngine -> StateMachine -> RiskEngine -> ExecutionEngine.
+It runs on one thread and is deterministic for the same input and clock.
+
+Each stage runs under a supervisor: an exception is a MODULE_CRASH reported with
+the stage name and a traceback summary, the symbol's signal engines are rebuilt
+(the module restarts), and the loop goes on; a crash never takes the process down
+and never lets an entry through, because the report puts the system in safe mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from trading.domain import reasons
+from trading.domain.clock import Clock
+from trading.domain.config import TradingConfig
+from trading.domain.ids import OrderLinkIdFactory
+from trading.domain.latency import LatencyMonitor
+from trading.domain.pipeline import SymbolSignals
+from trading.domain.quality import ExecutionQuality
+from trading.domain.risk import RiskEngine
+from trading.domain.statemachine import StateMachine, Transition
+from trading.eventlog import EventLog
+from trading.exchange.port import ExchangePort
+from trading.execution import Dispatcher, ExecResult, ExecutionEngine, InlineDispatcher
+from trading.localstate import LocalState, Persistence
+from trading.marketdata.instruments import InstrumentSpec
+from trading.marketdata.normalise import Normaliser
+
+logger = logging.getLogger(__name__)
+
+MARKET_DATA_SERVICE = "MARKET_DATA_SERVICE"
+FEATURE_ENGINE = "FEATURE_ENGINE"
+REGIME_ENGINE = "REGIME_ENGINE"
+SCORING_ENGINE = "SCORING_ENGINE"
+STATE_MACHINE = "STATE_MACHINE"
+EXECUTION_ENGINE = "EXECUTION_ENGINE"
+
+CrashHandler = Callable[[str, BaseException, dict[str, Any]], None]
+
+
+@dataclass
+class FaultHooks:
+    """Deliberate failures an integration scenario may arm (TEST_B); inert unless armed."""
+
+    feature_engine_error: str | None = None
+
+
+class _ArmedFault(RuntimeError):
+    """The exception an armed fault hook raises inside a stage."""
+
+
+@dataclass
+class CoreCounters:
+    market_messages: int = 0
+    market_events: int = 0
+    order_requests: int = 0
+    entries_sent: int = 0
+    entries_refused: dict[str, int] = field(default_factory=dict)
+    crashes: dict[str, int] = field(default_factory=dict)
+
+
+def traceback_summary(exc: BaseException, limit: int = 4) -> list[str]:
+    frames = traceback.extract_tb(exc.__traceback__)[-limit:]
+    return [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames]
+
+
+class TradingCore:
+    """The pipeline of one trader, for every symbol it trades."""
+
+    def __init__(
+        self,
+        *,
+        config: TradingConfig,
+        clock: Clock,
+        instruments: Mapping[str, InstrumentSpec],
+        exchange: ExchangePort,
+        persistence: Persistence,
+        events: EventLog,
+        safe_mode: Callable[[], bool],
+        on_crash: CrashHandler,
+        ids: OrderLinkIdFactory,
+        dispatcher: Dispatcher | None = None,
+        fault_hooks: FaultHooks | None = None,
+        log_transitions: bool = True,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.events = events
+        self.safe_mode = safe_mode
+        self.on_crash = on_crash
+        self.hooks = fault_hooks or FaultHooks()
+        self.counters = CoreCounters()
+        self.normaliser = Normaliser()
+        self.latency = LatencyMonitor(config.latency)
+        self.quality = ExecutionQuality(config.quality, clock)
+        self.risk = RiskEngine(config.risk, clock, instruments, self.quality)
+        self.machine = StateMachine(config, self._machine_gate, self._on_transition if log_transitions else None)
+        self.signals: dict[str, SymbolSignals] = {}
+        self.state = LocalState(persistence)
+        self.execution = ExecutionEngine(
+            exchange=exchange,
+            state=self.state,
+            risk=self.risk,
+            quality=self.quality,
+            machine=self.machine,
+            ids=ids,
+            clock=clock,
+            events=events,
+            gate=self._entry_gate,
+            dispatcher=dispatcher or InlineDispatcher(),
+        )
+
+    # -- gates --------------------------------------------------------------
+
+    def _entry_gate(self) -> str | None:
+        return reasons.SAFE_MODE_ACTIVE if self.safe_mode() else None
+
+    def _machine_gate(self, symbol: str) -> str | None:
+        if self.safe_mode():
+            return reasons.SAFE_MODE_ACTIVE
+        return self.risk.entry_block_reason(symbol)
+
+    def _on_transition(self, t: Transition) -> None:
+        self.events.write(
+            t.symbol, "STATE_CHANGE", fromState=t.from_state.value, toState=t.to_state.value, reason=t.reason
+        )
+
+    # -- messages -----------------------------------------------------------
+
+    def on_public(self, message: dict[str, Any], received_ms: int | None = None) -> None:
+        """Run one public market message through every stage."""
+        self.counters.market_messages += 1
+        stage = MARKET_DATA_SERVICE
+        symbol = ""
+        try:
+            if received_ms is not None and type(message.get("ts")) is int:
+                self.latency.record_ws("ws", received_ms, message["ts"])
+            for event in self.normaliser.normalise(message):
+                self.counters.market_events += 1
+                symbol = event.symbol
+                signals = self.signals.get(symbol)
+                if signals is None:
+                    signals = self.signals[symbol] = SymbolSignals(symbol, self.config)
+                stage = FEATURE_ENGINE
+                if self.hooks.feature_engine_error is not None:
+                    raise _ArmedFault(self.hooks.feature_engine_error)
+                features = signals.features.update(event)
+                stage = REGIME_ENGINE
+                regime = signals.regime.update(features)
+                stage = SCORING_ENGINE
+                score = signals.scoring.update(features, regime)
+                stage = STATE_MACHINE
+                request = self.machine.on_signal(symbol, score, features, event.ts_ms)
+                if request is not None:
+                    stage = EXECUTION_ENGINE
+                    self.counters.order_requests += 1
+                    self._count(self.execution.submit_entry(request))
+                stage = MARKET_DATA_SERVICE
+        except Exception as exc:
+            self._crash(stage, exc, symbol)
+
+    def _count(self, result: ExecResult) -> None:
+        if result.success:
+            self.counters.entries_sent += 1
+        else:
+            refused = self.counters.entries_refused
+            refused[result.reason] = refused.get(result.reason, 0) + 1
+
+    def on_private(self, message: dict[str, Any]) -> None:
+        """Apply one private stream message."""
+        try:
+            self.execution.on_private_message(message)
+        except Exception as exc:
+            self._crash(EXECUTION_ENGINE, exc, "")
+
+    def tick(self) -> None:
+        """Timers: state machine timeouts and unconfirmed orders."""
+        now = self.clock.now_ms()
+        try:
+            self.machine.tick(now)
+        except Exception as exc:
+            self._crash(STATE_MACHINE, exc, "")
+        try:
+            self.execution.resolve_unconfirmed()
+        except Exception as exc:
+            self._crash(EXECUTION_ENGINE, exc, "")
+
+    def _crash(self, stage: str, exc: BaseException, symbol: str) -> None:
+        self.counters.crashes[stage] = self.counters.crashes.get(stage, 0) + 1
+        details = {
+            "module": stage,
+            "symbol": symbol,
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback_summary(exc),
+        }
+        logger.error("module crash in %s: %s", stage, details["error"])
+        if stage in (FEATURE_ENGINE, REGIME_ENGINE, SCORING_ENGINE) and symbol:
+            # Restart the module: fresh engines for the symbol, warmed up again from new data.
+            self.signals.pop(symbol, None)
+        self.on_crash(stage, exc, details)
+
+    # -- configuration ------------------------------------------------------
+
+    def apply_config(self, config: TradingConfig) -> None:
+        """Put a new config in force in every stage (hot reload)."""
+        self.config = config
+        for signals in self.signals.values():
+            signals.apply_config(config)
+        self.machine.apply_config(config)
+        self.risk.apply_config(config.risk)
+        self.quality.apply_config(config.quality)

@@ -1,0 +1,187 @@
+"""The ExecutionEngine against the simulator's own matching engine, in process."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from trading.domain import reasons
+from trading.domain.orders import Side
+from trading.eventlog import read_events
+from trading.exchange.port import AmbiguousSubmitError, PlaceOrder
+from trading.exchange.venue import InProcessVenue
+from trading.execution_ops import panic_close_all
+from trading.localstate import FILLED, REJECTED
+from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
+from trading.tests.kit import T0, build_rig
+
+
+def test_entry_fills_opens_a_local_position_and_exit_records_the_trade(tmp_path):
+    rig = build_rig(["BTCUSDT"], tmp_path)
+    result = rig.enter("BTCUSDT")
+    assert result.success and result.reason == reasons.ALLOWED
+    order = rig.core.state.orders[result.order_link_id]
+    assert order.status == FILLED and order.exchange_order_id
+    assert order.order_link_id.startswith("AISCLP-20251118-")
+    position = rig.core.state.positions["BTCUSDT"]
+    exchange = rig.venue.positions("BTCUSDT")[0]
+    assert (position.side, position.qty, position.entry_price) == ("LONG", exchange.size, exchange.avg_price)
+    assert position.origin == "LOCAL"
+
+    exit_result = rig.core.execution.submit_exit("BTCUSDT", reason="TEST_EXIT")
+    rig.pump()
+    assert exit_result.success and exit_result.reason == reasons.REDUCE_ONLY_ALLOWED
+    assert rig.core.state.positions == {} and rig.venue.positions() == []
+    (trade,) = rig.persistence.trades
+    assert trade.qty == position.qty and trade.entry_price == position.entry_price
+    expected = (trade.exit_price - trade.entry_price) * trade.qty - trade.fees
+    assert trade.realized_pnl == expected and trade.fees > 0
+    assert rig.core.risk.daily_pnl == trade.realized_pnl
+    events = [e["event"] for e in read_events(tmp_path / "BTCUSDT.jsonl")]
+    assert events.index("ORDER_REQUEST") < events.index("FILL") < events.index("POSITION_CLOSED")
+
+
+def test_safe_mode_refuses_entries_but_lets_a_reduce_only_close_through(tmp_path):
+    rig = build_rig(["BTCUSDT"], tmp_path)
+    assert rig.enter("BTCUSDT").success
+    rig.safe[0] = True
+    refused = rig.enter("BTCUSDT")
+    assert refused.to_dict() == {"success": False, "reason": "SAFE_MODE_ACTIVE", "message": "new entries are blocked"}
+    assert len(rig.venue.engine.orders) == 1  # nothing reached the exchange
+    closing = rig.core.execution.submit_exit("BTCUSDT", reason="OPERATOR")
+    rig.pump()
+    assert closing.success
+    assert rig.venue.positions() == [] and rig.core.state.positions == {}
+    assert rig.core.execution.refused == {"SAFE_MODE_ACTIVE": 1}
+
+
+def test_a_slippage_spike_blocks_new_entries_for_that_symbol_only(tmp_path):
+    rig = build_rig(["BTCUSDT", "ETHUSDT"], tmp_path)
+    rig.venue.engine.slippage_bps["BTCUSDT"] = Decimal(80)  # the simulator's extreme-slippage fault
+    assert rig.enter("BTCUSDT").success
+    assert rig.core.quality.score("BTCUSDT") < rig.core.config.quality.quality_threshold
+    assert rig.core.risk.entry_block_reason("BTCUSDT") == reasons.SYMBOL_BLOCKED_EXECUTION_QUALITY
+    assert rig.core.risk.entry_block_reason("ETHUSDT") is None
+    rig.core.execution.submit_exit("BTCUSDT", reason="TEST")
+    rig.pump()
+    refused = rig.enter("BTCUSDT")
+    assert (refused.success, refused.reason) == (False, reasons.SYMBOL_BLOCKED_EXECUTION_QUALITY)
+    assert rig.enter("ETHUSDT").success
+
+
+def test_max_open_positions_refuses_with_its_reason(tmp_path):
+    from trading.domain.config import DEFAULT_CONFIG
+
+    config = DEFAULT_CONFIG.model_copy(
+        update={"risk": DEFAULT_CONFIG.risk.model_copy(update={"max_open_positions": 1})}
+    )
+    rig = build_rig(["BTCUSDT", "ETHUSDT"], tmp_path, config=config)
+    assert rig.enter("BTCUSDT").success
+    refused = rig.enter("ETHUSDT")
+    assert (refused.success, refused.reason) == (False, reasons.MAX_OPEN_POSITIONS)
+
+
+class LosesResponses(InProcessVenue):
+    """The exchange takes the order but the answer never comes back (the ambiguous-submit fault)."""
+
+    lose_next = True
+
+    def place_order(self, order: PlaceOrder):
+        ack = super().place_order(order)
+        if self.lose_next:
+            self.lose_next = False
+            raise AmbiguousSubmitError("read timed out", order_link_id=order.order_link_id)
+        return ack
+
+
+def test_ambiguous_submit_is_resolved_by_lookup_never_by_resending(tmp_path):
+    instruments = {"BTCUSDT": DEFAULT_INSTRUMENTS["BTCUSDT"]}
+    venue = LosesResponses(instruments, clock_ms=lambda: T0)
+    rig = build_rig(["BTCUSDT"], tmp_path, venue=venue)
+    venue.lose_next = True
+    result = rig.core.execution.submit_entry(rig.request("BTCUSDT"))
+    venue.drain()  # the private stream lost the fill too: only the lookup can tell
+    link_id = result.order_link_id
+    order = rig.core.state.orders[link_id]
+    assert order.status == FILLED and order.exchange_order_id
+    assert len(venue.engine.orders) == 1  # one order on the exchange: never sent twice
+    events = [e["event"] for e in read_events(tmp_path / "BTCUSDT.jsonl")]
+    assert events.index("ORDER_OUTCOME_UNKNOWN") < events.index("ORDER_FOUND_ON_EXCHANGE")
+
+
+class NeverReaches(InProcessVenue):
+    def place_order(self, order: PlaceOrder):
+        raise AmbiguousSubmitError("connection reset", order_link_id=order.order_link_id)
+
+
+def test_an_intent_the_exchange_never_saw_is_rejected_after_the_give_up_window(tmp_path):
+    instruments = {"BTCUSDT": DEFAULT_INSTRUMENTS["BTCUSDT"]}
+    rig = build_rig(["BTCUSDT"], tmp_path, venue=NeverReaches(instruments, clock_ms=lambda: T0))
+    result = rig.core.execution.submit_entry(rig.request("BTCUSDT"))
+    rig.clock.advance(5_000)
+    rig.core.execution.resolve_unconfirmed()
+    assert rig.core.state.orders[result.order_link_id].status == "SUBMITTED"  # not yet: might still appear
+    rig.clock.advance(20_000)
+    rig.core.execution.resolve_unconfirmed()
+    order = rig.core.state.orders[result.order_link_id]
+    assert order.status == REJECTED and order.reject_reason.startswith("NOT_FOUND_ON_EXCHANGE")
+    assert rig.venue.engine.orders == {}
+
+
+def test_replayed_fills_are_counted_once(tmp_path):
+    rig = build_rig(["BTCUSDT"], tmp_path)
+    rig.enter("BTCUSDT")
+    execution = next(iter(rig.venue.engine.executions))
+    from trading.simexchange import payloads
+
+    message = {"topic": "execution", "data": [payloads.execution_item(rig.venue.engine, execution, ws=True)]}
+    fees_before = rig.core.state.positions["BTCUSDT"].fees
+    rig.core.on_private(message)
+    rig.core.on_private(message)
+    assert rig.core.state.positions["BTCUSDT"].fees == fees_before
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"topic": "order", "data": "not a list"},
+        {"topic": "order", "data": [{"no": "symbol"}]},
+        {"topic": "position", "data": [{"symbol": "BTCUSDT", "size": "abc"}]},
+        {"topic": "wallet", "data": [{"coin": "nope"}]},
+        {"data": []},
+    ],
+)
+def test_hostile_private_messages_never_take_the_engine_down(tmp_path, hostile):
+    rig = build_rig(["BTCUSDT"], tmp_path)
+    rig.core.on_private(hostile)
+    assert rig.enter("BTCUSDT").success  # still trading afterwards
+
+
+def test_panic_close_cancels_orders_closes_positions_and_refreshes_risk(tmp_path):
+    rig = build_rig(["BTCUSDT", "ETHUSDT"], tmp_path)
+    rig.enter("BTCUSDT")
+    rig.enter("ETHUSDT", Side.SELL)
+    book = rig.venue.engine.books["BTCUSDT"]
+    far_below = (book.best_bid()[0] * Decimal("0.95")).quantize(Decimal("0.1"))
+    rig.venue.place_order(
+        PlaceOrder(
+            symbol="BTCUSDT",
+            side="Buy",
+            qty=Decimal("0.001"),
+            order_link_id="manual-1",
+            order_type="Limit",
+            price=far_below,
+        )
+    )
+    rig.pump()
+    assert rig.core.risk.open_positions == 2
+    report = panic_close_all(rig.core.execution)
+    rig.pump()
+    assert report["success"] is True and report["openPositions"] == []
+    assert "manual-1" in report["canceledOrders"]
+    assert rig.venue.positions() == [] and rig.venue.open_orders() == []
+    assert rig.core.state.positions == {} and rig.core.state.open_orders() == []
+    assert len(rig.persistence.trades) == 2
+    assert rig.core.risk.open_positions == 0 and rig.core.risk.exposure == 0
+    assert rig.core.risk.daily_pnl == sum(t.realized_pnl for t in rig.persistence.trades)
