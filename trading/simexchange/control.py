@@ -1,0 +1,86 @@
+"""Client of the simulator's ``/sim`` control API, for tests and integration scenarios."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+
+class SimControlError(Exception):
+    """The simulator refused a control call."""
+
+
+class SimControl:
+    """Inject faults, read and reset state, move the market, act behind the client's back."""
+
+    def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._http = requests.Session()
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        resp = self._http.request(method, f"{self.base_url}{path}", json=body, timeout=self.timeout)
+        if resp.status_code >= 400:
+            raise SimControlError(f"{method} {path}: HTTP {resp.status_code}: {resp.text}")
+        return resp.json()
+
+    # -- faults ---------------------------------------------------------------------
+    def inject(self, kind: str, *, duration_s: float | None = None, count: int | None = None, **params: Any) -> str:
+        """Start a fault (see ``faults.FAULT_KINDS``); return its id."""
+        body = {"kind": kind, "params": params, "duration_s": duration_s, "count": count}
+        return self._call("POST", "/sim/faults", body)["id"]
+
+    def clear(self, fault_id: str | None = None, *, kind: str | None = None) -> list[str]:
+        """End one fault by id, or all faults (of one kind)."""
+        if fault_id is not None:
+            return self._call("DELETE", f"/sim/faults/{fault_id}")["cleared"]
+        return self._call("POST", "/sim/faults/clear", {"kind": kind} if kind else {})["cleared"]
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self.state()["faults"]
+
+    # -- state ------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Return open orders, positions, wallet, active faults and connections."""
+        return self._call("GET", "/sim/state")
+
+    def reset(self) -> None:
+        """Clear orders, positions, executions and faults; refill the wallet."""
+        self._call("POST", "/sim/reset")
+
+    # -- market -----------------------------------------------------------------------
+    def publish(self, *messages: dict[str, Any]) -> int:
+        """Play Bybit public messages now, as if the market had sent them."""
+        return self._call("POST", "/sim/market", {"messages": list(messages)})["played"]
+
+    def set_book(self, symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
+        """Replace a symbol's book with an ``orderbook.50`` snapshot."""
+        self.publish({"topic": f"orderbook.50.{symbol}", "type": "snapshot", "ts": 0,
+                      "data": {"s": symbol, "b": [list(b) for b in bids], "a": [list(a) for a in asks],
+                               "u": 1, "seq": 1}})
+
+    def trade(self, symbol: str, price: str, qty: str, side: str = "Buy") -> None:
+        """Print one public trade."""
+        self.publish({"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": 0,
+                      "data": [{"T": 0, "s": symbol, "S": side, "v": qty, "p": price, "BT": False}]})
+
+    # -- behind the client's back -------------------------------------------------------
+    def close_position(self, symbol: str) -> dict[str, Any]:
+        """Close a position at market, as a manual action in the Bybit app would."""
+        return self._call("POST", "/sim/actions/close-position", {"symbol": symbol})
+
+    def cancel_order(self, symbol: str, *, order_id: str | None = None, order_link_id: str | None = None) -> str:
+        """Cancel an order the client believes open."""
+        body = {"symbol": symbol, "orderId": order_id, "orderLinkId": order_link_id}
+        return self._call("POST", "/sim/actions/cancel-order", body)["orderId"]
+
+    def place_order(self, symbol: str, side: str, qty: str, *, order_type: str = "Market",
+                    price: str | None = None, **extra: Any) -> dict[str, Any]:
+        """Create an order the client never sent (a limit rests; a market one opens a position)."""
+        body = {"symbol": symbol, "side": side, "qty": qty, "orderType": order_type, "price": price, **extra}
+        return self._call("POST", "/sim/actions/place-order", body)
+
+    def open_position(self, symbol: str, side: str, qty: str) -> dict[str, Any]:
+        """Make an unknown position appear."""
+        return self.place_order(symbol, side, qty)

@@ -1,0 +1,94 @@
+"""The aiohttp side of the REST API: faults, signature check, envelope and rate-limit headers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from . import errors as E
+from .appkeys import RATES, SIM
+from .auth import verify_rest
+from .core import now_ms
+from .endpoints import ROUTES
+from .params import Params
+
+log = logging.getLogger(__name__)
+
+def envelope(ret_code: int, ret_msg: str, result: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"retCode": ret_code, "retMsg": ret_msg, "result": result if result is not None else {},
+            "retExtInfo": {}, "time": now_ms()}
+
+
+def _json(body: dict[str, Any], headers: dict[str, str]) -> web.Response:
+    return web.Response(text=json.dumps(body, separators=(",", ":")), content_type="application/json",
+                        headers=headers)
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Serve one /v5 REST call the way Bybit does."""
+    sim = request.app[SIM]
+    rates = request.app[RATES]
+    path = request.path
+    route = ROUTES.get(path)
+    if route is None or route.method != request.method:
+        return web.Response(status=404, text="404 page not found")
+    faults = sim.faults
+    if faults.faults:
+        delay = faults.delay_s("rest", path)
+        if delay:
+            await asyncio.sleep(delay)
+        http_error = faults.rest_fault("http_error", path)
+        if http_error is not None:
+            faults.use(http_error)
+            return web.Response(status=int(http_error.params["status"]), text="simulated server error")
+        limited = faults.rest_fault("rate_limit", path)
+        if limited is not None:
+            faults.use(limited)
+            reset = now_ms() + int(limited.params["reset_ms"])
+            return _json(envelope(E.RATE_LIMITED, "Too many visits!"), rates.headers(path, exhausted=True,
+                                                                                    reset_ms=reset))
+    headers = rates.headers(path)
+    raw_query = request.raw_path.partition("?")[2]
+    body = await request.read()
+    try:
+        body_text = body.decode("utf-8")
+        if route.auth:
+            verify_rest(sim.creds, request.headers, raw_query if request.method == "GET" else body_text, now_ms())
+        params = _parse(request.method, raw_query, body_text)
+        result, changes = route.handler(sim, params)
+    except E.ExchangeError as exc:
+        return _json(envelope(exc.ret_code, exc.ret_msg), headers)
+    except UnicodeDecodeError:
+        return _json(envelope(E.PARAM_ERROR, "params error: body is not UTF-8"), headers)
+    if changes is not None:
+        # Exchange truth reaches the disk before the client hears about it.
+        sim.publish(changes)
+        sim.persist()
+    ambiguous = faults.rest_fault("ambiguous_submit", path) if faults.faults else None
+    if ambiguous is not None:
+        faults.use(ambiguous)
+        if ambiguous.params["mode"] == "hang":
+            await asyncio.sleep(float(ambiguous.params["hold_s"]))
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError  # no response: the handler ends with the connection
+    return _json(envelope(0, "OK", result), headers)
+
+
+def _parse(method: str, raw_query: str, body_text: str) -> Params:
+    if method == "GET":
+        return Params(dict(parse_qsl(raw_query, keep_blank_values=True)))
+    if not body_text.strip():
+        return Params({})
+    try:
+        data = json.loads(body_text)
+    except ValueError:
+        raise E.param_error("params error: request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise E.param_error("params error: request body must be a JSON object")
+    return Params(data)
