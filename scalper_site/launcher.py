@@ -156,9 +156,17 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def product_processes(*, python: str, web_host: str, web_port: int, worker_concurrency: int) -> list[ProcessSpec]:
-    """The processes of the product, in start order."""
-    return [
+def product_processes(
+    *,
+    python: str,
+    web_host: str,
+    web_port: int,
+    worker_concurrency: int,
+    sim_port: int | None = 8765,
+    trader_symbols: str | None = "BTCUSDT,ETHUSDT",
+) -> list[ProcessSpec]:
+    """The processes of the product, in start order; no simulator or trader when their option is None."""
+    specs = [
         ProcessSpec(
             "worker",
             [
@@ -193,6 +201,26 @@ def product_processes(*, python: str, web_host: str, web_port: int, worker_concu
             ],
         ),
     ]
+    if sim_port is not None:
+        specs.append(ProcessSpec("simexchange", [python, "manage.py", "run_simexchange", "--port", str(sim_port)]))
+        if trader_symbols:
+            specs.append(
+                ProcessSpec(
+                    "trader",
+                    [
+                        python,
+                        "manage.py",
+                        "run_trader",
+                        "--mode",
+                        "SIM",
+                        "--symbols",
+                        trader_symbols,
+                        "--sim-url",
+                        f"http://127.0.0.1:{sim_port}",
+                    ],
+                )
+            )
+    return specs
 
 
 def child_env(*, redis_url: str, data_dir: Path) -> dict[str, str]:

@@ -128,7 +128,7 @@ def _probe_through(url: str, queue: str, token: str) -> list[dict]:
 
 
 def test_run_stack_on_embedded_defaults_serves_runs_chains_reports_deaths_and_stops_cleanly(tmp_path):
-    port = free_port()
+    port, sim_port = free_port(), free_port()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -139,7 +139,18 @@ def test_run_stack_on_embedded_defaults_serves_runs_chains_reports_deaths_and_st
     )
     log = tmp_path / "stack.log"
     stack = subprocess.Popen(
-        [sys.executable, "manage.py", "run_stack", "--port", str(port), "--worker-concurrency", "1"],
+        [
+            sys.executable,
+            "manage.py",
+            "run_stack",
+            "--port",
+            str(port),
+            "--worker-concurrency",
+            "1",
+            "--sim-port",
+            str(sim_port),
+            "--no-trader",
+        ],
         cwd=BASE_DIR,
         env=env,
         stdout=log.open("wb"),  # noqa: SIM115 (the child writes it until the end of the test)
@@ -148,7 +159,12 @@ def test_run_stack_on_embedded_defaults_serves_runs_chains_reports_deaths_and_st
     )
     try:
         text = lambda: log.read_text(errors="replace")  # noqa: E731
-        wait_until(lambda: "ready." in text(), timeout=90, what=f"stack up (log {log})")
+
+        def up() -> bool:
+            assert stack.poll() is None, f"run_stack exited with {stack.returncode}: {text()[-2000:]}"
+            return "ready." in text()
+
+        wait_until(up, timeout=90, what=f"stack up (log {log})")
         assert "Created the admin user 'admin' with password" in text()
         url = read_url_file(tmp_path)
         assert url.startswith("redis://:")
@@ -157,6 +173,13 @@ def test_run_stack_on_embedded_defaults_serves_runs_chains_reports_deaths_and_st
             timeout=30,
             what="web server",
         )
+
+        sim_time = wait_until(
+            lambda: requests.get(f"http://127.0.0.1:{sim_port}/v5/market/time", timeout=2).json(),
+            timeout=30,
+            what="exchange simulator",
+        )
+        assert sim_time["retCode"] == 0
 
         trail = _probe_through(url, "scalper", "embedded")
         assert [hop["token"] for hop in trail] == ["embedded"] * 3

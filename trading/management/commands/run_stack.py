@@ -23,6 +23,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--skip-setup", action="store_true", help="do not migrate, collect static or create the admin"
         )
+        parser.add_argument("--sim-port", type=int, default=8765, help="the exchange simulator's port")
+        parser.add_argument("--symbols", default="BTCUSDT,ETHUSDT", help="what the SIM trader trades")
+        parser.add_argument("--no-sim", action="store_true", help="start neither the simulator nor the trader")
+        parser.add_argument("--no-trader", action="store_true", help="start the simulator but no trader")
 
     def handle(self, *args, **opts) -> None:
         if not opts["skip_setup"]:
@@ -48,6 +52,8 @@ class Command(BaseCommand):
                 web_host=opts["host"],
                 web_port=opts["port"],
                 worker_concurrency=opts["worker_concurrency"],
+                sim_port=None if opts["no_sim"] else opts["sim_port"],
+                trader_symbols=None if opts["no_trader"] else opts["symbols"],
             ),
             base_env=launcher.child_env(redis_url=redis_url, data_dir=settings.DATA_DIR),
             cwd=settings.BASE_DIR,
