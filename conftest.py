@@ -50,3 +50,18 @@ def pytest_configure(config: pytest.Config) -> None:
             problems.append(f"Redis is not reachable at {redis_url} ({exc}); start it with: {START_REDIS}")
     if problems:
         pytest.exit("services group cannot run:\n  " + "\n  ".join(problems), returncode=3)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_database_sessions(django_db_setup, django_db_blocker):
+    """Before the test database is dropped, end sessions that processes or threads of a test left open."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

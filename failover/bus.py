@@ -51,7 +51,7 @@ def publish(kind: str, payload: dict[str, Any] | None = None, *, run_id: str = "
     try:
         _client(url or settings.REDIS_URL).publish(channel_name(run_id), message)
         return True
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, OSError, ValueError) as exc:  # ValueError: no Redis URL configured
         logger.warning("bus publish of %s failed: %s", kind, exc)
         return False
 

@@ -139,6 +139,17 @@ class Policy(Protocol):
         ...
 
 
+class DomainPolicy:
+    """Adapt ``trading.domain.alerts.AlertPolicy`` (dedupe and throttle) to the engine's interface."""
+
+    def __init__(self, policy: Any) -> None:
+        self._policy = policy
+
+    def should_emit(self, alert: AlertMessage, now_ms: int) -> tuple[bool, int]:
+        suppressed = self._policy.check(alert, now_ms)
+        return suppressed is not None, suppressed or 0
+
+
 class AlertEngine:
     """Deduplicate, store and fan out alerts; never blocks on an outside notifier."""
 

@@ -67,7 +67,7 @@ def read_heartbeat(*, run_id: str = "", max_age_ms: int = 5000) -> dict[str, Any
     """The trader's last heartbeat, or None when it is missing, unreadable or older than ``max_age_ms``."""
     try:
         raw = _redis().get(heartbeat_key(run_id))
-    except (redis.RedisError, OSError):
+    except (redis.RedisError, OSError, ValueError):  # ValueError: no Redis URL configured
         return None
     if raw is None:
         return None

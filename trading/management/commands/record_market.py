@@ -25,8 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--out", type=Path, required=True)
         parser.add_argument("--duration", type=float, default=60.0, help="seconds to record")
         parser.add_argument("--testnet", action="store_true", help="record Bybit testnet instead of mainnet")
-        parser.add_argument("--ws-url", default=None,
-                            help="another V5 host, e.g. ws://127.0.0.1:8765 (the simulator itself)")
+        parser.add_argument(
+            "--ws-url", default=None, help="another V5 host, e.g. ws://127.0.0.1:8765 (the simulator itself)"
+        )
         parser.add_argument("--depth", type=int, default=50, help="order book depth to record")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -79,4 +80,3 @@ class Command(BaseCommand):
 
         out.parent.mkdir(parents=True, exist_ok=True)
         return write_messages(out, messages())
-

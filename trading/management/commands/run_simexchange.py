@@ -50,8 +50,9 @@ class Command(BaseCommand):
         if opts["market"] is not None and not opts["market"].exists():
             raise CommandError(f"market file {opts['market']} does not exist")
         state_path = opts["state"] or default_state_path()
-        sim = SimExchange(api_key=opts["api_key"], api_secret=opts["api_secret"], state_path=state_path,
-                          reset=opts["reset"])
+        sim = SimExchange(
+            api_key=opts["api_key"], api_secret=opts["api_secret"], state_path=state_path, reset=opts["reset"]
+        )
         if opts["no_market"]:
             source = None
         elif opts["market"] is not None:
@@ -72,11 +73,14 @@ class Command(BaseCommand):
 
         def ready(running: Running) -> None:
             # One parseable line: scripts and tests wait for it.
-            self.stdout.write(f"simexchange listening on http://{running.host}:{running.port} "
-                              f"(ws://{running.host}:{running.port}/v5/public/linear, /v5/private) "
-                              f"state={state_path}")
+            self.stdout.write(
+                f"simexchange listening on http://{running.host}:{running.port} "
+                f"(ws://{running.host}:{running.port}/v5/public/linear, /v5/private) "
+                f"state={state_path}"
+            )
             self.stdout.flush()
 
-        await serve_forever(sim, host=opts["host"], port=opts["port"], source=source, speed=opts["speed"],
-                            stop=stop, on_ready=ready)
+        await serve_forever(
+            sim, host=opts["host"], port=opts["port"], source=source, speed=opts["speed"], stop=stop, on_ready=ready
+        )
         self.stdout.write("simexchange stopped; state saved")

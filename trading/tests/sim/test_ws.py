@@ -31,7 +31,8 @@ def test_public_topics_snapshot_then_deltas(
     ws.trade_stream("BTCUSDT", merged)
     ws.kline_stream(1, "BTCUSDT", merged)
     wait_for(lambda: raw.topic("orderbook.50.BTCUSDT") and raw.topic("tickers.BTCUSDT")
-             and raw.topic("orderbook.1.BTCUSDT"), what="snapshots")
+             and raw.topic("orderbook.1.BTCUSDT")
+             and len([m for m in raw.messages if m.get("op") == "subscribe"]) == 5, what="snapshots and acks")
     acks = [m for m in raw.messages if m.get("op") == "subscribe"]
     assert len(acks) == 5 and all(m["success"] for m in acks)
     assert {m["req_id"] for m in acks} == set(ws.subscriptions)  # req_id echoed
