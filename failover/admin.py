@@ -27,7 +27,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(FailureEventRecord)
 class FailureEventRecordAdmin(ReadOnlyAdmin):
     list_display = ("timestamp", "type", "source", "message", "run_id")
-    list_filter = ("type", "source", "timestamp")
+    list_filter = ("type", "source", "timestamp", "run_id")
     search_fields = ("message", "source")
     date_hierarchy = "timestamp"
 
@@ -46,7 +46,7 @@ class RecoveryStepInline(admin.TabularInline):
 @admin.register(RecoveryPlanRecord)
 class RecoveryPlanRecordAdmin(ReadOnlyAdmin):
     list_display = ("generated_at", "plan_id", "failure_type", "status", "attempts", "started_at", "finished_at")
-    list_filter = ("status", "failure_type", "generated_at")
+    list_filter = ("status", "failure_type", "generated_at", "run_id")
     search_fields = ("plan_id",)
     date_hierarchy = "generated_at"
     inlines = [RecoveryStepInline]
@@ -55,12 +55,15 @@ class RecoveryPlanRecordAdmin(ReadOnlyAdmin):
 @admin.register(RecoveryStepRecord)
 class RecoveryStepRecordAdmin(ReadOnlyAdmin):
     list_display = ("plan", "step_id", "type", "status", "started_at", "finished_at", "error_message")
-    list_filter = ("status", "type")
+    list_filter = ("status", "type", "created_at", "finished_at")
+    date_hierarchy = "created_at"
 
 
 @admin.register(FailoverStateRecord)
 class FailoverStateRecordAdmin(ReadOnlyAdmin):
-    list_display = ("run_id", "safe_mode", "reason", "since", "recovery_in_progress", "trading_enabled", "version")
+    list_display = ("run_id", "safe_mode", "reason", "since", "recovery_in_progress", "trading_enabled",
+                    "config_fallback", "active_failures", "version")
+    list_filter = ("safe_mode", "reason", "recovery_in_progress", "trading_enabled")
 
 
 @admin.register(OperatorAction)

@@ -74,6 +74,14 @@ class RecoveryPlanRecord(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_retry_at = models.DateTimeField(null=True, blank=True)
     symbols = models.JSONField(default=list, blank=True)
+    last_generated_at = models.DateTimeField(null=True, blank=True)  # bumped when a merge extends the plan
+    merged_failure_types = models.JSONField(default=list, blank=True)
+    supersedes = models.CharField(max_length=40, blank=True, default="")
+    # The token of the one Celery chain that owns this plan ("" when none runs): a
+    # second chain is never started beside it, and a chain whose token no longer
+    # matches (superseded, swept, failed) stops at its next task.
+    chain_token = models.CharField(max_length=40, blank=True, default="")
+    chain_started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-generated_at", "-id"]
@@ -118,6 +126,11 @@ class FailoverStateRecord(models.Model):
         RecoveryPlanRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     trading_enabled = models.BooleanField(default=True)
+    # Failure types whose condition has not ended yet: safe mode stays on while any remains.
+    active_failures = models.JSONField(default=list, blank=True)
+    config_fallback = models.BooleanField(default=False)  # the built-in config is in force (CONFIG_INVALID)
+    operator_hold = models.BooleanField(default=False)  # an operator entered safe mode: only an operator leaves it
+    last_recovery_at = models.DateTimeField(null=True, blank=True)
     # Where this environment trades (exchange target without secrets, data folder,
     # symbols, mode), written by its trader at start so recovery steps in any
     # worker reach the same exchange and files.

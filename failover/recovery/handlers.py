@@ -1,0 +1,248 @@
+"""One handler per step type: idempotent, and each returns its evidence for the step's ``details``.
+
+A handler gets a ``StepContext`` and returns a dict (what local state said,
+what the exchange said, the difference, what was done), or raises
+``StepFailed`` with a message and the evidence gathered so far. Running a
+handler twice is harmless: each one converges to the truth it reads and does
+nothing when already there. The two resyncs live in ``resync.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+
+from failover.domain.process_state import ProcessStateCorrupt, ProcessStateStore
+from failover.domain.types import ProcessState
+from failover.recovery import records
+from failover.recovery.alerts import alert_on_commit
+from trading import control
+from trading.alerts import CRIT
+from trading.domain.config import ConfigError, TradingConfig, parse_config
+from trading.eventlog import EventLog
+from trading.exchange.port import ExchangeError, ExchangePort
+from trading.models import Position, PositionStatus
+
+logger = logging.getLogger(__name__)
+
+COMMAND_WAIT_S = 10.0
+STREAMS_WAIT_S = 20.0
+_STREAM_OF = {"privateWs": "private", "publicWs": "public"}
+
+
+class StepFailed(Exception):
+    """The step could not reach its goal; ``details`` is the evidence gathered before it stopped."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
+@dataclass
+class StepContext:
+    """Everything a handler may use: the environment, the step's scope, the exchange, a heartbeat."""
+
+    run_id: str
+    step_type: str
+    details: dict[str, Any]
+    context: dict[str, Any]
+    folder: Path
+    config: TradingConfig
+    beat: Callable[[], None] = lambda: None
+    previous_state: ProcessState | None = None  # what READ_PROCESS_STATE found earlier in this plan
+    restart_cutoff: datetime | None = None  # intents older than this belong to a process that is gone
+    rest_factory: Callable[[], ExchangePort] | None = None
+    _rest: ExchangePort | None = field(default=None, repr=False)
+
+    def rest(self) -> ExchangePort:
+        """Return the exchange port of the environment (built once per step)."""
+        if self._rest is None:
+            if self.rest_factory is not None:
+                self._rest = self.rest_factory()
+            else:
+                from trading.exchange.connect import ExchangeTarget, rest_for
+
+                exchange = self.context.get("exchange")
+                if not exchange:
+                    raise StepFailed("the environment registered no exchange: start its trader first")
+                self._rest = rest_for(ExchangeTarget.from_context(exchange), timeout_s=5.0)
+        return self._rest
+
+    def events(self) -> EventLog:
+        return EventLog(self.folder / "events", clock_ms=lambda: int(records.now().timestamp() * 1000),
+                        run_id=self.run_id)
+
+
+def write_event(log: EventLog, symbol: str, event: str, **fields: Any) -> None:
+    """Append one event; a symbol the log refuses as a file name goes to the system file."""
+    try:
+        log.write(symbol, event, **fields)
+    except ValueError:
+        log.write("_SYSTEM", event, symbol=symbol, **fields)
+
+
+# -- the trader ---------------------------------------------------------------------
+
+
+def trader_heartbeat(run_id: str) -> dict[str, Any] | None:
+    try:
+        return control.read_heartbeat(run_id=run_id)
+    except Exception as exc:  # no Redis configured: no trader can be listening either
+        logger.info("no trader heartbeat for %r: %s", run_id, exc)
+        return None
+
+
+def trader_command(run_id: str, command: str, args: dict[str, Any] | None = None, *,
+                   required: bool = False) -> dict[str, Any]:
+    """Send a command to the environment's trader; return evidence of what happened.
+
+    With ``required`` a trader that is running but does not acknowledge, or
+    acknowledges an error, fails the step; without it, that is only recorded.
+    """
+    if trader_heartbeat(run_id) is None:
+        return {"command": command, "sent": False, "note": "no trader running"}
+    try:
+        ack = control.send_command(command, run_id=run_id, args=args, wait_s=COMMAND_WAIT_S)
+    except control.TraderUnavailable as exc:
+        if required:
+            raise StepFailed(f"trader did not carry out {command}: {exc}") from exc
+        return {"command": command, "sent": True, "acknowledged": False, "error": str(exc)}
+    if required and not ack.get("ok"):
+        raise StepFailed(f"trader refused {command}: {ack.get('error')}", {"ack": ack})
+    return {"command": command, "sent": True, "acknowledged": True, "ack": ack}
+
+
+# -- handlers ---------------------------------------------------------------------------
+
+
+def resync_exchange_connection(ctx: StepContext) -> dict[str, Any]:
+    """Prove the exchange answers REST, then have the trader rebuild its streams and see them connected."""
+    sent_at = time.time()
+    try:
+        server_ms = ctx.rest().server_time_ms()
+    except ExchangeError as exc:
+        raise StepFailed(f"exchange REST did not answer: {exc}", {"rest": {"ok": False, "error": str(exc)}}) from exc
+    received_at = time.time()
+    evidence: dict[str, Any] = {"rest": {
+        "ok": True, "serverTimeMs": server_ms, "roundTripMs": round((received_at - sent_at) * 1000, 1),
+        "clockSkewMs": server_ms - int((sent_at + received_at) * 500),
+    }}
+    if trader_heartbeat(ctx.run_id) is None:
+        evidence["streams"] = {"note": "no trader running: no streams to rebuild"}
+        return evidence
+    wanted = sorted({_STREAM_OF[c] for c in ctx.details.get("connections", _STREAM_OF) if c in _STREAM_OF})
+    evidence["command"] = trader_command(ctx.run_id, "rebuild_streams", required=True)
+    deadline = time.monotonic() + STREAMS_WAIT_S
+    seen: dict[str, Any] = {}
+    while True:
+        ctx.beat()
+        beat = trader_heartbeat(ctx.run_id) or {}
+        seen = {name: (beat.get("streams") or {}).get(name, {}) for name in wanted}
+        if all(s.get("connected") for s in seen.values()):
+            evidence["streams"] = seen
+            return evidence
+        if time.monotonic() > deadline:
+            raise StepFailed(f"streams not connected within {STREAMS_WAIT_S:.0f}s: {seen}",
+                             {**evidence, "streams": seen})
+        time.sleep(0.1)
+
+
+def disable_trading(ctx: StepContext) -> dict[str, Any]:
+    """Block new entries for the environment (closing and reduce-only orders still go through)."""
+    with transaction.atomic():
+        row = records.state_lock(ctx.run_id)
+        before = row.trading_enabled
+        if before:
+            row.trading_enabled = False
+            records.state_commit(row)
+    return {"tradingEnabled": False, "before": before,
+            "note": "new entries blocked; reduce-only and closing orders allowed"}
+
+
+def _config_state(ctx: StepContext, *, valid: bool) -> None:
+    with transaction.atomic():
+        row = records.state_lock(ctx.run_id)
+        active = [t for t in row.active_failures if t != "CONFIG_INVALID"]
+        if not valid:
+            active.append("CONFIG_INVALID")
+        row.active_failures = active
+        row.config_fallback = not valid
+        if valid:
+            row.trading_enabled = True  # DISABLE_TRADING is only ever planned for an invalid config
+        records.state_commit(row)
+
+
+def resync_config(ctx: StepContext) -> dict[str, Any]:
+    """Validate the config file: invalid puts the built-in default in force and keeps CONFIG_INVALID active."""
+    path = records.config_path(ctx.folder)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        _config_state(ctx, valid=True)
+        return {"file": str(path), "valid": True, "source": "default",
+                "note": "no config file: the built-in default is the config", "trader": trader_command(
+                    ctx.run_id, "reload_config", {"fallback": False})}
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        _config_state(ctx, valid=False)
+        with transaction.atomic():
+            alert_on_commit(level=CRIT, type="CONFIG_INVALID", run_id=ctx.run_id,
+                            message=f"config.json is invalid; built-in fallback in force: {exc.errors[0]}",
+                            details={"errors": exc.errors, "file": str(path)})
+        return {"file": str(path), "valid": False, "errors": exc.errors, "fallback": "built-in default",
+                "note": "safe mode stays on until the trader reports the file valid",
+                "trader": trader_command(ctx.run_id, "reload_config", {"fallback": True})}
+    _config_state(ctx, valid=True)
+    return {"file": str(path), "valid": True, "source": "file",
+            "trader": trader_command(ctx.run_id, "reload_config", {"fallback": False})}
+
+
+def read_process_state(ctx: StepContext) -> dict[str, Any]:
+    """Record what the previous process believed; a corrupt file (moved aside) means: trust the exchange."""
+    system = ctx.folder / "system"
+    previous = system / "process_state.previous.json"
+    path = previous if previous.exists() else system / "process_state.json"
+    try:
+        state = ProcessStateStore(path, clock=records.now).load()
+    except ProcessStateCorrupt as exc:
+        return {"file": path.name, "found": False, "dataCorruption": {"error": exc.error, "movedTo": exc.moved_to.name},
+                "note": "the previous state is unreadable: continuing from exchange truth"}
+    if state is None:
+        return {"file": path.name, "found": False, "note": "no previous process state: first start"}
+    return {"file": path.name, "found": True, "previous": {
+        "phase": state.phase.value, "pid": state.pid, "runMode": state.run_mode.value,
+        "lastUpdate": state.to_dict()["lastUpdate"], "activeSymbols": list(state.active_symbols),
+        "positions": [p.to_dict() for p in state.open_positions_snapshot],
+        "orders": [o.to_dict() for o in state.open_orders_snapshot],
+    }}
+
+
+def clear_local_state(ctx: StepContext) -> dict[str, Any]:
+    """Have the trader reset per-symbol contexts, keeping those of symbols that still hold a position."""
+    keep = sorted(set(Position.objects.filter(run_id=ctx.run_id, status=PositionStatus.OPEN)
+                      .values_list("symbol", flat=True)))
+    if trader_heartbeat(ctx.run_id) is None:
+        return {"keep": keep, "trader": None, "note": "no trader running: nothing was in memory"}
+    return {"keep": keep, "trader": trader_command(ctx.run_id, "clear_local_state", {"keep": keep}, required=True)}
+
+
+def handler_for(step_type: str) -> Callable[[StepContext], dict[str, Any]]:
+    from failover.recovery import resync
+
+    return {
+        "RESYNC_EXCHANGE_CONNECTION": resync_exchange_connection,
+        "RESYNC_POSITIONS": resync.resync_positions,
+        "RESYNC_ORDERS": resync.resync_orders,
+        "CLEAR_LOCAL_STATE": clear_local_state,
+        "DISABLE_TRADING": disable_trading,
+        "RESYNC_CONFIG": resync_config,
+        "READ_PROCESS_STATE": read_process_state,
+    }[step_type]

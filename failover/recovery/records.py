@@ -1,0 +1,266 @@
+"""The shared core of the FailoverManager: the state row, plan rows as domain plans, and committed changes.
+
+Every change of an environment's failover state goes through ``state_lock``
+(the state row, ``select_for_update``: the one lock of an environment, so the
+web process, Celery workers and the trader's reporter never interleave) and
+ends with ``state_commit``, which bumps ``version``, mirrors the current plan to
+``<dataDir>/system/recovery_plan.json`` and, once the transaction commits,
+publishes ``failover.changed`` on the bus and pushes ``failover.status`` to
+the dashboard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from failover import bus
+from failover.domain.enums import Clock, utc_now
+from failover.domain.files import atomic_write_json
+from failover.domain.health import HealthThresholds
+from failover.domain.types import FailoverState, FailureEvent, ProcessState, RecoveryPlan, RecoveryStep, SchemaError
+from failover.models import (
+    FailoverStateRecord,
+    FailureEventRecord,
+    PlanStatus,
+    RecoveryPlanRecord,
+    RecoveryStepRecord,
+    StepStatus,
+)
+from failover.realtime import push_failover_message
+from trading.domain.config import DEFAULT_CONFIG, ConfigError, TradingConfig, parse_config
+
+logger = logging.getLogger(__name__)
+
+_clock: Clock = utc_now
+POSITION_OFFSET = 1_000_000  # moves step rows out of the way while a merge renumbers them
+LIVE_PLAN_STATUSES = (PlanStatus.PENDING, PlanStatus.RUNNING, PlanStatus.FAILED, PlanStatus.WAITING_OPERATOR)
+
+
+def now() -> datetime:
+    """Return the service clock's time (aware UTC)."""
+    return _clock()
+
+
+def set_clock(clock: Clock) -> Clock:
+    """Replace the service clock (tests); return the previous one."""
+    global _clock
+    previous, _clock = _clock, clock
+    return previous
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedFailoverState(FailoverState):
+    """A ``FailoverState`` plus what the service keeps beside the spec's fields.
+
+    ``to_dict()`` is still exactly the spec's shape; the trader reads
+    ``version`` (to drop stale reads) and ``trading_enabled`` (DISABLE_TRADING).
+    """
+
+    version: int = 0
+    trading_enabled: bool = True
+    active_failures: tuple[str, ...] = ()
+    config_fallback: bool = False
+    run_id: str = ""
+
+
+# -- environment context ----------------------------------------------------
+
+
+def data_dir(row: FailoverStateRecord) -> Path:
+    """Return the environment's data folder: the one its trader registered, else the product's default."""
+    registered = (row.context or {}).get("dataDir")
+    if registered:
+        return Path(registered)
+    return Path(settings.DATA_DIR) if not row.run_id else Path(settings.DATA_DIR) / "runs" / row.run_id
+
+
+def config_path(folder: Path) -> Path:
+    return folder / "config" / "config.json"
+
+
+def environment_config(folder: Path) -> TradingConfig:
+    """Return the environment's config file if valid, else the built-in default (what the trader falls back to)."""
+    try:
+        return parse_config(config_path(folder).read_text(encoding="utf-8"))
+    except (OSError, ConfigError):
+        return DEFAULT_CONFIG
+
+
+def health_thresholds(config: TradingConfig) -> HealthThresholds:
+    f = config.failover
+    return HealthThresholds(
+        safe_mode_warn_after_s=f.safe_mode_warn_after_s,
+        recovery_warn_after_s=f.recovery_warn_after_s,
+        recovery_error_after_s=f.recovery_error_after_s,
+    )
+
+
+def previous_process_state(folder: Path) -> ProcessState | None:
+    """Read what the previous process believed, without side effects (the READ_PROCESS_STATE step moves bad files)."""
+    system = folder / "system"
+    for name in ("process_state.previous.json", "process_state.json"):
+        try:
+            return ProcessState.from_dict(json.loads((system / name).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, SchemaError):
+            return None
+    return None
+
+
+# -- rows <-> domain ----------------------------------------------------------
+
+
+def failure_from_record(record: FailureEventRecord) -> FailureEvent:
+    return FailureEvent(timestamp=record.timestamp, type=record.type, source=record.source,
+                        message=record.message, details=record.details or {})
+
+
+def step_from_row(row: RecoveryStepRecord) -> RecoveryStep:
+    return RecoveryStep(id=row.step_id, type=row.type, status=row.status, created_at=row.created_at,
+                        started_at=row.started_at, finished_at=row.finished_at, details=row.details or {},
+                        error_message=row.error_message)
+
+
+def plan_rows(plan: RecoveryPlanRecord) -> list[RecoveryStepRecord]:
+    return list(RecoveryStepRecord.objects.filter(plan=plan).order_by("position"))
+
+
+def plan_from_record(plan: RecoveryPlanRecord, rows: list[RecoveryStepRecord] | None = None) -> RecoveryPlan:
+    """Return the plan as the domain sees it: DONE steps completed, the rest pending, in run order."""
+    rows = plan_rows(plan) if rows is None else rows
+    return RecoveryPlan(
+        last_generated_at=plan.last_generated_at or plan.generated_at,
+        pending_steps=tuple(step_from_row(r) for r in rows if r.status != StepStatus.DONE),
+        completed_steps=tuple(step_from_row(r) for r in rows if r.status == StepStatus.DONE),
+        plan_id=plan.plan_id,
+        failure_type=plan.failure_type,
+        merged_failure_types=tuple(plan.merged_failure_types or ()),
+        symbols=tuple(plan.symbols or ()),
+        supersedes=plan.supersedes or None,
+    )
+
+
+def plan_save(plan: RecoveryPlan, *, run_id: str, failure: FailureEventRecord | None,
+              record: RecoveryPlanRecord | None = None) -> RecoveryPlanRecord:
+    """Persist a domain plan: create the plan row or update it, upsert its steps in the plan's order."""
+    if record is None:
+        record = RecoveryPlanRecord.objects.create(
+            plan_id=plan.plan_id, run_id=run_id, failure=failure, failure_type=plan.failure_type.value,
+            status=PlanStatus.PENDING, generated_at=plan.last_generated_at, last_generated_at=plan.last_generated_at,
+            symbols=list(plan.symbols), merged_failure_types=[t.value for t in plan.merged_failure_types],
+            supersedes=plan.supersedes or "",
+        )
+    else:
+        record.last_generated_at = plan.last_generated_at
+        record.symbols = list(plan.symbols)
+        record.merged_failure_types = [t.value for t in plan.merged_failure_types]
+        record.save(update_fields=["last_generated_at", "symbols", "merged_failure_types"])
+    existing = {row.step_id: row for row in RecoveryStepRecord.objects.filter(plan=record)}
+    if existing:
+        # A merge may put waiting steps back in canonical order; free every position first
+        # so the unique (plan, position) constraint holds row by row.
+        RecoveryStepRecord.objects.filter(plan=record).update(position=F("position") + POSITION_OFFSET)
+    for position, step in enumerate(plan.all_steps):
+        row = existing.get(step.id)
+        if row is None:
+            RecoveryStepRecord.objects.create(
+                plan=record, step_id=step.id, position=position, type=step.type.value, status=step.status.value,
+                created_at=step.created_at, started_at=step.started_at, finished_at=step.finished_at,
+                details=step.details, error_message=step.error_message,
+            )
+        elif row.status == StepStatus.PENDING:
+            RecoveryStepRecord.objects.filter(pk=row.pk).update(position=position, details=step.details)
+        else:  # a running or finished step's evidence belongs to whoever runs it
+            RecoveryStepRecord.objects.filter(pk=row.pk).update(position=position)
+    return record
+
+
+def plan_head(rows: list[RecoveryStepRecord]) -> RecoveryStepRecord | None:
+    """Return the step the plan is at: the first one not DONE."""
+    return next((r for r in rows if r.status != StepStatus.DONE), None)
+
+
+# -- the state row ----------------------------------------------------------------
+
+
+def state_lock(run_id: str) -> FailoverStateRecord:
+    """Return the environment's state row locked for this transaction; create it fail-closed (safe mode ON)."""
+    at = now()
+    FailoverStateRecord.objects.get_or_create(run_id=run_id, defaults={"safe_mode": True, "since": at,
+                                                                       "updated_at": at})
+    return FailoverStateRecord.objects.select_for_update().get(run_id=run_id)
+
+
+def state_domain(row: FailoverStateRecord) -> ManagedFailoverState:
+    plan = RecoveryPlanRecord.objects.filter(pk=row.current_plan_id).first() if row.current_plan_id else None
+    failure = FailureEventRecord.objects.filter(pk=row.last_failure_id).first() if row.last_failure_id else None
+    return ManagedFailoverState(
+        safe_mode=row.safe_mode,
+        reason=row.reason,
+        since=row.since if row.safe_mode else None,
+        last_failure=None if failure is None else failure_from_record(failure),
+        recovery_in_progress=row.recovery_in_progress,
+        current_plan=None if plan is None else plan_from_record(plan),
+        planned=row.planned,
+        version=row.version,
+        trading_enabled=row.trading_enabled,
+        active_failures=tuple(row.active_failures or ()),
+        config_fallback=row.config_fallback,
+        run_id=row.run_id,
+    )
+
+
+def plan_mirror(row: FailoverStateRecord, plan: RecoveryPlan | None) -> None:
+    """Write the current plan to ``<dataDir>/system/recovery_plan.json``; a write error is logged, not raised.
+
+    Written while the state row is locked, so two processes' writes land in
+    the order of their transactions (an on-commit write could land out of order).
+    """
+    if plan is None:
+        return
+    try:
+        atomic_write_json(data_dir(row) / "system" / "recovery_plan.json", plan.to_dict())
+    except OSError as exc:
+        logger.error("cannot mirror the recovery plan of %r: %s", row.run_id, exc)
+
+
+def _announce(run_id: str, changed: dict[str, Any]) -> None:
+    try:
+        bus.publish("failover.changed", changed, run_id=run_id)
+    except Exception as exc:  # no Redis configured (unit tests): listeners re-read periodically anyway
+        logger.warning("failover.changed not published: %s", exc)
+
+
+def state_commit(row: FailoverStateRecord, *, fields: list[str] | None = None) -> ManagedFailoverState:
+    """Save a transition: bump ``version``, mirror the plan, notify the bus and the dashboard on commit."""
+    row.version += 1
+    row.updated_at = now()
+    row.save()
+    state = state_domain(row)
+    plan_mirror(row, state.current_plan)
+    changed = {"version": row.version, "safeMode": row.safe_mode, "reason": row.reason}
+    run_id = row.run_id
+    transaction.on_commit(lambda: _announce(run_id, changed))
+    if run_id:
+        # The dashboard's badge is the product's; an integration run's status is tagged, never mixed in.
+        push_failover_message(kind="failover.run_status", payload={"runId": run_id, **state.to_status_dict(now())})
+    else:
+        push_failover_message(kind="failover.status", payload=state.to_status_dict(now()))
+    return state
+
+
+def live_plan(row: FailoverStateRecord) -> RecoveryPlanRecord | None:
+    """Return the environment's current plan row unless it is finished or superseded."""
+    if not row.current_plan_id:
+        return None
+    return RecoveryPlanRecord.objects.filter(pk=row.current_plan_id, status__in=LIVE_PLAN_STATUSES).first()

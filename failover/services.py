@@ -1,0 +1,193 @@
+"""The FailoverManager: every change of an environment's failover state, one transaction per call.
+
+An environment is a ``run_id`` ("" for the product, an integration run's id
+otherwise). Each call locks the environment's state row, changes it, bumps
+``version``, mirrors the current plan to ``<dataDir>/system/recovery_plan.json``
+and, on commit, publishes ``failover.changed`` on the bus and pushes
+``failover.status`` to the dashboard (``records.state_commit``). Plans run as
+Celery chains (``failover.recovery.runner``); the safe-mode exit rule is
+``runner.safe_mode_settle``, described in ``failover/README.md``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from failover.domain import health as domain_health
+from failover.domain.plans import merge_plan
+from failover.domain.types import FailoverState, FailureEvent, FailureType
+from failover.models import FailoverStateRecord, FailureEventRecord, OperatorAction, PlanStatus
+from failover.recovery import records, runner
+from failover.recovery.alerts import alert_on_commit, failure_level
+from failover.recovery.records import ManagedFailoverState
+
+__all__ = [
+    "ManagedFailoverState", "RecoveryNotRetryable", "SafeModeExitRefused", "environment_register",
+    "failover_health", "failover_state_get", "failover_status", "failure_cleared", "failure_report",
+    "recovery_retry", "safe_mode_enter", "safe_mode_exit",
+]
+
+_RESTARTS = frozenset({FailureType.PROCESS_RESTART, FailureType.UNEXPECTED_SHUTDOWN})
+
+
+class SafeModeExitRefused(Exception):
+    """Safe mode cannot be left yet; ``blockers`` says why (force overrides)."""
+
+    def __init__(self, blockers: list[str]) -> None:
+        super().__init__("; ".join(blockers))
+        self.blockers = blockers
+
+
+class RecoveryNotRetryable(Exception):
+    """There is no FAILED or WAITING_OPERATOR plan to retry."""
+
+
+def _audit(*, run_id: str, user: str, action: str, details: dict[str, Any]) -> None:
+    OperatorAction.objects.create(run_id=run_id, at=records.now(), username=user, action=action, details=details)
+
+
+def environment_register(*, run_id: str = "", context: dict[str, Any]) -> None:
+    """Record where the environment trades (exchange target, data folder, symbols, mode), for recovery workers."""
+    with transaction.atomic():
+        row = records.state_lock(run_id)
+        row.context = dict(context)
+        row.save(update_fields=["context"])
+
+
+def failover_state_get(*, run_id: str = "") -> ManagedFailoverState:
+    """Return the environment's state (a ``FailoverState``); the first read creates it with safe mode ON."""
+    at = records.now()
+    row, _ = FailoverStateRecord.objects.get_or_create(run_id=run_id, defaults={"safe_mode": True, "since": at,
+                                                                                "updated_at": at})
+    return records.state_domain(row)
+
+
+def failover_status(*, run_id: str = "") -> dict[str, Any]:
+    """Return the ``GET /api/failover/status`` body (spec 9)."""
+    return failover_state_get(run_id=run_id).to_status_dict(records.now())
+
+
+def _plan_id(at: datetime) -> str:
+    # Time-ordered for people, with a random tail so two plans in one millisecond never collide.
+    return f"plan-{at:%Y%m%d-%H%M%S}-{at.microsecond // 1000:03d}-{uuid.uuid4().hex[:6]}"
+
+
+def failure_report(*, event: FailureEvent, run_id: str = "", symbols: Sequence[str] | None = None
+                   ) -> ManagedFailoverState:
+    """Store the failure, turn safe mode on, extend or replace the plan, and start its chain if none runs."""
+    with transaction.atomic():
+        row = records.state_lock(run_id)
+        at = records.now()
+        failure = FailureEventRecord.objects.create(
+            timestamp=event.timestamp, type=event.type.value, source=event.source, message=event.message,
+            details=event.details, run_id=run_id)
+        if not row.safe_mode:
+            row.safe_mode, row.since = True, at
+        row.reason, row.planned, row.last_failure = event.type.value, False, failure
+        if event.type.value not in row.active_failures:
+            row.active_failures = [*row.active_failures, event.type.value]
+        folder = records.data_dir(row)
+        previous = records.previous_process_state(folder) if event.type in _RESTARTS else None
+        current = records.live_plan(row)
+        merged = merge_plan(None if current is None else records.plan_from_record(current), event,
+                            clock=lambda: at, symbols=list(symbols or (row.context or {}).get("symbols", [])),
+                            previous_state=previous, plan_id=_plan_id(at))
+        if current is not None and merged.plan_id == current.plan_id:
+            plan = records.plan_save(merged, run_id=run_id, failure=None, record=current)
+        else:
+            if current is not None:
+                current.status, current.chain_token, current.finished_at = PlanStatus.SUPERSEDED, "", at
+                current.save(update_fields=["status", "chain_token", "finished_at"])
+            plan = records.plan_save(merged, run_id=run_id, failure=failure)
+        row.current_plan = plan
+        row.recovery_in_progress = True
+        state = records.state_commit(row)
+        alert_on_commit(level=failure_level(event.type.value), type=event.type.value, run_id=run_id,
+                        message=f"Safe mode ON due to {event.type.value}: {event.message}",
+                        details={"failure": event.to_dict(), "planId": plan.plan_id})
+        # Last, so this change is announced before anything the chain does (eager chains run at commit).
+        runner.chain_enqueue(plan)
+    return state
+
+
+def failure_cleared(*, failure_type: str, run_id: str = "") -> ManagedFailoverState:
+    """The detector says the condition ended: drop it from the active failures, then apply the exit rule."""
+    kind = FailureType(failure_type).value
+    with transaction.atomic():
+        row = records.state_lock(run_id)
+        if kind not in row.active_failures and not (kind == FailureType.CONFIG_INVALID and row.config_fallback):
+            return records.state_domain(row)  # nothing to change: no version bump, no notification
+        row.active_failures = [t for t in row.active_failures if t != kind]
+        if kind == FailureType.CONFIG_INVALID:
+            # The file is valid again and the trader runs on it: lift the fallback and the entry block.
+            row.config_fallback, row.trading_enabled = False, True
+        runner.safe_mode_settle(row)
+        return records.state_commit(row)
+
+
+def safe_mode_enter(*, run_id: str = "", reason: str, user: str, planned: bool = True) -> ManagedFailoverState:
+    """Turn safe mode on by hand; only an operator's ``safe_mode_exit`` turns it off again."""
+    with transaction.atomic():
+        row = records.state_lock(run_id)
+        if not row.safe_mode:
+            row.safe_mode, row.since = True, records.now()
+        row.reason, row.planned, row.operator_hold = reason, planned, True
+        _audit(run_id=run_id, user=user, action="SAFE_MODE_ENTER", details={"reason": reason, "planned": planned})
+        return records.state_commit(row)
+
+
+def _exit_blockers(row: FailoverStateRecord) -> list[str]:
+    blockers = []
+    plan = records.live_plan(row)
+    if plan is not None:
+        blockers.append(f"recovery plan {plan.plan_id} is {plan.status}")
+    if row.active_failures:
+        blockers.append(f"failures still active: {', '.join(row.active_failures)}")
+    if row.config_fallback:
+        blockers.append("the built-in fallback config is in force (CONFIG_INVALID)")
+    return blockers
+
+
+def safe_mode_exit(*, run_id: str = "", user: str, force: bool = False) -> ManagedFailoverState:
+    """Turn safe mode off by hand; refused while recovery runs or failures are active, unless ``force``."""
+    with transaction.atomic():
+        row = records.state_lock(run_id)
+        blockers = _exit_blockers(row)
+        if not blockers or force:
+            before = {"safeMode": row.safe_mode, "reason": row.reason}
+            row.safe_mode, row.reason, row.since, row.planned, row.operator_hold = False, None, None, False, False
+            _audit(run_id=run_id, user=user, action="SAFE_MODE_EXIT",
+                   details={"forced": force, "overrode": blockers, "before": before})
+            return records.state_commit(row)
+    # The refusal is audited in its own transaction: the one above changed nothing.
+    _audit(run_id=run_id, user=user, action="SAFE_MODE_EXIT_REFUSED", details={"blockers": blockers})
+    raise SafeModeExitRefused(blockers)
+
+
+def recovery_retry(*, run_id: str = "", user: str) -> ManagedFailoverState:
+    """Run a FAILED or WAITING_OPERATOR plan again from its failed step, with a fresh retry budget."""
+    with transaction.atomic():
+        row = records.state_lock(run_id)
+        plan = records.live_plan(row)
+        if plan is None or plan.status not in (PlanStatus.FAILED, PlanStatus.WAITING_OPERATOR):
+            raise RecoveryNotRetryable("no failed recovery plan to retry")
+        _audit(run_id=run_id, user=user, action="RECOVERY_RETRY",
+               details={"planId": plan.plan_id, "previousStatus": plan.status, "attempts": plan.attempts})
+        plan.attempts = 0
+        runner.plan_restart(row, plan)
+        state = records.state_commit(row)
+        runner.chain_enqueue(plan)
+    return state
+
+
+def failover_health(*, run_id: str = "", now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Return the ``failoverManager`` and ``recoveryEngine`` health entries (spec 10) with the config's thresholds."""
+    state: FailoverState = failover_state_get(run_id=run_id)
+    row = FailoverStateRecord.objects.get(run_id=run_id)
+    thresholds = records.health_thresholds(records.environment_config(records.data_dir(row)))
+    return domain_health.failover_health(state, now=now or records.now(), thresholds=thresholds)
