@@ -90,3 +90,10 @@ def celery_worker_argv(*, name: str, concurrency: int = 1) -> list[str]:
         "--without-mingle",
         "--without-gossip",
     ]
+
+
+def env_on_test_database(connection, **extra: str) -> dict[str, str]:
+    """The environment of another product process sharing this test's PostgreSQL database."""
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1", **extra}

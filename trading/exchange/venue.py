@@ -32,6 +32,32 @@ from trading.simexchange.matching import MatchingEngine, OrderRequest
 from trading.simexchange.models import Changes
 
 
+class _MatchingFeed(MarketFeed):
+    """Only the matching half of the simulator's feed: REPLAY has no subscribers for derived streams.
+
+    The book, resting fills and TP/SL triggers are the same code as the simulator's;
+    what is skipped (derived order book views, tickers, candles) only feeds sockets.
+    """
+
+    def _emit_book(self, *args: Any) -> None:
+        return None
+
+    def _touch_ticker_from_book(self, symbol: str) -> None:
+        return None
+
+    def _maybe_flush_ticker(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def _ingest_ticker(self, *args: Any) -> None:
+        return None
+
+    def _ingest_trades(self, symbol: str, msg: dict[str, Any], now: int, out: list, changes: Changes) -> None:
+        on_trade = self.engine.on_trade
+        for trade in msg.get("data") or ():
+            if isinstance(trade, dict):
+                changes.merge(on_trade(symbol, Decimal(str(trade["p"])), Decimal(str(trade["v"]))))
+
+
 class InProcessVenue:
     """The exchange port over an in-process matching engine."""
 
@@ -45,7 +71,7 @@ class InProcessVenue:
         ids = itertools.count(1)
         extra = {"initial_balance": initial_balance} if initial_balance is not None else {}
         self.engine = MatchingEngine(instruments, clock=clock_ms, id_factory=lambda: f"venue-{next(ids):010d}", **extra)
-        self.feed = MarketFeed(self.engine, wanted=lambda topic: False)
+        self.feed = _MatchingFeed(self.engine, wanted=lambda topic: False)
         self._clock_ms = clock_ms
         self._pending: list[dict[str, Any]] = []
         self._msg_ids = itertools.count(1)

@@ -1,0 +1,159 @@
+"""The trader's link to the FailoverManager: a fail-closed view of safe mode, and a reporter.
+
+``is_safe_mode()`` is an attribute read on the hot path. The view is refreshed
+from the database when the bus says the state changed (within milliseconds of a
+change in any process) and once a second regardless; if it cannot be confirmed
+for longer than a bound, the trader behaves as in safe mode. A failure the
+trader detects turns its own view to safe mode at once, before the report has
+even reached the database; reports and clearances go out on a background thread
+with retries, so the pipeline never waits for the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from failover.domain.types import FailureEvent
+
+logger = logging.getLogger(__name__)
+
+
+def monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class FailoverLink:
+    """Hold the trader's view of the failover state; report failures and clearances."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        confirm_timeout_ms: int,
+        services: Any,
+        on_change: Callable[[Any], None] | None = None,
+        refresh_interval_s: float = 1.0,
+    ) -> None:
+        self.run_id = run_id
+        self.confirm_timeout_ms = confirm_timeout_ms
+        self._services = services  # failover.services, injected so the link stays testable
+        self._on_change = on_change
+        self._refresh_interval_s = refresh_interval_s
+        self.safe_mode = True  # fail closed until the first confirmation
+        self.trading_enabled = True
+        self.reason: str | None = None
+        self.version = -1
+        self.confirmed_at_ms = 0
+        self._local_latch_until_version: int | None = None
+        self._latched_reason: str | None = None
+        self._jobs: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.report_errors = 0
+
+    # -- the hot path -------------------------------------------------------
+
+    def is_safe_mode(self) -> bool:
+        if self.safe_mode or self._latched_reason is not None:
+            return True
+        return monotonic_ms() - self.confirmed_at_ms > self.confirm_timeout_ms
+
+    def entries_blocked_reason(self) -> str | None:
+        return "SAFE_MODE_ACTIVE" if self.is_safe_mode() else None
+
+    # -- refresh ------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Read the state from the database; False (and fail-closed ageing) when it cannot."""
+        try:
+            state = self._services.failover_state_get(run_id=self.run_id)
+        except Exception as exc:
+            logger.warning("failover state not confirmed: %s", exc)
+            return False
+        changed = False
+        with self._lock:
+            version = int(getattr(state, "version", 0) or 0)
+            if self._local_latch_until_version is not None and version >= self._local_latch_until_version:
+                self._latched_reason = None
+                self._local_latch_until_version = None
+            changed = (state.safe_mode, state.reason) != (self.safe_mode, self.reason) or version != self.version
+            self.safe_mode = bool(state.safe_mode)
+            self.reason = state.reason.value if hasattr(state.reason, "value") else state.reason
+            self.trading_enabled = bool(getattr(state, "trading_enabled", True))
+            self.version = version
+            self.confirmed_at_ms = monotonic_ms()
+        if changed and self._on_change is not None:
+            try:
+                self._on_change(state)
+            except Exception:
+                logger.exception("failover change handler failed")
+        return True
+
+    def on_bus_message(self, message: dict[str, Any]) -> None:
+        """Bus handler: a changed state is re-read at once."""
+        if message.get("kind") == "failover.changed":
+            self.refresh()
+
+    # -- reports ------------------------------------------------------------
+
+    def report(self, event: FailureEvent) -> None:
+        """Enter safe mode here and now; tell the FailoverManager in the background."""
+        with self._lock:
+            self._latched_reason = event.type.value if hasattr(event.type, "value") else str(event.type)
+            self._local_latch_until_version = None
+        self._jobs.put(("report", event))
+
+    def cleared(self, failure_type: str) -> None:
+        self._jobs.put(("cleared", failure_type))
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            kind, payload = job
+            for attempt in range(5):
+                try:
+                    if kind == "report":
+                        state = self._services.failure_report(event=payload, run_id=self.run_id)
+                        with self._lock:
+                            # Keep our own latch until the database shows this report.
+                            self._local_latch_until_version = int(getattr(state, "version", 0) or 0)
+                    else:
+                        self._services.failure_cleared(failure_type=payload, run_id=self.run_id)
+                    break
+                except Exception as exc:
+                    self.report_errors += 1
+                    logger.warning("failover %s failed (attempt %d): %s", kind, attempt + 1, exc)
+                    if self._stop.wait(0.2 * 2**attempt):
+                        return
+            self.refresh()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._refresh_interval_s):
+            self.refresh()
+
+    def start(self) -> FailoverLink:
+        for target, name in ((self._work, "failover-reporter"), (self._poll, "failover-refresh")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def drain(self, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self._jobs.empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.drain(5.0)
+        self._stop.set()
+        self._jobs.put(None)
+        for thread in self._threads:
+            thread.join(timeout=3)

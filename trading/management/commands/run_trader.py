@@ -1,0 +1,103 @@
+"""``manage.py run_trader``: the trader process (SIM, DRY_RUN, LIVE) or a REPLAY run."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from trading.exchange.connect import BYBIT, SIM, ExchangeTarget
+from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
+
+MODES = ("SIM", "REPLAY", "DRY_RUN", "LIVE")
+
+
+def parse_symbols(raw: str) -> list[str]:
+    symbols = [s.strip().upper() for s in raw.split(",") if s.strip()]
+    if not symbols:
+        raise CommandError("--symbols needs at least one symbol, e.g. BTCUSDT,ETHUSDT")
+    bad = [s for s in symbols if not s.isalnum()]
+    if bad:
+        raise CommandError(f"not symbol names: {', '.join(bad)}")
+    return list(dict.fromkeys(symbols))
+
+
+class Command(BaseCommand):
+    help = "Run the trader: SIM against the simulator, DRY_RUN/LIVE against Bybit, or REPLAY a data set."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--mode", choices=MODES, default="SIM")
+        parser.add_argument("--symbols", default="BTCUSDT,ETHUSDT")
+        parser.add_argument("--sim-url", default="http://127.0.0.1:8765", help="the simulator's address (SIM)")
+        parser.add_argument("--run-id", default="", help="environment id (integration runs); empty for the product")
+        parser.add_argument("--data-dir", default="", help="defaults to SCALPER_DATA_DIR")
+        parser.add_argument("--confirm-live", action="store_true", help="required for LIVE: real orders, real money")
+        parser.add_argument("--allow-fault-hooks", action="store_true", help="let integration scenarios arm faults")
+        parser.add_argument("--ping-interval", type=int, default=20)
+        parser.add_argument("--ping-timeout", type=int, default=10)
+        parser.add_argument("--max-runtime", type=float, default=None, help="stop after this many seconds")
+        parser.add_argument("--replay", default="", help="REPLAY: a JSONL(.gz) file of Bybit public messages")
+        parser.add_argument("--events", type=int, default=200_000, help="REPLAY: generated messages when no file")
+        parser.add_argument("--seed", type=int, default=1, help="REPLAY: seed of the generated data")
+
+    def handle(self, *args, **opts) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        mode = opts["mode"]
+        symbols = parse_symbols(opts["symbols"])
+        data_dir = Path(opts["data_dir"]).resolve() if opts["data_dir"] else settings.DATA_DIR
+        if mode == "REPLAY":
+            from trading.replay import replay_main
+
+            sys.exit(
+                replay_main(
+                    symbols=symbols,
+                    path=opts["replay"],
+                    events=opts["events"],
+                    seed=opts["seed"],
+                    data_dir=data_dir,
+                    out=self.stdout,
+                )
+            )
+        if mode == "LIVE":
+            if not opts["confirm_live"]:
+                raise CommandError("LIVE sends real orders: add --confirm-live to start it")
+            if not (settings.BYBIT_API_KEY and settings.BYBIT_API_SECRET):
+                raise CommandError("LIVE needs BYBIT_API_KEY and BYBIT_API_SECRET in the environment")
+        if mode == "DRY_RUN" and not (settings.BYBIT_API_KEY and settings.BYBIT_API_SECRET):
+            raise CommandError("DRY_RUN reads the account: BYBIT_API_KEY and BYBIT_API_SECRET must be set")
+        if mode == "SIM":
+            unknown = [s for s in symbols if s not in DEFAULT_INSTRUMENTS]
+            if unknown:
+                raise CommandError(f"the simulator does not list {', '.join(unknown)}")
+            target = ExchangeTarget(kind=SIM, base_url=opts["sim_url"])
+        else:
+            target = ExchangeTarget(kind=BYBIT, bybit_env=settings.BYBIT_ENV)
+        if not settings.REDIS_URL:
+            raise CommandError("no Redis: set REDIS_URL, or start the product with `make run`")
+
+        from failover import services
+        from trading import control
+        from trading.trader import Trader, TraderSettings
+
+        trader = Trader(
+            TraderSettings(
+                mode=mode,
+                symbols=symbols,
+                run_id=opts["run_id"],
+                data_dir=data_dir,
+                target=target,
+                ping_interval_s=opts["ping_interval"],
+                ping_timeout_s=opts["ping_timeout"],
+                allow_fault_hooks=opts["allow_fault_hooks"],
+                max_runtime_s=opts["max_runtime"],
+            ),
+            services=services,
+            control=control,
+        )
+        signal.signal(signal.SIGTERM, trader.request_stop)
+        signal.signal(signal.SIGINT, trader.request_stop)
+        sys.exit(trader.run())

@@ -1,0 +1,328 @@
+"""What the trader does on its pipeline thread besides the pipeline: handlers, timers, commands.
+
+Kept apart from ``trading.trader`` (startup and the loop) so each reads as one
+concept: here, what every queue item means and what runs on a schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from failover.domain.enums import Phase
+from failover.domain.reconcile import diff_orders, diff_positions
+from failover.domain.types import ProcessState
+from trading.domain import reasons
+from trading.domain.config import DEFAULT_CONFIG
+from trading.domain.orders import Side
+from trading.exchange.port import ExchangeError
+from trading.execution_ops import panic_close_all, sync_from_exchange
+from trading.localstate import INTENT, SUBMITTED
+from trading.snapshots import order_from_exchange, order_from_local, position_from_exchange, position_from_local
+
+if TYPE_CHECKING:
+    from trading.trader import GatewayDispatcher, Trader
+
+logger = logging.getLogger("scalper.trader")
+
+
+@dataclass
+class Timer:
+    every_s: float
+    action: Callable[[], None]
+    name: str
+    next_at: float = 0.0
+
+    def maybe_run(self, now: float) -> None:
+        if now < self.next_at:
+            return
+        self.next_at = now + self.every_s
+        try:
+            self.action()
+        except Exception:
+            logger.exception("timer %s failed", self.name)
+
+
+class TraderOps:
+    def __init__(self, trader: Trader, *, rest: Any, dispatcher: GatewayDispatcher) -> None:
+        self.trader = trader
+        self.rest = rest
+        self.dispatcher = dispatcher
+        assert trader.core is not None
+        self.core = trader.core
+        self._last_private_connects = 0
+        self._reconciling = False
+        self._last_snapshot_key: tuple | None = None
+
+    # -- queue items --------------------------------------------------------
+
+    def handlers(self) -> dict[str, Callable[[tuple], None]]:
+        return {
+            "public": self._on_public,
+            "private": self._on_private,
+            "done": self._on_done,
+            "rest": self._on_rest,
+            "command": lambda item: self.command(item[1]),
+            "failover_changed": lambda item: self.on_failover_changed(item[1]),
+            "config": lambda item: self.trader.on_config_event(item[1]),
+            "wake": lambda item: None,
+        }
+
+    def _on_public(self, item: tuple) -> None:
+        _, message, received_ms = item
+        self.core.on_public(message, received_ms)
+        topic = message.get("topic", "")
+        self.trader.watchdog.on_market_data(topic.rsplit(".", 1)[-1])
+
+    def _on_private(self, item: tuple) -> None:
+        self.core.on_private(item[1])
+        self.write_process_state()
+
+    def _on_done(self, item: tuple) -> None:
+        _, done, result, error = item
+        try:
+            done(result, error)
+        except Exception as exc:
+            self.core._crash("EXECUTION_ENGINE", exc, "")
+        self.write_process_state()
+
+    def _on_rest(self, item: tuple) -> None:
+        _, ok, elapsed_ms, kind = item
+        self.trader.watchdog.on_rest(ok, elapsed_ms, kind)
+        self.core.latency.record("rest", elapsed_ms)
+
+    # -- schedules ----------------------------------------------------------
+
+    def timers(self) -> list[Timer]:
+        config = self.trader.config_engine.config
+        return [
+            Timer(0.1, self.core.tick, "tick"),
+            Timer(0.5, self.check_health, "watchdog"),
+            Timer(1.0, self.heartbeat, "heartbeat"),
+            Timer(
+                config.failover.process_state_interval_s, lambda: self.write_process_state(force=True), "process-state"
+            ),
+            Timer(2.0, self.trader.config_engine.poll, "config"),
+            Timer(15.0, self.reconcile, "reconcile"),
+        ]
+
+    def check_health(self) -> None:
+        streams = self.trader.streams
+        for stream in streams.values():
+            stream.check()
+        private = streams["private"].status
+        if private.connects > self._last_private_connects:
+            if self._last_private_connects > 0:
+                self.resync("private stream reconnected")
+            self._last_private_connects = private.connects
+        report = self.trader.watchdog.check(public=streams["public"].status, private=private)
+        for event in report.started:
+            self.trader.report_event(event)
+        for failure_type in report.cleared:
+            self.trader.events.write("_SYSTEM", "FAILURE_CLEARED", type=failure_type)
+            self.trader.link.cleared(failure_type)
+
+    def resync(self, why: str) -> None:
+        """Bring local state to exchange truth over REST; the exchange does not replay missed events."""
+        try:
+            counts = sync_from_exchange(self.core.execution)
+        except ExchangeError as exc:
+            logger.warning("resync after %s failed: %s", why, exc)
+            return
+        self.trader.events.write("_SYSTEM", "RESYNC", why=why, **counts)
+        self.write_process_state()
+
+    def reconcile(self) -> None:
+        """Compare local state with the exchange in the background; NON_SYNC_STATE if they stay apart."""
+        if self._reconciling:
+            return
+        self._reconciling = True
+        config = self.trader.config_engine.config
+
+        def fetch() -> tuple[list, list]:
+            return self.rest.positions(), self.rest.open_orders()
+
+        def done(result: Any, error: BaseException | None) -> None:
+            self._reconciling = False
+            if error is not None:
+                return
+            remote_positions, remote_orders = result
+            state = self.core.state
+            created = {o.order_link_id: o.created_ms for o in state.orders.values()}
+            local_orders = [o for o in state.open_orders() if o.status not in (INTENT, SUBMITTED)]
+            positions = diff_positions(
+                [position_from_local(p) for p in state.positions.values()],
+                [position_from_exchange(p) for p in remote_positions],
+            )
+            orders = diff_orders(
+                [order_from_local(o) for o in local_orders],
+                [order_from_exchange(o) for o in remote_orders],
+                now_ms=self.trader.clock.now_ms(),
+                recent_window_ms=config.failover.recent_order_window_ms,
+                created_ms_of=lambda snap: created.get(snap.client_order_id or ""),
+            )
+            self.trader.watchdog.on_reconciliation(positions, orders)
+
+        self.dispatcher.submit(fetch, done)
+
+    def heartbeat(self) -> None:
+        trader = self.trader
+        streams = trader.streams
+        now_mono = int(time.monotonic() * 1000)
+        beat = {
+            "pid": os.getpid(),
+            "phase": trader.state.value,
+            "at": int(time.time() * 1000),
+            "mode": trader.settings.mode,
+            "symbols": trader.settings.symbols,
+            "safeMode": trader.link.is_safe_mode(),
+            "streams": {
+                name: {
+                    "connected": s.status.connected,
+                    "rebuilds": s.status.rebuilds,
+                    "lastMessageAgeMs": now_mono - s.status.last_message_ms if s.status.last_message_ms else None,
+                    "hostileMessages": s.hostile_messages,
+                }
+                for name, s in streams.items()
+            },
+            "restFailuresInARow": trader.watchdog.rest_failures_in_a_row,
+            "latencyAvgMs": {"rest": self.core.latency.average("rest"), "ws": self.core.latency.average("ws")},
+            "config": {"valid": not trader.config_engine.last_errors, "source": trader.config_engine.source},
+            "counters": {
+                "marketEvents": self.core.counters.market_events,
+                "entriesSent": self.core.counters.entries_sent,
+                "entriesRefused": self.core.counters.entries_refused,
+                "crashes": self.core.counters.crashes,
+            },
+            "positions": len(self.core.state.positions),
+            "openOrders": len(self.core.state.open_orders()),
+        }
+        try:
+            trader.control.write_heartbeat(beat, run_id=trader.settings.run_id)
+        except Exception as exc:  # Redis down: the heartbeat ages out, which is the truth
+            logger.warning("heartbeat not written: %s", exc)
+
+    # -- process state ------------------------------------------------------
+
+    def write_process_state(self, *, phase: Phase | None = None, force: bool = False) -> None:
+        """Write the black box when something changed (or on the periodic timer)."""
+        trader = self.trader
+        positions, orders = trader.snapshots()
+        if phase is None:
+            phase = Phase.RECOVERING if trader.link.is_safe_mode() else Phase.RUNNING
+        key = (phase, positions, orders)
+        if not force and key == self._last_snapshot_key:
+            return
+        self._last_snapshot_key = key
+        current = trader.store.current
+        trader.store.save(
+            ProcessState(
+                last_update=trader.store._clock(),
+                pid=os.getpid(),
+                run_mode=current.run_mode,
+                phase=phase,
+                active_symbols=current.active_symbols,
+                open_positions_snapshot=positions,
+                open_orders_snapshot=orders,
+                last_recovery_at=current.last_recovery_at,
+                last_failure=current.last_failure,
+            )
+        )
+
+    # -- failover -----------------------------------------------------------
+
+    def on_failover_changed(self, state: Any) -> None:
+        risk = self.core.risk
+        risk.set_global_block(reasons.SAFE_MODE_ACTIVE if state.safe_mode else None)
+        risk.set_trading_enabled(bool(getattr(state, "trading_enabled", True)))
+        reason = state.reason.value if hasattr(state.reason, "value") else state.reason
+        self.trader.events.write(
+            "_SYSTEM",
+            "FAILOVER_STATE",
+            safeMode=state.safe_mode,
+            reason=reason,
+            recoveryInProgress=state.recovery_in_progress,
+        )
+        self.write_process_state()
+
+    # -- commands -----------------------------------------------------------
+
+    def command(self, payload: dict[str, Any]) -> None:
+        name = payload.get("command")
+        command_id = str(payload.get("commandId", ""))
+        args = payload.get("args") or {}
+        handler = {
+            "reload_state": self.reload_state,
+            "clear_local_state": self.clear_local_state,
+            "rebuild_streams": self.rebuild_streams,
+            "reload_config": self.reload_config,
+            "panic_close": self.panic_close,
+            "arm_fault": self.arm_fault,
+        }.get(str(name))
+        try:
+            if handler is None:
+                raise ValueError(f"unknown command {name!r}")
+            result = handler(**args)
+            ok, error = True, None
+        except Exception as exc:
+            result, ok, error = {}, False, f"{type(exc).__name__}: {exc}"
+            logger.warning("command %s failed: %s", name, error)
+        self.trader.events.write("_SYSTEM", "COMMAND", command=name, ok=ok, error=error)
+        if command_id:
+            try:
+                self.trader.control.write_ack(
+                    command_id, ok=ok, result=result, error=error, run_id=self.trader.settings.run_id
+                )
+            except Exception as exc:
+                logger.warning("ack of %s not written: %s", name, exc)
+
+    def reload_state(self) -> dict[str, Any]:
+        """Re-read orders and positions from the database (a recovery step changed them)."""
+        state = self.core.state
+        state.reload()
+        execution = self.core.execution
+        execution._publish_exposure()
+        now = self.trader.clock.now_ms()
+        for position in state.positions.values():
+            self.core.machine.on_position_opened(
+                position.symbol, Side.BUY if position.side == "LONG" else Side.SELL, now, reason="STATE_RELOADED"
+            )
+        for symbol, ctx in self.core.machine.contexts().items():
+            if ctx.state.value == "IN_POSITION" and symbol not in state.positions:
+                self.core.machine.on_position_closed(symbol, now, reason="STATE_RELOADED")
+        self.write_process_state(force=True)
+        return {"positions": sorted(state.positions), "openOrders": len(state.open_orders())}
+
+    def clear_local_state(self, keep: list[str] | None = None) -> dict[str, Any]:
+        keep_symbols = set(keep or []) | set(self.core.state.positions)
+        cleared = self.core.machine.clear_idle_state(self.trader.clock.now_ms(), keep=keep_symbols)
+        self.core.state.forget_closed_orders()
+        return {"cleared": cleared, "kept": sorted(keep_symbols)}
+
+    def rebuild_streams(self) -> dict[str, Any]:
+        for stream in self.trader.streams.values():
+            stream.close()
+            stream.start()
+        return {"rebuilding": sorted(self.trader.streams)}
+
+    def reload_config(self, fallback: bool = False) -> dict[str, Any]:
+        engine = self.trader.config_engine
+        if fallback:
+            engine.use_fallback("RESYNC_CONFIG: the config file is invalid")
+            self.core.apply_config(DEFAULT_CONFIG)
+        else:
+            engine.load()
+        return {"source": engine.source, "onFallback": engine.on_fallback}
+
+    def panic_close(self) -> dict[str, Any]:
+        return panic_close_all(self.core.execution)
+
+    def arm_fault(self, feature_engine_error: str | None = None) -> dict[str, Any]:
+        if not self.trader.settings.allow_fault_hooks:
+            raise PermissionError("fault hooks are off (start the trader with --allow-fault-hooks)")
+        self.trader.hooks.feature_engine_error = feature_engine_error
+        return {"featureEngineError": feature_engine_error}

@@ -1,0 +1,174 @@
+"""The trader's watchdog: every failure detector, fed from what the trader itself measures.
+
+It runs on the pipeline thread. Observations arrive as cheap calls (a REST
+result, a market message for a symbol, a reconciliation); ``check()`` runs a few
+times a second, turns stream measurements into detector input, and returns the
+failures that started and the failure types whose conditions cleared (a type is
+cleared only when no detector of that type is active any more).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from failover.domain.detectors import (
+    Detector,
+    LatencyDetector,
+    PacketLossDetector,
+    PrivateStreamDetector,
+    PublicStreamDetector,
+    ReconciliationDetector,
+    RestFailureDetector,
+    StreamsDownDetector,
+)
+from failover.domain.reconcile import OrderDiff, PositionDiff
+from failover.domain.types import Clock, FailureEvent
+from trading.domain.config import TradingConfig
+from trading.exchange.port import StreamStatus
+
+
+@dataclass
+class WatchdogReport:
+    started: list[FailureEvent] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
+
+
+class Watchdog:
+    """Own the detectors of one trader."""
+
+    def __init__(
+        self,
+        *,
+        config: TradingConfig,
+        symbols: Iterable[str],
+        clock: Clock,
+        ping_interval_s: float,
+        pong_timeout_s: float,
+        connect_grace_s: float = 10.0,
+    ) -> None:
+        d = config.failover.detectors
+        self.rest = RestFailureDetector(threshold=d.rest_failures_unavailable, clock=clock)
+        self.streams_down = StreamsDownDetector(grace_s=connect_grace_s, clock=clock)
+        self.private = PrivateStreamDetector(
+            ping_interval_s=ping_interval_s,
+            pong_timeout_s=pong_timeout_s,
+            disconnect_grace_s=connect_grace_s,
+            clock=clock,
+        )
+        self.public = PublicStreamDetector(
+            max_reconnects=d.public_reconnects_max,
+            reconnect_window_s=d.public_reconnects_window_s,
+            stale_after_s=d.market_data_stale_s,
+            symbols=symbols,
+            clock=clock,
+        )
+        self.latency = LatencyDetector(
+            threshold_ms=d.latency_avg_ms,
+            window_s=max(d.latency_sustain_s, 5.0),
+            sustain_s=d.latency_sustain_s,
+            clock=clock,
+        )
+        self.packet_loss = PacketLossDetector(
+            window_s=d.packet_loss_window_s,
+            min_incidents=3,
+            unavailable_threshold=d.rest_failures_unavailable,
+            clock=clock,
+        )
+        self.reconciliation = ReconciliationDetector(confirmations=2, clock=clock)
+        self.detectors: list[Detector] = [
+            self.rest,
+            self.streams_down,
+            self.private,
+            self.public,
+            self.latency,
+            self.packet_loss,
+            self.reconciliation,
+        ]
+        self._started: list[FailureEvent] = []
+        self._active_types: set[str] = set()
+        self._seen_data: dict[str, int] = {}
+        self._stream_memory: dict[str, tuple[bool, int, int]] = {}
+        self.rest_failures_in_a_row = 0
+
+    def _collect(self, event: FailureEvent | None) -> None:
+        if event is not None:
+            self._started.append(event)
+
+    # -- observations (cheap) ----------------------------------------------
+
+    def on_rest(self, ok: bool, elapsed_ms: float, error: str = "") -> None:
+        if ok:
+            self.rest_failures_in_a_row = 0
+            self.rest.record_success()
+            self._collect(self.packet_loss.record_success())
+            self._collect(self.latency.record(elapsed_ms))
+        else:
+            self.rest_failures_in_a_row += 1
+            self._collect(self.rest.record_failure(error))
+            self._collect(self.packet_loss.record_failure())
+
+    def on_market_data(self, symbol: str) -> None:
+        self._seen_data[symbol] = 1
+
+    def on_reconciliation(self, positions: PositionDiff, orders: OrderDiff) -> None:
+        self._collect(self.reconciliation.observe(positions, orders))
+
+    def _stream(
+        self,
+        status: StreamStatus,
+        on_connected: Callable[[], FailureEvent | None],
+        on_disconnected: Callable[[], FailureEvent | None],
+        on_message: Callable[[], object] | None,
+        on_reconnect: Callable[[], FailureEvent | None] | None,
+    ) -> None:
+        was_connected, last_message, connects = self._stream_memory.get(status.name, (False, 0, 0))
+        if status.connected and not was_connected:
+            self._collect(on_connected())
+        elif not status.connected and was_connected:
+            self._collect(on_disconnected())
+        if on_message is not None and status.last_message_ms != last_message and status.connected:
+            result = on_message()
+            if isinstance(result, FailureEvent):
+                self._collect(result)
+        if status.connects > connects and connects > 0 and on_reconnect is not None:
+            self._collect(on_reconnect())
+            self._collect(self.packet_loss.record_reconnect())
+        self._stream_memory[status.name] = (status.connected, status.last_message_ms, status.connects)
+
+    # -- evaluation ---------------------------------------------------------
+
+    def check(self, *, public: StreamStatus | None, private: StreamStatus | None) -> WatchdogReport:
+        """Evaluate every detector; return what started and what cleared since the last call."""
+        if private is not None:
+            self._stream(
+                private, self.private.on_connected, self.private.on_disconnected, self.private.on_message, None
+            )
+            if private.gave_up and private.connected is False:
+                self._collect(self.private.on_gave_up())
+        if public is not None:
+            self._stream(public, lambda: None, lambda: None, None, self.public.on_reconnect)
+        for symbol in self._seen_data:
+            self._collect(self.public.on_market_data(symbol))
+        self._seen_data.clear()
+        if public is not None and private is not None:
+            self._collect(
+                self.streams_down.observe(private_connected=private.connected, public_connected=public.connected)
+            )
+        for detector in self.detectors:
+            check = getattr(detector, "check", None)
+            if check is not None:
+                self._collect(check())
+        report = WatchdogReport(started=self._started)
+        self._started = []
+        active = {d.failure_type.value for d in self.detectors if d.is_active}
+        for d in self.detectors:
+            d.cleared()  # consume the one-shot flag; the type-level rule below decides
+        report.cleared = sorted(self._active_types - active)
+        self._active_types = active | {e.type.value for e in report.started}
+        return report
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
