@@ -99,7 +99,9 @@ if EMBEDDED:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "db.sqlite3",
+            # SCALPER_SQLITE_PATH lets a child process with its own data folder (an
+            # integration run) share the product's database file.
+            "NAME": Path(env_str("SCALPER_SQLITE_PATH", str(DATA_DIR / "db.sqlite3"))),
             "OPTIONS": {
                 # Several processes share the file: WAL lets readers run beside the
                 # writer, IMMEDIATE takes the write lock up front instead of failing
