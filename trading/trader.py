@@ -232,6 +232,7 @@ class Trader:
             dispatcher=dispatcher,
             fault_hooks=self.hooks,
         )
+        self.core.execution.on_mismatch = self._mismatch
         self.watchdog = Watchdog(
             config=self.config_engine.config,
             symbols=s.symbols,
@@ -316,6 +317,15 @@ class Trader:
 
     def _module_crash(self, module: str, exc: BaseException, details: dict[str, Any]) -> None:
         self.report(FailureType.MODULE_CRASH, module, f"{module} crashed: {details['error']}", details)
+
+    def _mismatch(self, kind: str, details: dict[str, Any]) -> None:
+        """The private stream showed an order or position this trader never made: local state is not the truth."""
+        self.report(
+            FailureType.NON_SYNC_STATE,
+            FailureSource.RECONCILER,
+            f"{kind.replace('_', ' ').lower()} on {details.get('symbol', '?')}: appeared behind the trader's back",
+            {"kind": kind, **details, "symbols": [details["symbol"]] if "symbol" in details else []},
+        )
 
     def _config_invalid(self, event: ConfigInvalid) -> None:
         self.report(

@@ -54,8 +54,10 @@ class TraderOps:
         self.dispatcher = dispatcher
         assert trader.core is not None
         self.core = trader.core
-        self._last_private_connects = 0
+        self._last_private_opens = 0
         self._reconciling = False
+        self._probing = False
+        self._last_data_ms: dict[str, int] = {}
         self._last_snapshot_key: tuple | None = None
 
     # -- queue items --------------------------------------------------------
@@ -75,8 +77,9 @@ class TraderOps:
     def _on_public(self, item: tuple) -> None:
         _, message, received_ms = item
         self.core.on_public(message, received_ms)
-        topic = message.get("topic", "")
-        self.trader.watchdog.on_market_data(topic.rsplit(".", 1)[-1])
+        symbol = message.get("topic", "").rsplit(".", 1)[-1]
+        self._last_data_ms[symbol] = received_ms
+        self.trader.watchdog.on_market_data(symbol)
 
     def _on_private(self, item: tuple) -> None:
         self.core.on_private(item[1])
@@ -102,6 +105,7 @@ class TraderOps:
         return [
             Timer(0.1, self.core.tick, "tick"),
             Timer(0.5, self.check_health, "watchdog"),
+            Timer(2.0, self.probe_rest, "rest-probe"),
             Timer(1.0, self.heartbeat, "heartbeat"),
             Timer(
                 config.failover.process_state_interval_s, lambda: self.write_process_state(force=True), "process-state"
@@ -115,16 +119,32 @@ class TraderOps:
         for stream in streams.values():
             stream.check()
         private = streams["private"].status
-        if private.connects > self._last_private_connects:
-            if self._last_private_connects > 0:
+        if private.opens > self._last_private_opens:
+            if self._last_private_opens > 0:
                 self.resync("private stream reconnected")
-            self._last_private_connects = private.connects
+            self._last_private_opens = private.opens
+        ws_lag = self.core.latency.average("ws")
+        if ws_lag is not None:
+            self.trader.watchdog.on_latency(ws_lag)
         report = self.trader.watchdog.check(public=streams["public"].status, private=private)
         for event in report.started:
             self.trader.report_event(event)
         for failure_type in report.cleared:
             self.trader.events.write("_SYSTEM", "FAILURE_CLEARED", type=failure_type)
             self.trader.link.cleared(failure_type)
+
+    def probe_rest(self) -> None:
+        """Ask the exchange the time: REST liveness and latency even when nothing trades."""
+        if self._probing:
+            return
+        self._probing = True
+
+        def done(result: Any, error: BaseException | None) -> None:
+            self._probing = False
+
+        self._last_data_ms: dict[str, int] = {}  # the REST observer has already recorded the outcome
+
+        self.dispatcher.submit(self.rest.server_time_ms, done)
 
     def resync(self, why: str) -> None:
         """Bring local state to exchange truth over REST; the exchange does not replay missed events."""
@@ -188,6 +208,17 @@ class TraderOps:
                     "hostileMessages": s.hostile_messages,
                 }
                 for name, s in streams.items()
+            },
+            "marketData": {
+                "lastMessageAgeMs": {
+                    symbol: (trader.clock.now_ms() - self._last_data_ms[symbol])
+                    if symbol in self._last_data_ms
+                    else None
+                    for symbol in trader.settings.symbols
+                },
+                "rejected": dict(self.core.normaliser.rejected),
+                "gapsAndWarnings": dict(self.core.normaliser.warnings),
+                "publicReconnects": streams["public"].status.opens - 1 if streams["public"].status.opens else 0,
             },
             "restFailuresInARow": trader.watchdog.rest_failures_in_a_row,
             "latencyAvgMs": {"rest": self.core.latency.average("rest"), "ws": self.core.latency.average("ws")},

@@ -109,6 +109,10 @@ class Watchdog:
             self._collect(self.rest.record_failure(error))
             self._collect(self.packet_loss.record_failure())
 
+    def on_latency(self, average_ms: float) -> None:
+        """Feed the rolling WebSocket lag (exchange timestamp to arrival) to the latency detector."""
+        self._collect(self.latency.record(average_ms))
+
     def on_market_data(self, symbol: str) -> None:
         self._seen_data[symbol] = 1
 
@@ -123,7 +127,7 @@ class Watchdog:
         on_message: Callable[[], object] | None,
         on_reconnect: Callable[[], FailureEvent | None] | None,
     ) -> None:
-        was_connected, last_message, connects = self._stream_memory.get(status.name, (False, 0, 0))
+        was_connected, last_message, opens = self._stream_memory.get(status.name, (False, 0, 0))
         if status.connected and not was_connected:
             self._collect(on_connected())
         elif not status.connected and was_connected:
@@ -132,10 +136,11 @@ class Watchdog:
             result = on_message()
             if isinstance(result, FailureEvent):
                 self._collect(result)
-        if status.connects > connects and connects > 0 and on_reconnect is not None:
-            self._collect(on_reconnect())
+        for _ in range(min(status.opens - opens, 10) if opens > 0 else 0):
+            if on_reconnect is not None:
+                self._collect(on_reconnect())
             self._collect(self.packet_loss.record_reconnect())
-        self._stream_memory[status.name] = (status.connected, status.last_message_ms, status.connects)
+        self._stream_memory[status.name] = (status.connected, status.last_message_ms, status.opens)
 
     # -- evaluation ---------------------------------------------------------
 

@@ -149,7 +149,8 @@ class StreamStatus:
     name: str
     connected: bool = False
     last_message_ms: int = 0
-    connects: int = 0
+    connects: int = 0  # sockets the product built
+    opens: int = 0  # connections opened, including pybit's own silent reconnects
     rebuilds: int = 0
     gave_up: bool = False
     errors: list[str] = field(default_factory=list)

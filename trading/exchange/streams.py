@@ -56,6 +56,13 @@ class MonitoredSocketMixin:
         self._stream_status.last_message_ms = monotonic_ms()
         super()._on_pong()
 
+    def _on_open(self) -> None:
+        # pybit reconnects by itself without telling anyone; every open is counted so
+        # the product knows to resync (private topics do not replay what was missed).
+        self._stream_status.opens += 1
+        self._stream_status.last_message_ms = monotonic_ms()
+        super()._on_open()
+
 
 SocketFactory = Callable[..., Any]
 """Builds a connected pybit WebSocket: factory(channel_type, stream_status=, on_hostile=, callback_function=)."""
