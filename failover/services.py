@@ -67,6 +67,11 @@ def failover_state_get(*, run_id: str = "") -> ManagedFailoverState:
     return records.state_domain(row)
 
 
+def failover_gate(*, run_id: str = "") -> records.Gate:
+    """Safe mode, reason, version and trading switch in one small read: the trader's refresh."""
+    return records.gate_read(run_id)
+
+
 def failover_status(*, run_id: str = "") -> dict[str, Any]:
     """Return the ``GET /api/failover/status`` body (spec 9)."""
     return failover_state_get(run_id=run_id).to_status_dict(records.now())
@@ -80,6 +85,11 @@ def _plan_id(at: datetime) -> str:
 def failure_report(*, event: FailureEvent, run_id: str = "", symbols: Sequence[str] | None = None
                    ) -> ManagedFailoverState:
     """Store the failure, turn safe mode on, extend or replace the plan, and start its chain if none runs."""
+    with transaction.atomic():
+        # Entries stop first: a small commit announced on the bus before the plan is built.
+        row = records.state_lock(run_id)
+        if not row.safe_mode:
+            records.gate_close(row, reason=event.type.value)
     with transaction.atomic():
         row = records.state_lock(run_id)
         at = records.now()

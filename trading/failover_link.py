@@ -72,7 +72,7 @@ class FailoverLink:
     def refresh(self) -> bool:
         """Read the state from the database; False (and fail-closed ageing) when it cannot."""
         try:
-            state = self._services.failover_state_get(run_id=self.run_id)
+            state = self._services.failover_gate(run_id=self.run_id)
         except Exception as exc:
             logger.warning("failover state not confirmed: %s", exc)
             return False

@@ -241,6 +241,44 @@ def _announce(run_id: str, changed: dict[str, Any]) -> None:
         logger.warning("failover.changed not published: %s", exc)
 
 
+def gate_close(row: FailoverStateRecord, *, reason: str) -> None:
+    """Turn safe mode on and announce it at once, before any slower work (the plan) is done.
+
+    Only the row's own fields change, so the commit is one small UPDATE and the
+    trader hears of it within a database round trip of the report.
+    """
+    at = now()
+    row.safe_mode, row.since, row.reason, row.planned = True, at, reason, False
+    row.version += 1
+    row.updated_at = at
+    row.save(update_fields=["safe_mode", "since", "reason", "planned", "version", "updated_at"])
+    changed = {"version": row.version, "safeMode": True, "reason": reason}
+    run_id = row.run_id
+    transaction.on_commit(lambda: _announce(run_id, changed))
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What the trader's hot path needs from the failover state, read in one small query."""
+
+    safe_mode: bool
+    reason: str | None
+    version: int
+    trading_enabled: bool
+    recovery_in_progress: bool
+
+
+def gate_read(run_id: str) -> Gate:
+    row = (
+        FailoverStateRecord.objects.filter(run_id=run_id)
+        .values_list("safe_mode", "reason", "version", "trading_enabled", "recovery_in_progress")
+        .first()
+    )
+    if row is None:
+        return Gate(safe_mode=True, reason=None, version=0, trading_enabled=True, recovery_in_progress=False)
+    return Gate(*row)
+
+
 def state_commit(row: FailoverStateRecord, *, fields: list[str] | None = None) -> ManagedFailoverState:
     """Save a transition: bump ``version``, mirror the plan, notify the bus and the dashboard on commit."""
     row.version += 1

@@ -1,0 +1,242 @@
+"""How fast entries stop after a failure, and how long a restarted trader takes to trade again.
+
+Run: .venv/bin/python bench/bench_safe_mode.py [--reports N] [--restarts N]
+
+Self-contained: a temporary data folder with its own SQLite database, the
+embedded Redis, and real simulator, Celery worker and trader processes.
+
+1. Same process: a failure the trader detects -> its own entry gate refuses
+   (FailoverLink.report flips the gate before the database is even told).
+2. Another process: failure_report() in a separate process -> this process's
+   FailoverLink (bus listener + database re-read) refuses entries. Floor: a
+   Redis publish from that process to a listener here, measured in the same run.
+3. Restart to RUNNING: a trader process started (after a graceful stop) ->
+   heartbeat phase RUNNING with safe mode off, i.e. its startup plan (read
+   process state, resync orders) carried out on the worker. Floor: the start of
+   a bare Django management command (`manage.py check`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+
+BASE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(BASE))
+DATA = Path(tempfile.mkdtemp(prefix="bench-safe-mode-"))
+os.environ["SCALPER_DATA_DIR"] = str(DATA)
+os.environ["DJANGO_SETTINGS_MODULE"] = "scalper_site.settings"
+os.environ.pop("DATABASE_URL", None)
+
+from scalper_site.embedded_redis import EmbeddedRedis  # noqa: E402
+
+REDIS = EmbeddedRedis(DATA)
+os.environ["REDIS_URL"] = REDIS.start()
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+
+from failover import services  # noqa: E402
+from failover.bus import BusListener  # noqa: E402
+from failover.domain.enums import FailureSource, FailureType, utc_now  # noqa: E402
+from failover.domain.types import FailureEvent  # noqa: E402
+from scalper_site.testkit import celery_worker_argv, free_port, start_process, stop_process, wait_until  # noqa: E402
+from trading.control import read_heartbeat  # noqa: E402
+from trading.failover_link import FailoverLink  # noqa: E402
+
+SENDER = """
+import json, sys, time, django
+django.setup()
+from failover import services
+from failover.bus import publish
+from failover.domain.enums import FailureType, utc_now
+from failover.domain.types import FailureEvent
+for line in sys.stdin:
+    kind, run_id = line.split()
+    sent = time.time()
+    if kind == "publish":
+        publish("bench.ping", {"sent": sent}, run_id=run_id)
+    else:
+        services.failure_report(run_id=run_id, event=FailureEvent(timestamp=utc_now(),
+            type=FailureType.LATENCY_TOO_HIGH, source="BENCH", message="bench", details={}))
+    print(json.dumps(sent), flush=True)
+"""
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def line(name: str, values: list[float], unit: str = "ms") -> str:
+    return f"{name:<44} p50 {pct(values, 0.5):8.3f} {unit}   p99 {pct(values, 0.99):8.3f} {unit}   (n={len(values)})"
+
+
+def same_process(reports: int) -> list[float]:
+    link = FailoverLink(run_id="bench-local", services=services, confirm_timeout_ms=10_000)
+    link.refresh()
+    samples = []
+    for _ in range(reports):
+        link._latched_reason = None
+        event = FailureEvent(
+            timestamp=utc_now(),
+            type=FailureType.MODULE_CRASH,
+            source=FailureSource.FEATURE_ENGINE,
+            message="bench",
+            details={},
+        )
+        started = time.perf_counter_ns()
+        link._jobs.put = lambda job: None  # measure the gate only: the database report is not waited for
+        link.report(event)
+        assert link.entries_blocked_reason() == "SAFE_MODE_ACTIVE"
+        samples.append((time.perf_counter_ns() - started) / 1e6)
+    return samples
+
+
+def cross_process(reports: int) -> tuple[list[float], list[float]]:
+    run_id = f"bench-{uuid.uuid4().hex[:6]}"
+    services.environment_register(run_id=run_id, context={"dataDir": str(DATA), "symbols": []})
+    link = FailoverLink(run_id=run_id, services=services, confirm_timeout_ms=60_000)
+    pings: dict[str, float] = {}
+    listener = BusListener(
+        lambda m: pings.__setitem__("at", time.time()) if m.get("kind") == "bench.ping" else link.on_bus_message(m),
+        run_id=run_id,
+    ).start()
+    assert listener.connected.wait(5)
+    sender = subprocess.Popen(
+        [sys.executable, "-c", SENDER],
+        cwd=BASE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    floors, flips = [], []
+    try:
+        for _ in range(reports):
+            pings.clear()
+            sender.stdin.write(f"publish {run_id}\n")
+            sender.stdin.flush()
+            sent = json.loads(sender.stdout.readline())
+            wait_until(lambda: "at" in pings, timeout=5, interval=0.0002, what="ping")
+            floors.append((pings["at"] - sent) * 1000)
+
+            services.safe_mode_exit(run_id=run_id, user="bench", force=True)
+            link.refresh()
+            assert not link.safe_mode
+            sender.stdin.write(f"report {run_id}\n")
+            sender.stdin.flush()
+            wait_until(lambda: link.safe_mode, timeout=10, interval=0.0002, what="entries refused")
+            flipped = time.time()
+            sent = json.loads(sender.stdout.readline())
+            flips.append((flipped - sent) * 1000)
+    finally:
+        sender.stdin.close()
+        sender.wait(timeout=10)
+        listener.stop()
+    return floors, flips
+
+
+def _running(run_id: str, pid: int) -> bool:
+    beat = read_heartbeat(run_id=run_id, max_age_ms=3000)
+    return bool(beat and beat.get("pid") == pid and beat["phase"] == "RUNNING" and not beat["safeMode"])
+
+
+def restarts(count: int) -> tuple[list[float], list[float]]:
+    floors = []
+    for _ in range(count):
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "manage.py", "check"], cwd=BASE, env=os.environ, capture_output=True, check=True
+        )
+        floors.append((time.perf_counter() - started) * 1000)
+    run_id = f"bench-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "CELERY_QUEUE": run_id}
+    sim_port = free_port()
+    sim = start_process(
+        [
+            sys.executable,
+            "manage.py",
+            "run_simexchange",
+            "--port",
+            str(sim_port),
+            "--reset",
+            "--state",
+            str(DATA / "sim.json"),
+        ],
+        env=env,
+        log=DATA / "sim.log",
+    )
+    worker = start_process(celery_worker_argv(name=run_id), env=env, log=DATA / "worker.log")
+    times = []
+    try:
+        wait_until(lambda: "listening" in (DATA / "sim.log").read_text(), timeout=30, what="simulator")
+        wait_until(lambda: "ready." in (DATA / "worker.log").read_text(), timeout=60, what="worker")
+        for index in range(count + 1):
+            started = time.perf_counter()
+            trader = start_process(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "run_trader",
+                    "--mode",
+                    "SIM",
+                    "--symbols",
+                    "BTCUSDT,ETHUSDT",
+                    "--sim-url",
+                    f"http://127.0.0.1:{sim_port}",
+                    "--run-id",
+                    run_id,
+                ],
+                env=env,
+                log=DATA / f"trader-{index}.log",
+            )
+
+            wait_until(partial(_running, run_id, trader.pid), timeout=90, interval=0.01, what="trader RUNNING")
+            if index:  # the first start also creates the environment: not a restart
+                times.append((time.perf_counter() - started) * 1000)
+            stop_process(trader)
+    finally:
+        stop_process(worker)
+        stop_process(sim)
+    return floors, times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reports", type=int, default=100)
+    parser.add_argument("--restarts", type=int, default=3)
+    args = parser.parse_args()
+    call_command("migrate", verbosity=0)
+    try:
+        local = same_process(args.reports)
+        floors, flips = cross_process(args.reports)
+        boot, restart = restarts(args.restarts)
+    finally:
+        REDIS.stop()
+    print(line("same process: report -> entries refused", local))
+    print(line("floor: Redis publish to another process", floors))
+    print(line("another process: report -> entries refused", flips))
+    print(f"{'ratio (cross-process p99 / floor p99)':<44} {pct(flips, 0.99) / pct(floors, 0.99):8.1f}x")
+    print(line("floor: start of `manage.py check`", boot))
+    print(line("restart -> RUNNING, safe mode off", restart))
+    print(f"{'median restart / median floor':<44} {statistics.median(restart) / statistics.median(boot):8.1f}x")
+    print(f"peak RSS of the benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
