@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -45,7 +44,6 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=1, help="REPLAY: seed of the generated data")
 
     def handle(self, *args, **opts) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         mode = opts["mode"]
         symbols = parse_symbols(opts["symbols"])
         data_dir = Path(opts["data_dir"]).resolve() if opts["data_dir"] else settings.DATA_DIR
