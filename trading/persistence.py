@@ -127,30 +127,22 @@ class DatabasePersistence:
         return True
 
     def save_position(self, position: LocalPosition) -> None:
-        with transaction.atomic():
-            updated = Position.objects.filter(
-                run_id=self.run_id, symbol=position.symbol, status=PositionStatus.OPEN
-            ).update(
-                side=position.side,
-                qty=position.qty,
-                entry_price=position.entry_price,
-                leverage=position.leverage,
-                pnl_unrealized=position.pnl_unrealized,
-                exchange_position_id=position.exchange_position_id,
-            )
-            if not updated:
-                Position.objects.create(
-                    run_id=self.run_id,
-                    symbol=position.symbol,
-                    side=position.side,
-                    qty=position.qty,
-                    entry_price=position.entry_price,
-                    leverage=position.leverage,
-                    pnl_unrealized=position.pnl_unrealized,
-                    exchange_position_id=position.exchange_position_id,
-                    origin=position.origin,
-                    opened_at=_dt(position.opened_ms),
-                )
+        changing = {
+            "side": position.side,
+            "qty": position.qty,
+            "entry_price": position.entry_price,
+            "leverage": position.leverage,
+            "pnl_unrealized": position.pnl_unrealized,
+            "exchange_position_id": position.exchange_position_id,
+        }
+        # Origin and opening time belong to the position's first record and are never rewritten.
+        Position.objects.update_or_create(
+            run_id=self.run_id,
+            symbol=position.symbol,
+            status=PositionStatus.OPEN,
+            defaults=changing,
+            create_defaults={**changing, "origin": position.origin, "opened_at": _dt(position.opened_ms)},
+        )
 
     def close_position(self, symbol: str, *, reason: str, closed_ms: int) -> None:
         Position.objects.filter(run_id=self.run_id, symbol=symbol, status=PositionStatus.OPEN).update(
