@@ -1,0 +1,71 @@
+"""The product's watched streams against the simulator: what kills a bare pybit socket does not kill these."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from scalper_site.testkit import wait_until
+from trading.exchange.connect import ExchangeTarget, socket_factory
+from trading.exchange.streams import ManagedStream, private_subscriber, public_subscriber
+from trading.marketdata.generator import generate_messages
+from trading.simexchange.control import SimControl
+from trading.simexchange.server import SimServer
+
+
+@pytest.fixture
+def sim():
+    market = generate_messages(["BTCUSDT"], 3, 1_763_479_200_000)
+    with SimServer(source=iter(itertools.islice(market, 200_000)), speed=20.0) as server:
+        yield server
+
+
+def _stream(sim, name: str, received: list) -> ManagedStream:
+    target = ExchangeTarget(base_url=sim.base_url)
+    channel = "private" if name == "private" else "linear"
+    stream = ManagedStream(
+        name,
+        factory=socket_factory(target, channel, ping_interval=2, ping_timeout=1, retries=2),
+        subscribe=private_subscriber if name == "private" else public_subscriber(["BTCUSDT"]),
+        sink=lambda stream_name, message: received.append(message),
+        rebuild_after_ms=500,
+    )
+    stream.start()
+    wait_until(lambda: stream.check().connected, timeout=10, what=f"{name} stream connected")
+    return stream
+
+
+def test_a_malformed_frame_is_reported_and_the_stream_keeps_delivering(sim):
+    received: list = []
+    stream = _stream(sim, "public", received)
+    try:
+        wait_until(lambda: any("topic" in m for m in received), timeout=10, what="market data")
+        SimControl(sim.base_url).inject("ws_malformed", stream="public")
+        wait_until(lambda: stream.hostile_messages == 1, timeout=5, what="the malformed frame counted")
+        before = len(received)
+        wait_until(lambda: len(received) > before + 5, timeout=10, what="data after the malformed frame")
+        assert stream.is_connected() and stream.status.rebuilds == 0
+        assert "not JSON" in stream.status.errors[-1]
+    finally:
+        stream.close()
+
+
+def test_a_stream_pybit_gave_up_on_is_rebuilt_and_counted(sim):
+    received: list = []
+    stream = _stream(sim, "private", received)
+    control = SimControl(sim.base_url)
+    try:
+        opens = stream.status.opens
+        # Refuse reconnects long enough for pybit's retries to run out: it stops for good, silently.
+        control.inject("ws_refuse", stream="private", duration_s=2.0)
+        control.inject("ws_drop", stream="private", mode="abort")
+        wait_until(lambda: not stream.check().connected, timeout=10, what="private stream down")
+        wait_until(
+            lambda: stream.check().connected and stream.status.rebuilds >= 1,
+            timeout=20,
+            what="the product rebuilding the stream",
+        )
+        assert stream.status.opens > opens
+    finally:
+        stream.close()
