@@ -46,7 +46,7 @@ class Watchdog:
         clock: Clock,
         ping_interval_s: float,
         pong_timeout_s: float,
-        connect_grace_s: float = 10.0,
+        connect_grace_s: float = 3.0,  # a drop pybit has not healed by then is a real disconnect
     ) -> None:
         d = config.failover.detectors
         self.rest = RestFailureDetector(threshold=d.rest_failures_unavailable, clock=clock)

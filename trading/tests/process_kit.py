@@ -86,7 +86,7 @@ class Environment:
         self.control = SimControl(self.sim_url)
         return self
 
-    def start_trader(self, name: str = "trader") -> None:
+    def start_trader(self, name: str = "trader", *extra_args: str) -> None:
         self.trader_log = self.tmp / f"{name}.log"
         self.trader = start_process(
             [
@@ -105,6 +105,7 @@ class Environment:
                 "5",
                 "--ping-timeout",
                 "3",
+                *extra_args,
             ],
             env=self.env,
             log=self.trader_log,

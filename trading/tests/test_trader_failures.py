@@ -139,3 +139,70 @@ def test_rest_5xx_raises_exchange_unavailable_and_recovers_when_the_exchange_ans
     env.control.clear(fault)
     env.wait_safe_mode_off(timeout=90, after_version=version)
     assert ("RESYNC_EXCHANGE_CONNECTION", "DONE") in _plan_steps(env)
+
+
+def test_a_private_stream_that_stays_down_raises_private_ws_disconnected_until_it_is_back(environment):
+    env = environment
+    _started(env)
+    version = env.state().version
+    env.control.inject("ws_refuse", stream="private", duration_s=8)
+    env.control.inject("ws_drop", stream="private", mode="abort")
+    _wait_failure(env, "PRIVATE_WS_DISCONNECTED")
+    assert env.state().safe_mode
+    env.wait_safe_mode_off(timeout=90, after_version=version)
+    assert set(_plan_steps(env)) >= {
+        ("RESYNC_EXCHANGE_CONNECTION", "DONE"),
+        ("RESYNC_POSITIONS", "DONE"),
+        ("RESYNC_ORDERS", "DONE"),
+    }
+
+
+def test_an_invalid_config_keeps_safe_mode_on_with_the_fallback_until_the_file_is_fixed(environment):
+    from trading.control import read_heartbeat
+    from trading.models import Alert
+
+    env = environment
+    _started(env)
+    version = env.state().version
+    config_file = env.data / "config" / "config.json"
+    write_config(env.data, risk={"max_open_positions": "three"})
+    _wait_failure(env, "CONFIG_INVALID")
+    event = FailureEventRecord.objects.get(run_id=env.run_id, type="CONFIG_INVALID")
+    assert any(error.startswith("risk.max_open_positions") for error in event.details["errors"])
+    wait_until(
+        lambda: (read_heartbeat(run_id=env.run_id) or {}).get("config", {}).get("source") == "fallback",
+        timeout=30,
+        what="the fallback config in force",
+    )
+    assert Alert.objects.filter(run_id=env.run_id, level="CRIT", type="CONFIG_INVALID").exists()
+    time.sleep(2.0)
+    assert env.state().safe_mode, "safe mode must stay on while the file is invalid"
+    assert '"three"' in config_file.read_text()
+    write_config(env.data, risk={"max_open_positions": 2})
+    env.wait_safe_mode_off(timeout=60, after_version=version)
+    assert (read_heartbeat(run_id=env.run_id) or {})["config"]["source"] == "file"
+
+
+def test_an_exception_in_the_feature_engine_raises_module_crash_with_a_crit_alert(environment):
+    from trading.control import send_command
+    from trading.models import Alert
+
+    env = environment
+    env.start()
+    env.start_trader("trader", "--allow-fault-hooks")
+    env.wait_safe_mode_off()
+    version = env.state().version
+    ack = send_command("arm_fault", run_id=env.run_id, args={"feature_engine_error": "deliberate test fault"})
+    assert ack["ok"], ack
+    _wait_failure(env, "MODULE_CRASH")
+    event = FailureEventRecord.objects.filter(run_id=env.run_id, type="MODULE_CRASH").first()
+    assert event.details["module"] == "FEATURE_ENGINE" and "deliberate test fault" in event.details["error"]
+    assert event.details["traceback"]
+    assert env.state().safe_mode
+    wait_until(
+        lambda: Alert.objects.filter(run_id=env.run_id, level="CRIT", type="MODULE_CRASH").exists(),
+        timeout=10,
+        what="a CRIT alert",
+    )
+    assert send_command("arm_fault", run_id=env.run_id, args={"feature_engine_error": None})["ok"]
+    env.wait_safe_mode_off(timeout=60, after_version=version)
