@@ -192,6 +192,7 @@ class Trader:
             )
         )
         config_event = self.config_engine.load()
+        self.link.confirm_timeout_ms = int(self.config_engine.config.failover.state_confirm_timeout_s * 1000)
         self.services.environment_register(
             run_id=s.run_id,
             context={

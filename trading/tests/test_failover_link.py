@@ -1,0 +1,90 @@
+"""The trader's view of safe mode fails closed: unconfirmed means ON."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.db import OperationalError
+
+from failover.domain.enums import FailureSource, FailureType, utc_now
+from failover.domain.types import FailureEvent
+from trading.failover_link import FailoverLink
+
+
+@dataclass
+class Gate:
+    safe_mode: bool = False
+    reason: str | None = None
+    version: int = 1
+    trading_enabled: bool = True
+    recovery_in_progress: bool = False
+
+
+class Database:
+    """The failover state as the trader reads it, and an outage switch."""
+
+    def __init__(self) -> None:
+        self.gate = Gate()
+        self.down = False
+        self.reports: list[FailureEvent] = []
+
+    def failover_gate(self, *, run_id: str) -> Gate:
+        if self.down:
+            raise OperationalError("could not connect to server")
+        return self.gate
+
+    def failure_report(self, *, event: FailureEvent, run_id: str) -> Gate:
+        if self.down:
+            raise OperationalError("could not connect to server")
+        self.reports.append(event)
+        self.gate = Gate(safe_mode=True, reason=event.type.value, version=self.gate.version + 1)
+        return self.gate
+
+
+def test_safe_mode_is_on_until_the_state_is_first_confirmed():
+    link = FailoverLink(run_id="", services=Database(), confirm_timeout_ms=5_000)
+    assert link.is_safe_mode()
+    assert link.refresh() and not link.is_safe_mode()
+
+
+def test_an_unconfirmable_state_counts_as_safe_mode_after_the_bound():
+    db = Database()
+    link = FailoverLink(run_id="", services=db, confirm_timeout_ms=100)
+    assert link.refresh() and not link.is_safe_mode()
+    db.down = True
+    assert link.refresh() is False
+    assert not link.is_safe_mode()  # within the bound the last confirmed state holds
+    time.sleep(0.15)
+    assert link.is_safe_mode() and link.entries_blocked_reason() == "SAFE_MODE_ACTIVE"
+    db.down = False
+    assert link.refresh() and not link.is_safe_mode()
+
+
+def test_a_detected_failure_blocks_entries_before_the_database_knows_and_is_reported_when_it_is_back():
+    db = Database()
+    link = FailoverLink(run_id="", services=db, confirm_timeout_ms=60_000).start()
+    try:
+        link.refresh()
+        db.down = True
+        link.report(
+            FailureEvent(
+                timestamp=utc_now(),
+                type=FailureType.MODULE_CRASH,
+                source=FailureSource.FEATURE_ENGINE,
+                message="boom",
+                details={},
+            )
+        )
+        assert link.is_safe_mode()
+        time.sleep(0.3)
+        assert link.is_safe_mode() and db.reports == []
+        db.down = False
+        link.drain(10)
+        deadline = time.monotonic() + 10
+        while not db.reports and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [e.type for e in db.reports] == [FailureType.MODULE_CRASH]
+        assert link.is_safe_mode() and link.reason == "MODULE_CRASH"
+    finally:
+        link.stop()
