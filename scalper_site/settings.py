@@ -79,7 +79,7 @@ ROOT_URLCONF = "scalper_site.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "scalper_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -131,6 +131,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "scalper_site" / "static"]
+
+# The dashboard page and its login (Django's auth views, our template).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 # Redis: the Celery broker and result store, the channel layer and the
 # notification bus between processes. REDIS_URL names an existing server; without
@@ -166,6 +172,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Operator actions (panic close, safe-mode exit, recovery retry, integration runs) share one budget per user.
+    "DEFAULT_THROTTLE_RATES": {"dashboard-actions": env_str("API_ACTION_RATE", "30/min")},
 }
 
 SPECTACULAR_SETTINGS = {

@@ -78,7 +78,9 @@ class DashboardSink:
     def send(self, alert: AlertMessage, suppressed: int) -> None:
         from failover.realtime import push_failover_message
 
-        push_failover_message(kind="alert", payload={**alert.to_dict(), "suppressed": suppressed})
+        # runId lets the dashboard keep integration runs' alerts out of the product's live list.
+        payload = {**alert.to_dict(), "suppressed": suppressed, "runId": alert.run_id}
+        push_failover_message(kind="alert", payload=payload)
 
 
 class HttpSink:

@@ -85,6 +85,7 @@ def test_websocket_consumer_receives_a_group_message_sent_from_another_process()
         )
         connected, _ = await communicator.connect(timeout=10)
         assert connected
+        assert (await communicator.receive_json_from(timeout=10))["type"] == "failover.status"  # sent on connect
         try:
             result = subprocess.run(
                 [sys.executable, "-c", sender],

@@ -1,0 +1,87 @@
+"""Turn the trader's heartbeat into HealthSnapshot services (pure: no Django, no Redis).
+
+The heartbeat (``trading.control``) is the only window the web process has on
+the trader; a missing or stale heartbeat means the trader is not running, which
+is an ERROR, and every service it would have vouched for is unknown (WARN).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trading.domain.config import TradingConfig
+from trading.domain.health import HealthStatus, ServiceHealth
+
+TRADER_SERVICES = ("traderProcess", "exchangeRest", "publicStream", "privateStream", "latency", "config")
+
+OK, WARN, ERROR = HealthStatus.OK, HealthStatus.WARN, HealthStatus.ERROR
+
+
+def _stream(beat: dict[str, Any], name: str, *, quiet_after_ms: float) -> tuple[HealthStatus, str]:
+    stream = (beat.get("streams") or {}).get(name)
+    if not isinstance(stream, dict):
+        return WARN, f"{name} stream not reported"
+    rebuilds = stream.get("rebuilds", 0)
+    if not stream.get("connected"):
+        return ERROR, f"{name} stream disconnected (rebuilds: {rebuilds})"
+    age = stream.get("lastMessageAgeMs")
+    if age is not None and age > quiet_after_ms:
+        return WARN, f"{name} stream silent for {age / 1000:.1f}s (rebuilds: {rebuilds})"
+    return OK, f"{name} stream connected (rebuilds: {rebuilds})"
+
+
+def _latency(beat: dict[str, Any], config: TradingConfig) -> tuple[HealthStatus, str]:
+    averages = {k: v for k, v in (beat.get("latencyAvgMs") or {}).items() if isinstance(v, int | float)}
+    if not averages:
+        return OK, "no latency samples yet"
+    text = ", ".join(f"{k} {v:.1f}ms" for k, v in sorted(averages.items()))
+    worst = max(averages.values())
+    if worst >= config.latency.error_ms:
+        return ERROR, f"average latency too high: {text} (error at {config.latency.error_ms:g}ms)"
+    if worst >= config.latency.warn_ms:
+        return WARN, f"average latency high: {text} (warn at {config.latency.warn_ms:g}ms)"
+    return OK, f"average latency {text}"
+
+
+def _rest(beat: dict[str, Any], config: TradingConfig) -> tuple[HealthStatus, str]:
+    failures = int(beat.get("restFailuresInARow") or 0)
+    limit = config.failover.detectors.rest_failures_unavailable
+    if failures >= limit:
+        return ERROR, f"{failures} REST failures in a row (unavailable at {limit})"
+    if failures:
+        return WARN, f"{failures} REST failure(s) in a row"
+    return OK, "REST requests succeed"
+
+
+def _config(beat: dict[str, Any]) -> tuple[HealthStatus, str]:
+    info = beat.get("config") or {}
+    source = info.get("source", "unknown")
+    if info.get("valid") is False:
+        return ERROR, f"config invalid: running on {source}"
+    return OK, f"config valid ({source})"
+
+
+def _process(beat: dict[str, Any]) -> tuple[HealthStatus, str]:
+    phase = beat.get("phase", "?")
+    symbols = ",".join(beat.get("symbols") or [])
+    text = f"pid {beat.get('pid')}, phase {phase}, mode {beat.get('mode')}, symbols {symbols}"
+    return (OK if phase == "RUNNING" else WARN), text
+
+
+def trader_services(beat: dict[str, Any] | None, *, config: TradingConfig) -> dict[str, ServiceHealth]:
+    """Return the trader-side services of the snapshot, from a heartbeat (None: no trader runs)."""
+    if beat is None:
+        services = {name: ServiceHealth(WARN, None, "unknown: trader not running") for name in TRADER_SERVICES}
+        services["traderProcess"] = ServiceHealth(ERROR, None, "trader not running")
+        return services
+    at = int(beat.get("at") or 0) or None
+    detectors = config.failover.detectors
+    checks = {
+        "traderProcess": _process(beat),
+        "exchangeRest": _rest(beat, config),
+        "publicStream": _stream(beat, "public", quiet_after_ms=detectors.market_data_stale_s * 1000),
+        "privateStream": _stream(beat, "private", quiet_after_ms=detectors.private_silence_s * 1000),
+        "latency": _latency(beat, config),
+        "config": _config(beat),
+    }
+    return {name: ServiceHealth(status, at, message) for name, (status, message) in checks.items()}

@@ -1,0 +1,187 @@
+"""The API's JSON shapes (spec sections 3, 4, 5, 9 and 10), camelCase as the contract names them.
+
+Output serializers here describe bodies that services already build as dicts;
+running a dict through one keeps the response to the documented fields and
+gives drf-spectacular the schema. Views nest their own Input/Output classes and
+reuse these for the shared parts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import ResolvedComponent
+from rest_framework import serializers
+
+from failover.models import FailureType, StepStatus, StepType
+from trading.domain.clock import iso_ms
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean and nothing else: "yes", 1 or "true" are wrong types, not truthy values."""
+
+    default_error_messages = {"invalid": "Must be a JSON boolean (true or false)."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string and nothing else: DRF's CharField would quietly turn 123 into "123"."""
+
+    default_error_messages = {"invalid": "Must be a JSON string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ContractDateTimeField(serializers.DateTimeField):
+    """Write datetimes in the contract's form (``2025-11-18T15:20:30.000Z``); strings from services pass as they are."""
+
+    def to_representation(self, value: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return iso_ms(int(value.timestamp() * 1000))
+
+
+class EnumField(serializers.CharField):
+    """A string of a fixed set, published as a schema component of its own name.
+
+    Named explicitly because the contract reuses property names ("type", "status")
+    for different sets, which drf-spectacular's automatic enum naming flags as collisions.
+    """
+
+    def __init__(self, values: list[str], *, enum_name: str, **kwargs: Any) -> None:
+        self.enum_values = list(values)
+        self.enum_name = enum_name
+        super().__init__(**kwargs)
+
+
+class EnumFieldExtension(OpenApiSerializerFieldExtension):
+    """Document an ``EnumField`` as a reference to its named component."""
+
+    target_class = EnumField
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        field: EnumField = self.target
+        component = ResolvedComponent(
+            name=field.enum_name,
+            type=ResolvedComponent.SCHEMA,
+            schema={"type": "string", "enum": field.enum_values},
+            object=field.enum_name,
+        )
+        auto_schema.registry.register_on_missing(component)
+        return component.ref
+
+
+def enum_field(values: list[str], *, name: str, **kwargs: Any) -> EnumField:
+    return EnumField(values, enum_name=name, **kwargs)
+
+
+HEALTH_STATUSES = ["OK", "WARN", "ERROR"]
+
+
+class ErrorSerializer(serializers.Serializer):
+    """What every refusal carries: a human-readable ``detail``."""
+
+    detail = serializers.CharField()
+
+
+class FailureEventSerializer(serializers.Serializer):
+    timestamp = serializers.DateTimeField()
+    type = enum_field(FailureType.values, name="FailureType")
+    source = serializers.CharField()
+    message = serializers.CharField(allow_blank=True)
+    details = serializers.JSONField()
+
+
+class RecoveryStepSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    type = enum_field(StepType.values, name="StepType")
+    status = enum_field(StepStatus.values, name="StepStatus")
+    createdAt = serializers.DateTimeField()
+    startedAt = serializers.DateTimeField(allow_null=True)
+    finishedAt = serializers.DateTimeField(allow_null=True)
+    details = serializers.JSONField()
+    errorMessage = serializers.CharField(allow_null=True)
+
+
+class RecoveryPlanSerializer(serializers.Serializer):
+    lastGeneratedAt = serializers.DateTimeField()
+    pendingSteps = RecoveryStepSerializer(many=True)
+    completedSteps = RecoveryStepSerializer(many=True)
+    # Beside the spec's three fields the FailoverManager adds these when it knows them.
+    planId = serializers.CharField(required=False)
+    status = serializers.CharField(required=False)
+    failureType = enum_field(FailureType.values, name="FailureType", required=False)
+    mergedFailureTypes = serializers.ListField(child=serializers.CharField(), required=False)
+    symbols = serializers.ListField(child=serializers.CharField(), required=False)
+    supersedes = serializers.CharField(required=False)
+
+
+class FailoverStatusSerializer(serializers.Serializer):
+    """``GET /api/failover/status`` (spec 9) and the ``failover.status`` websocket message's ``data``."""
+
+    timestamp = serializers.DateTimeField()
+    safeMode = serializers.BooleanField()
+    reason = serializers.CharField(allow_null=True)
+    since = serializers.DateTimeField(allow_null=True)
+    lastFailure = FailureEventSerializer(allow_null=True)
+    recoveryInProgress = serializers.BooleanField()
+    currentPlan = RecoveryPlanSerializer(allow_null=True)
+    planned = serializers.BooleanField(required=False, help_text="Present (true) for an operator's planned safe mode.")
+
+
+class ServiceHealthSerializer(serializers.Serializer):
+    status = enum_field(HEALTH_STATUSES, name="HealthStatus")
+    lastUpdateAt = serializers.DateTimeField(allow_null=True)
+    message = serializers.CharField(allow_blank=True)
+
+
+class HealthSnapshotSerializer(serializers.Serializer):
+    timestamp = serializers.DateTimeField()
+    status = enum_field(HEALTH_STATUSES, name="HealthStatus")
+    services = serializers.DictField(child=ServiceHealthSerializer())
+
+
+class IntegrationResultSerializer(serializers.Serializer):
+    scenarioId = serializers.CharField()
+    startedAt = serializers.DateTimeField(allow_null=True)
+    finishedAt = serializers.DateTimeField(allow_null=True)
+    success = serializers.BooleanField(allow_null=True)
+    errors = serializers.ListField(child=serializers.JSONField())
+    metrics = serializers.JSONField()
+    checks = serializers.ListField(child=serializers.JSONField(), required=False,
+                                   help_text="What the runner checked, when it records it.")
+
+
+class IntegrationRunReportSerializer(serializers.Serializer):
+    runId = serializers.CharField()
+    scenarioId = serializers.CharField()
+    result = IntegrationResultSerializer(allow_null=True)
+
+
+class IntegrationRunSummarySerializer(serializers.Serializer):
+    runId = serializers.CharField()
+    scenarioId = serializers.CharField()
+    status = serializers.CharField()
+    success = serializers.BooleanField(allow_null=True)
+    startedAt = serializers.DateTimeField(allow_null=True)
+    finishedAt = serializers.DateTimeField(allow_null=True)
+    errorsCount = serializers.IntegerField()
+
+
+def page_serializer(item: type[serializers.Serializer], *, name: str) -> type[serializers.Serializer]:
+    """A limit/offset page of ``item`` rows, named ``name`` in the schema."""
+    fields = {
+        "count": serializers.IntegerField(required=False, help_text="Total rows, where it is known."),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": item(many=True),
+    }
+    return type(f"{name}Serializer", (serializers.Serializer,), fields)

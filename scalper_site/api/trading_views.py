@@ -1,0 +1,157 @@
+"""Trading endpoints: health, alerts, open positions and orders, and panic close."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from scalper_site.api.actions import execution_panic_close
+from scalper_site.api.permissions import ActionViewMixin
+from scalper_site.api.selectors import alerts_list, health_snapshot, orders_open, positions_open
+from scalper_site.api.serializers import (
+    ContractDateTimeField,
+    ErrorSerializer,
+    HealthSnapshotSerializer,
+    enum_field,
+    page_serializer,
+)
+from trading.control import TraderUnavailable
+from trading.models import AlertLevel, PositionSide, Side
+
+TAG = ["trading"]
+
+
+def _number(**kwargs) -> serializers.DecimalField:
+    # Prices and quantities leave as JSON numbers, as the spec's snapshots write them.
+    return serializers.DecimalField(max_digits=28, decimal_places=10, coerce_to_string=False, **kwargs)
+
+
+class HealthView(APIView):
+    """The HealthSnapshot: trader services from its heartbeat, failoverManager and recoveryEngine; overall = worst."""
+
+    OutputSerializer = HealthSnapshotSerializer
+
+    @extend_schema(operation_id="health", tags=TAG, responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(health_snapshot()).data)
+
+
+class AlertPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+class AlertListView(APIView):
+    """The product's alerts, latest first, paginated (``limit``/``offset``), optionally of one ``level``."""
+
+    @extend_schema_serializer(component_name="AlertFilter")
+    class FilterSerializer(serializers.Serializer):
+        level = serializers.ChoiceField(choices=AlertLevel.choices, required=False)
+
+    @extend_schema_serializer(component_name="Alert")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        level = enum_field(AlertLevel.values, name="AlertLevel")
+        type = serializers.CharField()
+        symbol = serializers.CharField(allow_blank=True)
+        message = serializers.CharField()
+        details = serializers.JSONField()
+        suppressedCount = serializers.IntegerField(source="suppressed_count")
+        createdAt = ContractDateTimeField(source="created_at")
+
+    PageSerializer = page_serializer(OutputSerializer, name="AlertPage")
+
+    @extend_schema(
+        operation_id="alerts_list",
+        tags=TAG,
+        parameters=[
+            OpenApiParameter("level", OpenApiTypes.STR, enum=AlertLevel.values),
+            OpenApiParameter("limit", OpenApiTypes.INT),
+            OpenApiParameter("offset", OpenApiTypes.INT),
+        ],
+        responses={200: PageSerializer, 400: ErrorSerializer},
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        paginator = AlertPagination()
+        page = paginator.paginate_queryset(alerts_list(**filters.validated_data), request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+
+
+class PositionListView(APIView):
+    """The product's open positions, in the spec's PositionSnapshot shape plus origin and opening time."""
+
+    @extend_schema_serializer(component_name="Position")
+    class OutputSerializer(serializers.Serializer):
+        symbol = serializers.CharField()
+        side = enum_field(PositionSide.values, name="PositionSide")
+        entryPrice = _number(source="entry_price")
+        qty = _number()
+        leverage = serializers.DecimalField(max_digits=10, decimal_places=2, coerce_to_string=False)
+        pnlUnrealized = _number(source="pnl_unrealized")
+        exchangePositionId = serializers.SerializerMethodField()
+        origin = serializers.CharField()
+        openedAt = ContractDateTimeField(source="opened_at")
+
+        def get_exchangePositionId(self, position) -> str | None:  # noqa: N802 (the contract's name)
+            return position.exchange_position_id or None
+
+    @extend_schema(operation_id="positions_list", tags=TAG, responses=OutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(positions_open(), many=True).data)
+
+
+class OrderListView(APIView):
+    """The product's open orders (not filled, canceled or rejected), in the spec's OrderSnapshot shape plus details."""
+
+    @extend_schema_serializer(component_name="Order")
+    class OutputSerializer(serializers.Serializer):
+        symbol = serializers.CharField()
+        side = enum_field(Side.values, name="OrderSide")
+        clientOrderId = serializers.CharField(source="order_link_id")
+        exchangeOrderId = serializers.SerializerMethodField()
+        price = _number(allow_null=True)
+        qty = _number()
+        status = serializers.CharField()
+        orderType = serializers.CharField(source="order_type")
+        reduceOnly = serializers.BooleanField(source="reduce_only")
+        filledQty = _number(source="filled_qty")
+        purpose = serializers.CharField()
+        createdAt = ContractDateTimeField(source="created_at")
+
+        def get_exchangeOrderId(self, order) -> str | None:  # noqa: N802 (the contract's name)
+            return order.exchange_order_id or None
+
+    @extend_schema(operation_id="orders_list", tags=TAG, responses=OutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(orders_open(), many=True).data)
+
+
+class PanicCloseView(ActionViewMixin, APIView):
+    """Close every position and cancel every order of the product's trader (503 when no trader runs)."""
+
+    @extend_schema_serializer(component_name="PanicCloseResult")
+    class OutputSerializer(serializers.Serializer):
+        ok = serializers.BooleanField()
+        result = serializers.JSONField()
+        error = serializers.CharField(allow_null=True)
+
+    @extend_schema(
+        operation_id="execution_panic_close",
+        tags=TAG,
+        request=None,
+        responses={200: OutputSerializer, 503: ErrorSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        try:
+            ack = execution_panic_close(user=request.user.get_username())
+        except TraderUnavailable as exc:
+            detail = f"Panic close not sent: {exc}. Start the trader, or close positions on the exchange."
+            return Response({"detail": detail}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(self.OutputSerializer(ack).data)

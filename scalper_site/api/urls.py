@@ -1,0 +1,26 @@
+"""Routes of the dashboard API (mounted under ``/api/``)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from scalper_site.api import failover_views, integration_views, trading_views
+
+urlpatterns = [
+    path("failover/status", failover_views.FailoverStatusView.as_view(), name="failover-status"),
+    path("failover/retry-recovery", failover_views.RecoveryRetryView.as_view(), name="failover-retry-recovery"),
+    path("failover/exit-safe-mode", failover_views.SafeModeExitView.as_view(), name="failover-exit-safe-mode"),
+    path("tests/integration/scenarios", integration_views.ScenarioListView.as_view(), name="integration-scenarios"),
+    path("tests/integration/run", integration_views.RunStartView.as_view(), name="integration-run"),
+    path("tests/integration/runs", integration_views.RunListView.as_view(), name="integration-runs"),
+    path(
+        "tests/integration/runs/<str:run_id>",
+        integration_views.RunReportView.as_view(),
+        name="integration-run-report",
+    ),
+    path("health", trading_views.HealthView.as_view(), name="health"),
+    path("alerts", trading_views.AlertListView.as_view(), name="alerts"),
+    path("positions", trading_views.PositionListView.as_view(), name="positions"),
+    path("orders", trading_views.OrderListView.as_view(), name="orders"),
+    path("execution/panic-close", trading_views.PanicCloseView.as_view(), name="execution-panic-close"),
+]
