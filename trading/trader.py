@@ -211,7 +211,9 @@ class Trader:
             self._config_invalid(config_event)
         self.config_engine.add_listener(lambda event: self.post(("config", event)))
 
-        rest = rest_for(s.target, observer=lambda op, ok, ms, kind: self.post(("rest", ok, ms, kind)))
+        # REST outcomes feed the detectors once the loop runs; failures while waiting for the
+        # exchange at start are reported (and cleared) by _wait_for_exchange itself.
+        rest = rest_for(s.target, observer=self._observe_rest)
         instruments = self._wait_for_exchange(lambda: rest.instruments(s.symbols))
         if s.mode == "DRY_RUN":
             from trading.exchange.dryrun import DryRunExchange
@@ -279,12 +281,20 @@ class Trader:
         self.events.write("_SYSTEM", "TRADER_STARTED", pid=os.getpid(), mode=s.mode, symbols=s.symbols)
         logger.info("trader running: %s %s (pid %d)", s.mode, ",".join(s.symbols), os.getpid())
 
+    def _observe_rest(self, operation: str, ok: bool, elapsed_ms: float, kind: str) -> None:
+        if self.state is TraderState.RUNNING:
+            self.post(("rest", ok, elapsed_ms, kind))
+
     def _wait_for_exchange(self, call: Callable[[], Any]) -> Any:
-        """Retry ``call`` with backoff until the exchange answers (reported once as unavailable)."""
+        """Retry ``call`` with backoff until the exchange answers (reported once as unavailable, then cleared)."""
         delay, reported = 0.5, False
         while True:
             try:
-                return call()
+                result = call()
+                if reported:
+                    self.events.write("_SYSTEM", "FAILURE_CLEARED", type=FailureType.EXCHANGE_UNAVAILABLE.value)
+                    self.link.cleared(FailureType.EXCHANGE_UNAVAILABLE.value)
+                return result
             except ExchangeError as exc:
                 if not reported:
                     self.report(

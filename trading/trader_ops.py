@@ -334,11 +334,15 @@ class TraderOps:
         self.core.state.forget_closed_orders()
         return {"cleared": cleared, "kept": sorted(keep_symbols)}
 
-    def rebuild_streams(self) -> dict[str, Any]:
-        for stream in self.trader.streams.values():
-            stream.close()
-            stream.start()
-        return {"rebuilding": sorted(self.trader.streams)}
+    def rebuild_streams(self, force: bool = False) -> dict[str, Any]:
+        """Rebuild the streams that are down (all of them with ``force``); a healthy one is left alone."""
+        rebuilding = []
+        for name, stream in self.trader.streams.items():
+            if force or not stream.check().connected:
+                stream.close()
+                stream.start()
+                rebuilding.append(name)
+        return {"rebuilding": rebuilding, "healthy": sorted(set(self.trader.streams) - set(rebuilding))}
 
     def reload_config(self, fallback: bool = False) -> dict[str, Any]:
         engine = self.trader.config_engine

@@ -206,3 +206,14 @@ def test_an_exception_in_the_feature_engine_raises_module_crash_with_a_crit_aler
     )
     assert send_command("arm_fault", run_id=env.run_id, args={"feature_engine_error": None})["ok"]
     env.wait_safe_mode_off(timeout=60, after_version=version)
+
+
+def test_a_trader_started_before_the_exchange_waits_reports_and_clears_it_without_false_alarms(environment):
+    env = environment
+    env.start_trader()  # the simulator is not up yet: the trader must wait, not flap
+    _wait_failure(env, "EXCHANGE_UNAVAILABLE")
+    time.sleep(2.0)
+    env.start()
+    env.wait_safe_mode_off(timeout=90)
+    assert "PACKET_LOSS" not in _failures(env) and "PUBLIC_WS_DEGRADED" not in _failures(env), _failures(env)
+    assert env.state().active_failures == []
