@@ -226,7 +226,10 @@ class TraderOps:
             "counters": {
                 "marketEvents": self.core.counters.market_events,
                 "entriesSent": self.core.counters.entries_sent,
-                "entriesRefused": self.core.counters.entries_refused,
+                # Refusals at execution and suppressions at the state machine's gate, by reason.
+                "entriesRefused": _merge_counts(
+                    self.core.counters.entries_refused, self.core.machine.suppressed_by_reason
+                ),
                 "crashes": self.core.counters.crashes,
             },
             "positions": len(self.core.state.positions),
@@ -361,3 +364,11 @@ class TraderOps:
             raise PermissionError("fault hooks are off (start the trader with --allow-fault-hooks)")
         self.trader.hooks.feature_engine_error = feature_engine_error
         return {"featureEngineError": feature_engine_error}
+
+
+def _merge_counts(*counts: dict[str, int]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for count in counts:
+        for reason, n in count.items():
+            merged[str(reason)] = merged.get(str(reason), 0) + n
+    return merged

@@ -1,0 +1,30 @@
+"""Every integration scenario of the spec, in its order: one module per scenario."""
+
+from __future__ import annotations
+
+from itests.scenario import IntegrationScenario
+from itests.scenarios.scenario_1_happy_path import HappyPath
+from itests.scenarios.scenario_2_private_ws import PrivateWsDisconnect
+from itests.scenarios.scenario_3_restart_recovery import ProcessRestartRecovery
+from itests.scenarios.scenario_4_config_invalid import ConfigInvalidScenario
+from itests.scenarios.scenario_5_slippage_spike import SlippageSpike
+from itests.scenarios.scenario_6_panic_close import PanicClose
+from itests.scenarios.scenario_a_exchange_outage import SoftExchangeOutage
+from itests.scenarios.scenario_b_module_crash import ModuleCrash
+from itests.scenarios.scenario_c_clean_restart import CleanRestart
+
+SCENARIOS: tuple[type[IntegrationScenario], ...] = (
+    HappyPath, PrivateWsDisconnect, ProcessRestartRecovery, ConfigInvalidScenario, SlippageSpike, PanicClose,
+    SoftExchangeOutage, ModuleCrash, CleanRestart,
+)
+SCENARIOS_BY_ID: dict[str, type[IntegrationScenario]] = {cls.id: cls for cls in SCENARIOS}
+
+
+def scenario_class(scenario_id: str) -> type[IntegrationScenario]:
+    """Return the scenario class of ``scenario_id``; raise ``UnknownScenario``."""
+    from itests.services import UnknownScenario
+
+    try:
+        return SCENARIOS_BY_ID[scenario_id]
+    except KeyError:
+        raise UnknownScenario(f"unknown scenario {scenario_id!r}; known: {', '.join(SCENARIOS_BY_ID)}") from None

@@ -1,0 +1,61 @@
+"""TEST_B: a deliberate exception in the FeatureEngine; MODULE_CRASH, a CRIT alert, safe mode."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from failover.models import FailureEventRecord
+from itests import probes
+from itests.environment import IsolatedEnvironment
+from itests.scenario import IntegrationScenario
+from trading.control import send_command
+
+MESSAGE = "itest TEST_B: deliberate FeatureEngine failure"
+
+
+class ModuleCrash(IntegrationScenario):
+    id = "TEST_B"
+    name = "Local module crash"
+    description = "A deliberate throw in the FeatureEngine (fault hook): MODULE_CRASH, CRIT alert, safe mode ON."
+    prerequisite = "A SIM trader started with --allow-fault-hooks, safe mode OFF."
+    action = "arm_fault(feature_engine_error=...) through the trader's command bus; disarm after the checks."
+    expected_events = ("MODULE_CRASH from FEATURE_ENGINE", "CRIT alert", "safe mode ON",
+                       "plan RESYNC_POSITIONS, RESYNC_ORDERS, CLEAR_LOCAL_STATE",
+                       "fault disarmed (recovery observed, optional)")
+    pass_criteria = ("MODULE_CRASH with module FEATURE_ENGINE", "a CRIT MODULE_CRASH alert", "safe mode ON")
+    fault_hooks = True
+
+    def scenario(self, env: IsolatedEnvironment) -> None:
+        run = self.run_id
+        self.boot(env)
+        version = probes.version(run)
+        armed_ms = int(time.time() * 1000)
+        self.progress("arm the FeatureEngine fault")
+        ack = send_command("arm_fault", run_id=run, args={"feature_engine_error": MESSAGE}, wait_s=10)
+        self.expect("the trader accepts the fault hook", True, ack.get("ok"))
+        self.wait_for("MODULE_CRASH is reported", lambda: probes.failure(run, "MODULE_CRASH"), timeout=20,
+                      expected="MODULE_CRASH", actual=lambda: probes.failures(run))
+        failure = probes.failure(run, "MODULE_CRASH")
+        module = failure.details.get("module") or failure.source
+        self.expect("the crashed module is the FeatureEngine", "FEATURE_ENGINE", module)
+        self.expect("the failure carries the exception", True, MESSAGE in failure.message
+                    or MESSAGE in str(failure.details))
+        self.wait_for("a CRIT MODULE_CRASH alert", lambda: ("CRIT", "MODULE_CRASH") in probes.alerts(run, "CRIT"),
+                      timeout=15, expected=("CRIT", "MODULE_CRASH"), actual=lambda: probes.alerts(run))
+        self.wait_for("the trader enters safe mode for MODULE_CRASH",
+                      lambda: self.trader_saw("FAILOVER_STATE", after_ms=armed_ms, safeMode=True),
+                      timeout=10, expected={"safeMode": True, "reason": "MODULE_CRASH"},
+                      actual=lambda: self.trader_saw("FAILOVER_STATE", after_ms=armed_ms))
+        self.expect("the failover state is in safe mode", True, probes.state(run).safe_mode)
+        self.progress("disarm the fault; watch the recovery for up to 20 s (optional in the spec)")
+        send_command("arm_fault", run_id=run, args={"feature_engine_error": None}, wait_s=10)
+        crashes = FailureEventRecord.objects.filter(run_id=run, type="MODULE_CRASH").count()
+        self.metrics["moduleCrashEvents"] = crashes
+        deadline = time.monotonic() + min(20.0, max(0.0, self.remaining()))
+        while time.monotonic() < deadline and not probes.safe_mode_off_after(run, version):
+            time.sleep(0.2)
+        plan = probes.plan_for(run, "MODULE_CRASH")
+        self.metrics["planSteps"] = len(probes.plan_steps(plan))
+        if probes.safe_mode_off_after(run, version):
+            self.recovery_ms = int((datetime.now(UTC) - failure.timestamp).total_seconds() * 1000)
