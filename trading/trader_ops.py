@@ -142,8 +142,6 @@ class TraderOps:
         def done(result: Any, error: BaseException | None) -> None:
             self._probing = False
 
-        self._last_data_ms: dict[str, int] = {}  # the REST observer has already recorded the outcome
-
         self.dispatcher.submit(self.rest.server_time_ms, done)
 
     def resync(self, why: str) -> None:
