@@ -19,6 +19,7 @@ from typing import Any
 from django.db import transaction
 
 from failover.domain import health as domain_health
+from failover.domain.enums import DETECTED_IN_PROCESS
 from failover.domain.plans import merge_plan
 from failover.domain.types import FailoverState, FailureEvent, FailureType
 from failover.models import FailoverStateRecord, FailureEventRecord, OperatorAction, PlanStatus
@@ -99,6 +100,9 @@ def failure_report(*, event: FailureEvent, run_id: str = "", symbols: Sequence[s
         if not row.safe_mode:
             row.safe_mode, row.since = True, at
         row.reason, row.planned, row.last_failure = event.type.value, False, failure
+        if event.type in _RESTARTS:
+            # The process that held these conditions is gone; the new one reports again what still holds.
+            row.active_failures = [t for t in row.active_failures if t not in DETECTED_IN_PROCESS]
         if event.type.value not in row.active_failures:
             row.active_failures = [*row.active_failures, event.type.value]
         folder = records.data_dir(row)

@@ -222,6 +222,13 @@ class Trader:
         dispatcher = GatewayDispatcher(self.post)
         from trading.persistence import DatabasePersistence
 
+        self.watchdog = Watchdog(
+            config=self.config_engine.config,
+            symbols=s.symbols,
+            clock=utc_now,
+            ping_interval_s=s.ping_interval_s,
+            pong_timeout_s=s.ping_timeout_s,
+        )
         self.core = TradingCore(
             config=self.config_engine.config,
             clock=self.clock,
@@ -236,13 +243,6 @@ class Trader:
             fault_hooks=self.hooks,
         )
         self.core.execution.on_mismatch = self._mismatch
-        self.watchdog = Watchdog(
-            config=self.config_engine.config,
-            symbols=s.symbols,
-            clock=utc_now,
-            ping_interval_s=s.ping_interval_s,
-            pong_timeout_s=s.ping_timeout_s,
-        )
         self.ops = TraderOps(self, rest=rest, dispatcher=dispatcher)
         self.ops.reload_state()
         self._wait_for_exchange(lambda: self.core.execution.set_equity(rest.wallet().equity))
@@ -327,7 +327,9 @@ class Trader:
     # -- reports from the pipeline -------------------------------------------
 
     def _module_crash(self, module: str, exc: BaseException, details: dict[str, Any]) -> None:
-        self.report(FailureType.MODULE_CRASH, module, f"{module} crashed: {details['error']}", details)
+        event = self.watchdog.on_crash(module, f"{module} crashed: {details['error']}", details)
+        if event is not None:
+            self.report_event(event)
 
     def _mismatch(self, kind: str, details: dict[str, Any]) -> None:
         """The private stream showed an order or position this trader never made: local state is not the truth."""

@@ -12,10 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from failover.domain.detectors import (
     Detector,
     LatencyDetector,
+    ModuleCrashDetector,
     PacketLossDetector,
     PrivateStreamDetector,
     PublicStreamDetector,
@@ -77,6 +79,7 @@ class Watchdog:
             clock=clock,
         )
         self.reconciliation = ReconciliationDetector(confirmations=2, clock=clock)
+        self.crash = ModuleCrashDetector(quiet_s=d.module_crash_quiet_s, clock=clock)
         self.detectors: list[Detector] = [
             self.rest,
             self.streams_down,
@@ -85,6 +88,7 @@ class Watchdog:
             self.latency,
             self.packet_loss,
             self.reconciliation,
+            self.crash,
         ]
         self._started: list[FailureEvent] = []
         self._active_types: set[str] = set()
@@ -115,6 +119,10 @@ class Watchdog:
 
     def on_market_data(self, symbol: str) -> None:
         self._seen_data[symbol] = 1
+
+    def on_crash(self, module: str, message: str, details: dict[str, Any]) -> FailureEvent | None:
+        """Count a module crash; return the failure to report now (a module's first crash of an episode)."""
+        return self.crash.record_crash(module, message, details)
 
     def on_reconciliation(self, positions: PositionDiff, orders: OrderDiff) -> None:
         self._collect(self.reconciliation.observe(positions, orders))

@@ -369,3 +369,49 @@ class ReconciliationDetector(Detector):
         details["confirmations"] = self.consecutive_out_of_sync
         return self._settle(self.consecutive_out_of_sync >= self.confirmations, now,
                             "Local state differs from the exchange", details)
+
+
+class ModuleCrashDetector(Detector):
+    """MODULE_CRASH while a module keeps crashing: reported at a module's first crash of an episode, held
+    until no module has crashed for ``quiet_s``.
+
+    A module that throws on every update would otherwise report thousands of identical failures, each
+    one extending the recovery plan; one report per module per episode (the count travels in the next
+    module's report and in ``crashes``) keeps the plan to the steps the failure needs, and holding the
+    condition until the modules run clean keeps safe mode on while they do not.
+    """
+
+    failure_type = FailureType.MODULE_CRASH
+
+    def __init__(self, *, quiet_s: float, clock: Clock, source: str = FailureSource.FAILOVER_MANAGER) -> None:
+        super().__init__(clock=clock, source=source)
+        _positive("quiet_s", quiet_s)
+        self.quiet_s = quiet_s
+        self._last_crash: datetime | None = None
+        self._modules: set[str] = set()
+        self.crashes = 0  # in the current episode
+
+    def record_crash(self, module: str, message: str, details: dict[str, Any]) -> FailureEvent | None:
+        """Count one crash of ``module``; return the event at the episode's first crash of this module."""
+        now = self._clock()
+        self._last_crash = now
+        self.crashes += 1
+        if module in self._modules:
+            return None
+        self._modules.add(module)
+        if self._active_since is None:
+            self.crashes = 1
+        event = FailureEvent(timestamp=now, type=self.failure_type, source=str(module), message=message,
+                             details={**details, "crashesInEpisode": self.crashes})
+        self._active_since = self._active_since or now
+        self._cleared_unseen = False
+        return event
+
+    def check(self) -> FailureEvent | None:
+        """End the episode once no module has crashed for ``quiet_s``."""
+        now = self._clock()
+        if self._active_since is not None and _seconds(self._last_crash, now) >= self.quiet_s:
+            self._modules.clear()
+            self.crashes = 0
+            self._settle(False, now, "", {})
+        return None

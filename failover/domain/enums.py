@@ -36,6 +36,14 @@ class FailureType(StrEnum):
     UNEXPECTED_SHUTDOWN = "UNEXPECTED_SHUTDOWN"
 
 
+DETECTED_IN_PROCESS = frozenset({
+    FailureType.EXCHANGE_UNAVAILABLE, FailureType.PRIVATE_WS_DISCONNECTED, FailureType.PUBLIC_WS_DEGRADED,
+    FailureType.LATENCY_TOO_HIGH, FailureType.PACKET_LOSS, FailureType.MODULE_CRASH,
+})
+"""Conditions a trader process's own detectors hold and clear. They die with the process: after a restart
+the new process measures afresh and reports again what still holds, so a restart forgets them."""
+
+
 class FailureSource(StrEnum):
     """Known reporters of failures; ``FailureEvent.source`` also takes any other non-empty string."""
 

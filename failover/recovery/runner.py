@@ -38,9 +38,9 @@ MAX_AUTO_RETRIES = 3  # then WAITING_OPERATOR
 RETRY_BASE_S = 5.0  # 5 s, 10 s, 20 s
 STALE_AFTER_S = 240.0  # longer than the step task's hard time limit: a quiet step's worker is gone
 BEAT_EVERY_S = 1.0
-# Failure types no detector clears: their plan completing is their end.
-CLEARED_BY_PLAN = frozenset({"PROCESS_RESTART", "UNEXPECTED_SHUTDOWN", "DATA_CORRUPTION", "NON_SYNC_STATE",
-                             "MODULE_CRASH"})
+# Failure types no detector clears: their plan completing is their end. (MODULE_CRASH is held by the
+# trader's crash detector until its modules run clean: a plan can finish while a module still throws.)
+CLEARED_BY_PLAN = frozenset({"PROCESS_RESTART", "UNEXPECTED_SHUTDOWN", "DATA_CORRUPTION", "NON_SYNC_STATE"})
 _RESTARTS = frozenset({"PROCESS_RESTART", "UNEXPECTED_SHUTDOWN"})
 
 

@@ -18,7 +18,7 @@ from trading.models import Alert
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DETECTED = {"EXCHANGE_UNAVAILABLE", "PRIVATE_WS_DISCONNECTED", "PUBLIC_WS_DEGRADED", "LATENCY_TOO_HIGH",
-            "PACKET_LOSS", "CONFIG_INVALID"}
+            "PACKET_LOSS", "MODULE_CRASH", "CONFIG_INVALID"}
 
 
 def test_first_read_creates_the_state_fail_closed():
@@ -127,7 +127,24 @@ def test_a_failure_during_recovery_extends_the_plan_instead_of_starting_a_second
     assert plan.status == PlanStatus.DONE and plan.merged_failure_types == ["MODULE_CRASH"]
     assert all(s.status == "DONE" for s in env.steps())
     state = services.failover_state_get(run_id=env.run_id)
-    assert state.active_failures == ("LATENCY_TOO_HIGH",)  # MODULE_CRASH ended with its plan
+    # Both are held by the trader's detectors: a finished plan does not mean the module stopped throwing.
+    assert state.active_failures == ("LATENCY_TOO_HIGH", "MODULE_CRASH") and state.safe_mode
+    services.failure_cleared(failure_type="LATENCY_TOO_HIGH", run_id=env.run_id)
+    assert services.failover_state_get(run_id=env.run_id).safe_mode
+    state = services.failure_cleared(failure_type="MODULE_CRASH", run_id=env.run_id)
+    assert state.safe_mode is False and state.active_failures == ()
+
+
+def test_a_restart_forgets_the_conditions_the_dead_process_held(env: Env):
+    env.report("EXCHANGE_UNAVAILABLE")
+    env.report("MODULE_CRASH")
+    assert services.failover_state_get(run_id=env.run_id).active_failures == ("EXCHANGE_UNAVAILABLE", "MODULE_CRASH")
+    # The trader holding them was killed: nobody would ever clear them; the new process measures afresh
+    # and reports again whatever still holds.
+    env.report("UNEXPECTED_SHUTDOWN")
+    state = services.failover_state_get(run_id=env.run_id)
+    assert env.plan().status == PlanStatus.DONE
+    assert state.active_failures == () and state.safe_mode is False
 
 
 def test_a_restart_supersedes_the_running_plan(env: Env, captured_chains):

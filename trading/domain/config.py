@@ -169,6 +169,7 @@ class DetectorConfig(_Section):
     latency_avg_ms: float = Field(500.0, gt=0)
     latency_sustain_s: float = Field(10.0, gt=0, le=3_600)
     packet_loss_window_s: float = Field(60.0, gt=0, le=86_400)
+    module_crash_quiet_s: float = Field(5.0, gt=0, le=3_600)  # MODULE_CRASH holds until no crash for this long
 
 
 class FailoverConfig(_Section):

@@ -204,8 +204,19 @@ def test_an_exception_in_the_feature_engine_raises_module_crash_with_a_crit_aler
         timeout=10,
         what="a CRIT alert",
     )
+    # The module throws on every update: one report, one plan of three steps, and safe mode held after the
+    # plan is done, because the module still does not run clean.
+    wait_until(lambda: _plan_steps(env) and all(status == "DONE" for _, status in _plan_steps(env)), timeout=30,
+               what="the MODULE_CRASH plan done")
+    time.sleep(1.5)
+    assert sorted(_plan_steps(env)) == [("CLEAR_LOCAL_STATE", "DONE"), ("RESYNC_ORDERS", "DONE"),
+                                        ("RESYNC_POSITIONS", "DONE")]
+    assert FailureEventRecord.objects.filter(run_id=env.run_id, type="MODULE_CRASH").count() == 1
+    state = env.state()
+    assert state.safe_mode and state.active_failures == ["MODULE_CRASH"]
     assert send_command("arm_fault", run_id=env.run_id, args={"feature_engine_error": None})["ok"]
     env.wait_safe_mode_off(timeout=60, after_version=version)
+    assert "MODULE_CRASH" not in env.state().active_failures
 
 
 def test_a_trader_started_before_the_exchange_waits_reports_and_clears_it_without_false_alarms(environment):

@@ -6,6 +6,7 @@ import pytest
 
 from failover.domain.detectors import (
     LatencyDetector,
+    ModuleCrashDetector,
     PacketLossDetector,
     PrivateStreamDetector,
     PublicStreamDetector,
@@ -238,3 +239,28 @@ def test_fired_event_carries_the_clock_time_and_source(clock):
     clock.advance(42)
     fired = RestFailureDetector(threshold=1, clock=clock, source="BYBIT_ADAPTER").record_failure("503")
     assert fired.timestamp == clock() and fired.source == "BYBIT_ADAPTER"
+
+
+def test_a_crash_loop_is_one_report_per_module_held_until_the_modules_run_clean(clock):
+    detector = ModuleCrashDetector(quiet_s=5, clock=clock)
+    first = detector.record_crash("FEATURE_ENGINE", "FEATURE_ENGINE crashed: boom", {"error": "boom"})
+    assert first is not None and first.type is FailureType.MODULE_CRASH and first.source == "FEATURE_ENGINE"
+    assert first.details == {"error": "boom", "crashesInEpisode": 1}
+    for _ in range(500):  # the module throws on every update
+        clock.advance(0.01)
+        assert detector.record_crash("FEATURE_ENGINE", "again", {}) is None
+    other = detector.record_crash("STATE_MACHINE", "STATE_MACHINE crashed", {})
+    assert other is not None and other.details["crashesInEpisode"] == 502  # a second module is news
+    clock.advance(4.9)
+    detector.check()
+    assert detector.is_active and not detector.cleared()  # still inside the quiet period
+    clock.advance(0.1)
+    detector.check()
+    assert not detector.is_active and detector.cleared() and not detector.cleared()
+    again = detector.record_crash("FEATURE_ENGINE", "a new episode", {})
+    assert again is not None and again.details["crashesInEpisode"] == 1 and detector.is_active
+
+
+def test_crash_detector_rejects_a_zero_quiet_period(clock):
+    with pytest.raises(ValueError):
+        ModuleCrashDetector(quiet_s=0, clock=clock)
