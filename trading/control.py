@@ -35,7 +35,8 @@ from failover import bus
 HEARTBEAT_TTL_S = 10
 ACK_TTL_S = 300
 COMMANDS = frozenset(
-    {"reload_state", "clear_local_state", "rebuild_streams", "reload_config", "panic_close", "arm_fault"}
+    {"reload_state", "clear_local_state", "rebuild_streams", "reload_config", "panic_close", "close_position",
+     "arm_fault"}
 )
 
 

@@ -103,7 +103,12 @@ class TradingCore:
         self.latency = LatencyMonitor(config.latency)
         self.quality = ExecutionQuality(config.quality, clock)
         self.risk = RiskEngine(config.risk, clock, instruments, self.quality)
-        self.machine = StateMachine(config, self._machine_gate, self._on_transition if log_transitions else None)
+        self.machine = StateMachine(
+            config,
+            self._machine_gate,
+            self._on_transition if log_transitions else None,
+            on_suppressed=self._on_suppressed,
+        )
         self.signals: dict[str, SymbolSignals] = {}
         self.state = LocalState(persistence)
         self.execution = ExecutionEngine(
@@ -128,6 +133,11 @@ class TradingCore:
         if self.safe_mode():
             return reasons.SAFE_MODE_ACTIVE
         return self.risk.entry_block_reason(symbol)
+
+    def _on_suppressed(self, symbol: str, reason: str) -> None:
+        # The entry signal fired into a closed gate: the same refusal the execution engine writes, at the gate.
+        self.events.write(symbol, "ORDER_REFUSED", reason=reason, message="entry signal refused at the gate",
+                          stage=STATE_MACHINE)
 
     def _on_transition(self, t: Transition) -> None:
         self.events.write(

@@ -283,18 +283,23 @@ class TraderOps:
 
     # -- commands -----------------------------------------------------------
 
-    def command(self, payload: dict[str, Any]) -> None:
-        name = payload.get("command")
-        command_id = str(payload.get("commandId", ""))
-        args = payload.get("args") or {}
-        handler = {
+    def command_handlers(self) -> dict[str, Callable[..., dict[str, Any] | None]]:
+        """The commands ``trading.control.send_command`` may send, by name."""
+        return {
             "reload_state": self.reload_state,
             "clear_local_state": self.clear_local_state,
             "rebuild_streams": self.rebuild_streams,
             "reload_config": self.reload_config,
             "panic_close": self.panic_close,
+            "close_position": self.close_position,
             "arm_fault": self.arm_fault,
-        }.get(str(name))
+        }
+
+    def command(self, payload: dict[str, Any]) -> None:
+        name = payload.get("command")
+        command_id = str(payload.get("commandId", ""))
+        args = payload.get("args") or {}
+        handler = self.command_handlers().get(str(name))
         try:
             if handler is None:
                 raise ValueError(f"unknown command {name!r}")
@@ -356,6 +361,13 @@ class TraderOps:
 
     def panic_close(self) -> dict[str, Any]:
         return panic_close_all(self.core.execution)
+
+    def close_position(self, symbol: str = "") -> dict[str, Any]:
+        """Flatten one symbol with a reduce-only market order (never blocked); entries are not touched."""
+        if symbol not in self.trader.settings.symbols:
+            traded = ", ".join(self.trader.settings.symbols)
+            raise ValueError(f"{symbol!r} is not a symbol this trader trades ({traded})")
+        return self.core.execution.submit_exit(symbol, reason="OPERATOR_CLOSE").to_dict()
 
     def arm_fault(self, feature_engine_error: str | None = None) -> dict[str, Any]:
         if not self.trader.settings.allow_fault_hooks:

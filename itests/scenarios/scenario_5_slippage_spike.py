@@ -7,6 +7,7 @@ from typing import Any
 
 from itests.environment import IsolatedEnvironment, eager_config
 from itests.scenario import ExpectationFailed, IntegrationScenario
+from trading.control import send_command
 
 BAD, GOOD = "BTCUSDT", "ETHUSDT"
 REASON = "SYMBOL_BLOCKED_EXECUTION_QUALITY"
@@ -19,7 +20,8 @@ class SlippageSpike(IntegrationScenario):
     name = "Slippage spike / execution problems"
     description = f"{BAD} fills land {SPIKE_BPS} bps worse: its quality score drops and its new entries are refused."
     prerequisite = "A SIM trader on a config that trades readily, safe mode OFF."
-    action = f"Simulator fault slippage(symbol={BAD}, bps={SPIKE_BPS}) until the end of the run."
+    action = (f"Simulator fault slippage(symbol={BAD}, bps={SPIKE_BPS}) until the end of the run; once the score "
+              f"drops, the {BAD} position is closed by command so that a new entry signal comes.")
     expected_events = (f"SLIPPAGE on {BAD} with a low qualityScore", f"{BAD} entries refused with {REASON}",
                        f"{GOOD} not blocked")
     pass_criteria = ("the execution-quality score drops below the threshold", f"new {BAD} entries are refused "
@@ -49,12 +51,16 @@ class SlippageSpike(IntegrationScenario):
         blocked_ms = low[0]["tsMs"]
         self.metrics["qualityScoreAfterSpike"] = low[0]["qualityScore"]
         self.metrics["slippageBpsAfterSpike"] = low[0]["slippageBps"]
-        self.progress(f"wait for a {BAD} entry to be refused")
+        # The block stops new entries, not the position the spiked fill opened; its exits are wide in a
+        # volatile market. Flatten it (an operator's close, never blocked) so the next entry signal comes.
+        self.progress(f"close the {BAD} position the spiked fill opened, then wait for a {BAD} entry signal")
+        ack = send_command("close_position", run_id=self.run_id, args={"symbol": BAD}, wait_s=10)
+        self.expect(f"the trader accepts closing {BAD}", True, ack.get("ok"))
         try:
             self.wait_for(
                 f"new {BAD} entries are refused with {REASON}",
                 lambda: any(self._refusals(BAD, blocked_ms).values()),
-                timeout=30, expected=f"ORDER_REFUSED {REASON} on {BAD} or entriesRefused[{REASON}] >= 1",
+                timeout=45, expected=f"ORDER_REFUSED {REASON} on {BAD} or entriesRefused[{REASON}] >= 1",
                 actual=lambda: {**self._refusals(BAD, blocked_ms),
                                 "entriesSent": ((self.beat() or {}).get("counters") or {}).get("entriesSent")})
         except ExpectationFailed:

@@ -46,11 +46,6 @@ def test_scenario_4_invalid_config_falls_back_and_holds_safe_mode_until_fixed():
     _run("SCENARIO_4")
 
 
-@pytest.mark.xfail(
-    reason="known product defect: the block works, but the state machine's suppression with "
-    "SYMBOL_BLOCKED_EXECUTION_QUALITY is not yet visible outside the trader within 30 s",
-    strict=False,
-)
 def test_scenario_5_slippage_spike_blocks_only_the_affected_symbol():
     _run("SCENARIO_5")
 

@@ -13,8 +13,8 @@ fire) before it becomes an order request, which filters one-tick spikes.
 
 The gate is asked only at the moment of firing. When it answers with a reason
 (SAFE_MODE_ACTIVE, RISK_OFF, a blocked symbol) the machine stays in ARM, keeps
-following the signal, emits nothing and counts the suppression once per ARM
-episode. A fill moves a symbol to IN_POSITION from any state, because the
+following the signal, emits no request, and counts and reports the refusal once
+per ARM episode. A fill moves a symbol to IN_POSITION from any state, because the
 exchange is the truth: a fill that arrives after a timeout still counts.
 """
 
@@ -117,9 +117,11 @@ class StateMachine:
         config: TradingConfig,
         gate: EntryGate,
         on_transition: Callable[[Transition], None] | None = None,
+        on_suppressed: Callable[[str, str], None] | None = None,
     ) -> None:
         self._gate = gate
         self._on_transition = on_transition
+        self._on_suppressed = on_suppressed  # (symbol, reason), once per ARM episode: the refusal's audit trail
         self._contexts: dict[str, SymbolStateContext] = {}
         self.suppressed_total = 0
         self.suppressed_by_reason: dict[str, int] = {}
@@ -290,6 +292,8 @@ class StateMachine:
         ctx.suppressed += 1
         self.suppressed_total += 1
         self.suppressed_by_reason[reason] = self.suppressed_by_reason.get(reason, 0) + 1
+        if self._on_suppressed is not None:
+            self._on_suppressed(ctx.symbol, reason)
 
     def _move(self, ctx: SymbolStateContext, to: State, reason: str, now_ms: int) -> None:
         previous = ctx.state

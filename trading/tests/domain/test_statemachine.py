@@ -224,6 +224,21 @@ def test_statemachine_gate_blocks_emission_and_counts_suppression() -> None:
     assert sm.state(SYM) is State.ORDER_REQUEST
 
 
+def test_statemachine_reports_each_refusal_once_per_arm_episode_with_its_reason() -> None:
+    gate = Gate()
+    gate.reason = reasons.SYMBOL_BLOCKED_EXECUTION_QUALITY
+    refusals: list[tuple[str, str]] = []
+    sm = StateMachine(CONFIG, gate, on_suppressed=lambda symbol, reason: refusals.append((symbol, reason)))
+    arm(sm)
+    for ts in (200, 250, 300):
+        signal(sm, ts, long=0.7)
+    assert refusals == [(SYM, reasons.SYMBOL_BLOCKED_EXECUTION_QUALITY)]
+    signal(sm, 400, long=0.0)  # the signal fades: the ARM episode ends
+    for ts in (500, 600, 700):  # WATCH, ARM, fire into the closed gate
+        signal(sm, ts, long=0.7)
+    assert refusals == [(SYM, reasons.SYMBOL_BLOCKED_EXECUTION_QUALITY)] * 2
+
+
 def test_statemachine_gate_is_asked_per_symbol() -> None:
     gate = Gate()
     sm, _ = machine(gate)

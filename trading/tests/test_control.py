@@ -1,0 +1,18 @@
+"""The command bus's client and the trader agree on the commands there are."""
+
+from __future__ import annotations
+
+import pytest
+
+from trading.control import COMMANDS, send_command
+from trading.trader_ops import TraderOps
+
+
+def test_every_command_the_client_may_send_has_a_handler_in_the_trader_and_no_more():
+    handlers = TraderOps.command_handlers(object.__new__(TraderOps))
+    assert set(handlers) == COMMANDS
+
+
+def test_an_unknown_command_is_refused_before_anything_is_sent():
+    with pytest.raises(ValueError, match="unknown trader command 'sell_everything'"):
+        send_command("sell_everything", run_id="nobody")
