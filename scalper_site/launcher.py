@@ -164,6 +164,7 @@ def product_processes(
     worker_concurrency: int,
     sim_port: int | None = 8765,
     trader_symbols: str | None = "BTCUSDT,ETHUSDT",
+    beat_schedule: Path | None = None,
 ) -> list[ProcessSpec]:
     """The processes of the product, in start order; no simulator or trader when their option is None."""
     specs = [
@@ -183,6 +184,11 @@ def product_processes(
                 "-n",
                 "worker-%h-" + str(os.getpid()),
             ],
+        ),
+        ProcessSpec(
+            "beat",
+            [python, "-m", "celery", "-A", "scalper_site", "beat", "--loglevel", "INFO"]
+            + ([] if beat_schedule is None else ["--schedule", str(beat_schedule)]),
         ),
         ProcessSpec(
             "web",

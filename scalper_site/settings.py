@@ -162,6 +162,15 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 180)
+# The beat process (`run_stack` starts one) runs the sweepers that finish what a lost worker left
+# behind: recovery steps stuck RUNNING, plans due for a retry, integration runs gone quiet.
+SWEEP_EVERY_S = env_int("SCALPER_SWEEP_EVERY_S", 30)
+if SWEEP_EVERY_S < 1:
+    raise ImproperlyConfigured(f"SCALPER_SWEEP_EVERY_S must be at least 1 second, got {SWEEP_EVERY_S}")
+CELERY_BEAT_SCHEDULE = {
+    "failover-sweep-stuck-steps": {"task": "failover.sweep_stuck_steps", "schedule": float(SWEEP_EVERY_S)},
+    "itests-sweep-runs": {"task": "itests.sweep_runs", "schedule": float(SWEEP_EVERY_S)},
+}
 
 CHANNEL_LAYERS = {
     "default": {

@@ -136,7 +136,12 @@ def test_run_stack_on_embedded_defaults_serves_runs_chains_reports_deaths_and_st
         if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "CELERY_QUEUE"}
     }
     env.update(
-        {"SCALPER_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "scalper_site.settings", "PYTHONUNBUFFERED": "1"}
+        {
+            "SCALPER_DATA_DIR": str(tmp_path),
+            "DJANGO_SETTINGS_MODULE": "scalper_site.settings",
+            "PYTHONUNBUFFERED": "1",
+            "SCALPER_SWEEP_EVERY_S": "2",
+        }
     )
     log = tmp_path / "stack.log"
     stack = subprocess.Popen(
@@ -182,6 +187,10 @@ def test_run_stack_on_embedded_defaults_serves_runs_chains_reports_deaths_and_st
         )
         assert sim_time["retCode"] == 0
 
+        # The beat process schedules both sweepers; the worker runs them.
+        for task in ("failover.sweep_stuck_steps", "itests.sweep_runs"):
+            wait_until(lambda task=task: re.search(rf"Task {task}\[[^\]]+\] succeeded", text()), timeout=30,
+                       what=f"a scheduled {task}")
         trail = _probe_through(url, "scalper", "embedded")
         assert [hop["token"] for hop in trail] == ["embedded"] * 3
 

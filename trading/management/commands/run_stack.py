@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
@@ -46,6 +47,8 @@ class Command(BaseCommand):
                 f"[launcher] embedded Redis on {redis_url.split('@')[-1]} (data folder {settings.DATA_DIR})"
             )
 
+        beat_schedule = Path(settings.DATA_DIR) / "run" / "celerybeat-schedule"
+        beat_schedule.parent.mkdir(parents=True, exist_ok=True)
         supervisor = launcher.Supervisor(
             launcher.product_processes(
                 python=launcher.python_executable(),
@@ -54,6 +57,7 @@ class Command(BaseCommand):
                 worker_concurrency=opts["worker_concurrency"],
                 sim_port=None if opts["no_sim"] else opts["sim_port"],
                 trader_symbols=None if opts["no_trader"] else opts["symbols"],
+                beat_schedule=beat_schedule,
             ),
             base_env=launcher.child_env(redis_url=redis_url, data_dir=settings.DATA_DIR),
             cwd=settings.BASE_DIR,
