@@ -1,22 +1,21 @@
 from __future__ import annotations
 
+from enum import StrEnum
+
 from django.db import models
 
+from failover.domain import enums
 
-class FailureType(models.TextChoices):
-    """The spec's failure taxonomy (section 2)."""
 
-    EXCHANGE_UNAVAILABLE = "EXCHANGE_UNAVAILABLE"
-    PRIVATE_WS_DISCONNECTED = "PRIVATE_WS_DISCONNECTED"
-    PUBLIC_WS_DEGRADED = "PUBLIC_WS_DEGRADED"
-    NON_SYNC_STATE = "NON_SYNC_STATE"
-    LATENCY_TOO_HIGH = "LATENCY_TOO_HIGH"
-    PACKET_LOSS = "PACKET_LOSS"
-    MODULE_CRASH = "MODULE_CRASH"
-    DATA_CORRUPTION = "DATA_CORRUPTION"
-    CONFIG_INVALID = "CONFIG_INVALID"
-    PROCESS_RESTART = "PROCESS_RESTART"
-    UNEXPECTED_SHUTDOWN = "UNEXPECTED_SHUTDOWN"
+def _choices(enum: type[StrEnum]) -> type[models.TextChoices]:
+    """The Django choices of one of the domain's enums: one vocabulary, the domain's (labels from the names)."""
+    return models.TextChoices(enum.__name__, [(member.name, member.value) for member in enum])
+
+
+FailureType = _choices(enums.FailureType)  # the spec's failure taxonomy (section 2)
+StepType = _choices(enums.StepType)
+StepStatus = _choices(enums.StepStatus)
+PlanStatus = _choices(enums.PlanStatus)  # FAILED is retried with backoff; WAITING_OPERATOR after the last retry
 
 
 class FailureEventRecord(models.Model):
@@ -34,32 +33,6 @@ class FailureEventRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.type} ({self.source})"
-
-
-class StepType(models.TextChoices):
-    RESYNC_EXCHANGE_CONNECTION = "RESYNC_EXCHANGE_CONNECTION"
-    RESYNC_POSITIONS = "RESYNC_POSITIONS"
-    RESYNC_ORDERS = "RESYNC_ORDERS"
-    CLEAR_LOCAL_STATE = "CLEAR_LOCAL_STATE"
-    DISABLE_TRADING = "DISABLE_TRADING"
-    RESYNC_CONFIG = "RESYNC_CONFIG"
-    READ_PROCESS_STATE = "READ_PROCESS_STATE"
-
-
-class StepStatus(models.TextChoices):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    DONE = "DONE"
-    FAILED = "FAILED"
-
-
-class PlanStatus(models.TextChoices):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    DONE = "DONE"
-    FAILED = "FAILED"  # a step failed; retried with backoff up to a limit
-    WAITING_OPERATOR = "WAITING_OPERATOR"  # retries exhausted: an operator retries it or leaves safe mode
-    SUPERSEDED = "SUPERSEDED"  # replaced by a newer plan that covers it
 
 
 class RecoveryPlanRecord(models.Model):

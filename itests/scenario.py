@@ -9,6 +9,7 @@ progress, metrics and the translation of failed expectations into the result's
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ class IntegrationResult:
         }
 
 
-class IntegrationScenario:
+class IntegrationScenario(abc.ABC):
     """One end-to-end scenario; subclasses set the card and implement ``scenario``."""
 
     id: ClassVar[str]
@@ -109,7 +110,7 @@ class IntegrationScenario:
                                        speed=float(self.options.get("speed", 20.0)))
         self.prepare(self.env)
 
-    def prepare(self, env: IsolatedEnvironment) -> None:
+    def prepare(self, env: IsolatedEnvironment) -> None:  # noqa: B027 (optional hook: most scenarios need none)
         """Write what the run needs before anything starts (config files); default: nothing."""
 
     def run(self) -> IntegrationResult:
@@ -143,8 +144,9 @@ class IntegrationScenario:
 
     # -- for scenario bodies --------------------------------------------------------
 
+    @abc.abstractmethod
     def scenario(self, env: IsolatedEnvironment) -> None:
-        raise NotImplementedError
+        """The scenario's body: act, then record every expectation with ``expect``/``wait_for``."""
 
     def boot(self, env: IsolatedEnvironment, *, fault_hooks: bool | None = None) -> None:
         """Start the simulator, the worker and a trader; wait until the first start has converged (safe mode OFF)."""
