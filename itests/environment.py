@@ -193,16 +193,9 @@ class IsolatedEnvironment:
 
     def events(self, symbol: str = "_SYSTEM") -> list[dict[str, Any]]:
         """Return the run's event log of ``symbol`` (``_SYSTEM`` for failures, commands, failover changes)."""
-        path = self.data / "events" / f"{symbol}.jsonl"
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # a line being written right now
-        return out
+        from itests.probes import read_events
+
+        return read_events(self.data, symbol)
 
     # -- stop -------------------------------------------------------------------
 

@@ -96,9 +96,22 @@ class FailoverLink:
         return True
 
     def on_bus_message(self, message: dict[str, Any]) -> None:
-        """Bus handler: a changed state is re-read at once."""
-        if message.get("kind") == "failover.changed":
-            self.refresh()
+        """Bus handler: safe mode ON is taken at once from the message; any change is then re-read."""
+        if message.get("kind") != "failover.changed":
+            return
+        payload = message.get("payload") or {}
+        version = payload.get("version")
+        if payload.get("safeMode") is True and isinstance(version, int) and version > self.version:
+            # Fail-closed, so the message may be trusted for this direction only: held until the database
+            # shows this version (it may not be committed yet), whatever the next read says.
+            with self._lock:
+                if self._latched_reason is None:
+                    self._latched_reason = str(payload.get("reason") or "SAFE_MODE_ACTIVE")
+                    self._local_latch_until_version = version
+                elif self._local_latch_until_version is not None:
+                    self._local_latch_until_version = max(version, self._local_latch_until_version)
+                # else our own report holds the latch until its version is known
+        self.refresh()
 
     # -- reports ------------------------------------------------------------
 

@@ -244,17 +244,18 @@ def _announce(run_id: str, changed: dict[str, Any]) -> None:
 def gate_close(row: FailoverStateRecord, *, reason: str) -> None:
     """Turn safe mode on and announce it at once, before any slower work (the plan) is done.
 
-    Only the row's own fields change, so the commit is one small UPDATE and the
-    trader hears of it within a database round trip of the report.
+    Only the row's own fields change, so the commit is one small UPDATE, and the
+    trader hears of it before the commit, over the bus.
     """
     at = now()
     row.safe_mode, row.since, row.reason, row.planned = True, at, reason, False
     row.version += 1
     row.updated_at = at
     row.save(update_fields=["safe_mode", "since", "reason", "planned", "version", "updated_at"])
-    changed = {"version": row.version, "safeMode": True, "reason": reason}
-    run_id = row.run_id
-    transaction.on_commit(lambda: _announce(run_id, changed))
+    # Announced before the commit: safe mode ON is the safe direction, so a listener may act on it at once
+    # (the trader holds it until the database shows this version); a rolled-back report only keeps a
+    # trader in safe mode until the reporter's retry commits it.
+    _announce(row.run_id, {"version": row.version, "safeMode": True, "reason": reason})
 
 
 @dataclass(frozen=True)

@@ -88,3 +88,37 @@ def test_a_detected_failure_blocks_entries_before_the_database_knows_and_is_repo
         assert link.is_safe_mode() and link.reason == "MODULE_CRASH"
     finally:
         link.stop()
+
+
+def _changed(**payload) -> dict:
+    return {"kind": "failover.changed", "payload": payload}
+
+
+def test_safe_mode_on_is_taken_from_the_bus_before_the_database_shows_it_and_held_until_it_does():
+    db = Database()
+    link = FailoverLink(run_id="", services=db, confirm_timeout_ms=60_000)
+    assert link.refresh() and not link.is_safe_mode()
+    # Another process announced version 2 before its commit: the database still says version 1, OFF.
+    link.on_bus_message(_changed(version=2, safeMode=True, reason="EXCHANGE_UNAVAILABLE"))
+    assert link.is_safe_mode()
+    assert link.refresh() and link.is_safe_mode()  # a read of the old version does not lift it
+    db.gate = Gate(safe_mode=True, reason="EXCHANGE_UNAVAILABLE", version=2)
+    assert link.refresh() and link.is_safe_mode() and link.reason == "EXCHANGE_UNAVAILABLE"
+    db.gate = Gate(safe_mode=False, version=3)
+    assert link.refresh() and not link.is_safe_mode()  # the latch is gone once the database caught up
+
+
+def test_the_bus_can_never_turn_safe_mode_off_and_old_or_malformed_messages_change_nothing():
+    db = Database()
+    db.gate = Gate(safe_mode=True, reason="MODULE_CRASH", version=5)
+    link = FailoverLink(run_id="", services=db, confirm_timeout_ms=60_000)
+    link.refresh()
+    link.on_bus_message(_changed(version=6, safeMode=False))
+    assert link.is_safe_mode()  # only the database may say OFF
+    db.gate = Gate(safe_mode=False, version=6)
+    link.refresh()
+    assert not link.is_safe_mode()
+    for message in (_changed(version=4, safeMode=True), _changed(version="7", safeMode=True),
+                    _changed(safeMode=True), {"kind": "failover.changed", "payload": None}, {"kind": "other"}):
+        link.on_bus_message(message)
+        assert not link.is_safe_mode(), message
