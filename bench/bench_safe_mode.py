@@ -8,7 +8,8 @@ embedded Redis, and real simulator, Celery worker and trader processes.
 1. Same process: a failure the trader detects -> its own entry gate refuses
    (FailoverLink.report flips the gate before the database is even told).
 2. Another process: failure_report() in a separate process -> this process's
-   FailoverLink (bus listener + database re-read) refuses entries. Floor: a
+   FailoverLink (bus listener; safe mode ON is taken from the message) refuses
+   entries. Floor: a
    Redis publish from that process to a listener here, measured in the same run.
 3. Restart to RUNNING: a trader process started (after a graceful stop) ->
    heartbeat phase RUNNING with safe mode off, i.e. its startup plan (read
@@ -136,10 +137,10 @@ def cross_process(reports: int) -> tuple[list[float], list[float]]:
 
             services.safe_mode_exit(run_id=run_id, user="bench", force=True)
             link.refresh()
-            assert not link.safe_mode
+            assert not link.is_safe_mode()
             sender.stdin.write(f"report {run_id}\n")
             sender.stdin.flush()
-            wait_until(lambda: link.safe_mode, timeout=10, interval=0.0002, what="entries refused")
+            wait_until(link.is_safe_mode, timeout=10, interval=0.0002, what="entries refused")
             flipped = time.time()
             sent = json.loads(sender.stdout.readline())
             flips.append((flipped - sent) * 1000)

@@ -87,10 +87,8 @@ def failure_report(*, event: FailureEvent, run_id: str = "", symbols: Sequence[s
                    ) -> ManagedFailoverState:
     """Store the failure, turn safe mode on, extend or replace the plan, and start its chain if none runs."""
     with transaction.atomic():
-        # Entries stop first: a small commit announced on the bus before the plan is built.
-        row = records.state_lock(run_id)
-        if not row.safe_mode:
-            records.gate_close(row, reason=event.type.value)
+        # Entries stop first: a one-statement commit, announced on the bus before the plan is built.
+        records.gate_close(run_id, reason=event.type.value)
     with transaction.atomic():
         row = records.state_lock(run_id)
         at = records.now()

@@ -10,6 +10,7 @@ nothing when already there. The two resyncs live in ``resync.py``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,17 +68,31 @@ class StepContext:
             if self.rest_factory is not None:
                 self._rest = self.rest_factory()
             else:
-                from trading.exchange.connect import ExchangeTarget, rest_for
-
                 exchange = self.context.get("exchange")
                 if not exchange:
                     raise StepFailed("the environment registered no exchange: start its trader first")
-                self._rest = rest_for(ExchangeTarget.from_context(exchange), timeout_s=5.0)
+                self._rest = _shared_rest(exchange)
         return self._rest
 
     def events(self) -> EventLog:
         return EventLog(self.folder / "events", clock_ms=lambda: int(records.now().timestamp() * 1000),
                         run_id=self.run_id)
+
+
+_REST_BY_TARGET: dict[Any, ExchangePort] = {}
+_REST_LOCK = threading.Lock()
+
+
+def _shared_rest(exchange: dict[str, Any]) -> ExchangePort:
+    """One REST client a worker process and exchange: steps of a plan reuse its session and connections."""
+    from trading.exchange.connect import ExchangeTarget, rest_for
+
+    target = ExchangeTarget.from_context(exchange)
+    with _REST_LOCK:
+        rest = _REST_BY_TARGET.get(target)
+        if rest is None:
+            rest = _REST_BY_TARGET[target] = rest_for(target, timeout_s=5.0)
+        return rest
 
 
 def write_event(log: EventLog, symbol: str, event: str, **fields: Any) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 
 from failover import bus
@@ -241,21 +241,35 @@ def _announce(run_id: str, changed: dict[str, Any]) -> None:
         logger.warning("failover.changed not published: %s", exc)
 
 
-def gate_close(row: FailoverStateRecord, *, reason: str) -> None:
-    """Turn safe mode on and announce it at once, before any slower work (the plan) is done.
+def gate_close(run_id: str, *, reason: str) -> int | None:
+    """Turn safe mode on in one statement and announce it at once; return the new version (None: already on).
 
-    Only the row's own fields change, so the commit is one small UPDATE, and the
-    trader hears of it before the commit, over the bus.
+    This is the first thing a failure report does, before any slower work (the
+    plan): one UPDATE guarded by ``safe_mode = false``, atomic on its own, and one
+    read of the version, both plain SQL. The ORM's row read and full save cost
+    ~4 ms here, most of the time between a report and the trader refusing entries.
+    A row that does not exist yet needs nothing: it is created with safe mode ON.
     """
-    at = now()
-    row.safe_mode, row.since, row.reason, row.planned = True, at, reason, False
-    row.version += 1
-    row.updated_at = at
-    row.save(update_fields=["safe_mode", "since", "reason", "planned", "version", "updated_at"])
+    at = connection.ops.adapt_datetimefield_value(now())
+    q = connection.ops.quote_name
+    table = q(FailoverStateRecord._meta.db_table)
+    with connection.cursor() as cursor:
+        # Plain SQL: compiling the ORM's UPDATE alone costs a millisecond on this path.
+        cursor.execute(
+            f"UPDATE {table} SET {q('safe_mode')} = %s, {q('since')} = %s, {q('reason')} = %s, {q('planned')} = %s, "
+            f"{q('version')} = {q('version')} + 1, {q('updated_at')} = %s "
+            f"WHERE {q('run_id')} = %s AND {q('safe_mode')} = %s",
+            [True, at, reason, False, at, run_id, False],
+        )
+        if cursor.rowcount != 1:
+            return None
+        cursor.execute(f"SELECT {q('version')} FROM {table} WHERE {q('run_id')} = %s", [run_id])
+        version = int(cursor.fetchone()[0])
     # Announced before the commit: safe mode ON is the safe direction, so a listener may act on it at once
     # (the trader holds it until the database shows this version); a rolled-back report only keeps a
     # trader in safe mode until the reporter's retry commits it.
-    _announce(row.run_id, {"version": row.version, "safeMode": True, "reason": reason})
+    _announce(run_id, {"version": version, "safeMode": True, "reason": reason})
+    return version
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from failover import services
 from failover.domain.plans import PLAN_TABLE
 from failover.domain.types import RecoveryPlan
 from failover.models import FailoverStateRecord, OperatorAction, PlanStatus, RecoveryPlanRecord
-from failover.recovery import runner
+from failover.recovery import records, runner
 from failover.tests.conftest import Env
 from trading.models import Alert
 
@@ -238,3 +238,19 @@ def test_warn_alert_for_an_outside_failure(env: Env, captured_chains):
     alert = Alert.objects.get(run_id=env.run_id, type="PUBLIC_WS_DEGRADED")
     assert alert.level == "WARN"
     assert env.step("CLEAR_LOCAL_STATE").details["symbols"] == ["ETHUSDT"]
+
+
+def test_a_report_closes_the_gate_in_one_statement_and_announces_it_before_the_plan(env: Env, monkeypatch):
+    env.report("LATENCY_TOO_HIGH")
+    services.failure_cleared(failure_type="LATENCY_TOO_HIGH", run_id=env.run_id)
+    off = services.failover_state_get(run_id=env.run_id)
+    assert off.safe_mode is False
+    heard: list[tuple[dict, int]] = []
+    monkeypatch.setattr(records, "_announce", lambda run_id, changed: heard.append(
+        (changed, RecoveryPlanRecord.objects.filter(run_id=run_id).count())))
+    env.report("PACKET_LOSS")
+    first, plans_then = heard[0]
+    # The first announcement is the gate: safe mode ON at the next version, sent before the new plan existed.
+    assert first == {"version": off.version + 1, "safeMode": True, "reason": "PACKET_LOSS"} and plans_then == 1
+    assert records.gate_close(env.run_id, reason="MODULE_CRASH") is None  # already on: nothing to announce
+    assert records.gate_close("no-such-environment", reason="MODULE_CRASH") is None

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import time
+from typing import Any
+
+import psutil
 
 from itests import probes
 from itests.environment import IsolatedEnvironment, eager_config
 from itests.scenario import IntegrationScenario
+
+
+def _rss_mb(process: Any) -> float:
+    try:
+        return round(psutil.Process(process.pid).memory_info().rss / 2**20, 1)
+    except (psutil.Error, AttributeError):
+        return 0.0
 
 
 class HappyPath(IntegrationScenario):
@@ -33,16 +43,23 @@ class HappyPath(IntegrationScenario):
         self.boot(env)
         sampled = [0.0]
 
+        rss_mb: list[float] = []
+
         def trades_done() -> bool:
             # A health snapshot every 2 s while trading: any ERROR in any of them fails the run.
             if time.monotonic() - sampled[0] >= 2.0:
                 sampled[0] = time.monotonic()
                 self.sample_health()
+                rss_mb.append(_rss_mb(env.trader))
             return probes.trades(self.run_id) >= min_trades and time.monotonic() - began >= duration_s
 
         self.progress(f"trade until {min_trades} trade(s)" + (f" and {duration_s:.0f}s" if duration_s else ""))
         self.wait_for(f"at least {min_trades} SIM trade(s) executed", trades_done,
                       timeout=duration_s + 120, expected=f">= {min_trades}", actual=lambda: probes.trades(self.run_id))
+        # The trader's memory over the run (a soak shows growth here): after warm-up, at the end, the peak.
+        warm = rss_mb[len(rss_mb) // 10:] or rss_mb
+        if warm:
+            self.metrics["traderRssMb"] = {"afterWarmUp": warm[0], "end": warm[-1], "peak": max(warm)}
         snapshot = self.sample_health()
         self.expect("no ERROR in the health snapshot (all samples)", 0, self.health_errors)
         self.expect("the final health snapshot has no ERROR", [],
