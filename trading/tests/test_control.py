@@ -16,3 +16,12 @@ def test_every_command_the_client_may_send_has_a_handler_in_the_trader_and_no_mo
 def test_an_unknown_command_is_refused_before_anything_is_sent():
     with pytest.raises(ValueError, match="unknown trader command 'sell_everything'"):
         send_command("sell_everything", run_id="nobody")
+
+
+def test_the_cli_refuses_an_unknown_command_and_a_malformed_argument_before_sending():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="unknown command 'flatten'; known: arm_fault, clear_local_state"):
+        call_command("trader_command", "flatten")
+    with pytest.raises(CommandError, match="--arg takes key=value, got 'BTCUSDT'"):
+        call_command("trader_command", "close_position", "--arg", "BTCUSDT")

@@ -8,6 +8,7 @@ duplicate position, no zombie order and local state equal to the exchange's.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from scalper_site.testkit import wait_until
 from trading.models import Order, Position, Trade
@@ -57,6 +59,12 @@ def test_sim_trader_trades_and_the_database_agrees_with_the_simulator(environmen
         assert all(age is not None and age < 10_000 for age in ages.values()), ages
         time.sleep(0.7)
     assert beat["counters"]["entriesSent"] >= 1
+    # The operator's command line reaches the trader over the bus; a refusal is an error with the reason.
+    with pytest.raises(CommandError, match="refused close_position: ValueError: 'DOGEUSDT' is not a symbol"):
+        call_command("trader_command", "close_position", "--arg", "symbol=DOGEUSDT", "--run-id", environment.run_id)
+    out = io.StringIO()
+    call_command("trader_command", "reload_state", "--run-id", environment.run_id, stdout=out)
+    assert json.loads(out.getvalue())["ok"] is True
     os.kill(environment.trader.pid, signal.SIGTERM)
     assert environment.trader.wait(timeout=30) == 0
     exchange = environment.exchange()
