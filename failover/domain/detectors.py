@@ -297,8 +297,10 @@ class LatencyDetector(Detector):
 
 class PacketLossDetector(Detector):
     """PACKET_LOSS: at least ``min_incidents`` failures and reconnects within ``window_s`` while the failures
-    stay intermittent (fewer than ``unavailable_threshold`` in a row). A run of that many is an outage,
-    which ``RestFailureDetector`` reports as EXCHANGE_UNAVAILABLE, so this condition does not hold then."""
+    stay intermittent. A run of ``unavailable_threshold`` failures in a row is an outage, which
+    ``RestFailureDetector`` reports as EXCHANGE_UNAVAILABLE: the condition does not hold during it, and
+    the run's failures never count as packet loss afterwards either (an outage that ended is not a flaky
+    line; counting it kept safe mode on for a whole window after every clean recovery)."""
 
     failure_type = FailureType.PACKET_LOSS
 
@@ -309,17 +311,22 @@ class PacketLossDetector(Detector):
         _positive("min_incidents", min_incidents)
         _positive("unavailable_threshold", unavailable_threshold)
         self.window_s, self.min_incidents, self.unavailable_threshold = window_s, min_incidents, unavailable_threshold
-        self._failures: deque[datetime] = deque()
+        self._failures: deque[datetime] = deque()  # failures of runs that ended short of an outage
+        self._run: list[datetime] = []  # the current run of failures in a row
         self._reconnects: deque[datetime] = deque()
-        self.consecutive_failures = 0
+
+    @property
+    def consecutive_failures(self) -> int:
+        return len(self._run)
 
     def record_failure(self) -> FailureEvent | None:
-        self._failures.append(self._clock())
-        self.consecutive_failures += 1
+        self._run.append(self._clock())
         return self.check()
 
     def record_success(self) -> FailureEvent | None:
-        self.consecutive_failures = 0
+        if len(self._run) < self.unavailable_threshold:
+            self._failures.extend(self._run)  # short runs are the intermittent kind
+        self._run = []
         return self.check()
 
     def record_reconnect(self) -> FailureEvent | None:
@@ -330,11 +337,14 @@ class PacketLossDetector(Detector):
         now = self._clock()
         _prune(self._failures, now, self.window_s)
         _prune(self._reconnects, now, self.window_s)
-        incidents = len(self._failures) + len(self._reconnects)
-        holds = incidents >= self.min_incidents and self.consecutive_failures < self.unavailable_threshold
+        in_outage = len(self._run) >= self.unavailable_threshold
+        recent_run = 0 if in_outage else sum(1 for at in self._run if (now - at).total_seconds() <= self.window_s)
+        failures = len(self._failures) + recent_run
+        incidents = failures + len(self._reconnects)
+        holds = incidents >= self.min_incidents and not in_outage
         return self._settle(holds, now, f"Intermittent connectivity: {incidents} incidents in {self.window_s:g} s", {
             "incidents": incidents,
-            "failures": len(self._failures),
+            "failures": failures,
             "reconnects": len(self._reconnects),
             "windowS": self.window_s,
         })

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 
 from itests import probes
-from itests.environment import IsolatedEnvironment, write_config
+from itests.environment import IsolatedEnvironment
 from itests.scenario import IntegrationScenario
 
 
@@ -23,11 +23,6 @@ class SoftExchangeOutage(IntegrationScenario):
                      "reconnect attempts step by step (the plan retries with backoff)",
                      "after success: resync, safe mode OFF")
     time_limit_s = 120.0
-
-    def prepare(self, env: IsolatedEnvironment) -> None:
-        # The outage also looks like packet loss (dropped sockets); a 15 s window instead of 60 s keeps
-        # the run short without changing what is judged.
-        write_config(env.data, failover={"detectors": {"packet_loss_window_s": 15.0}})
 
     def _attempts(self) -> dict[str, int]:
         """Reconnect attempts so far: the recovery plan's tries (backoff 5 s, 10 s, 20 s) and stream reopenings."""

@@ -139,6 +139,8 @@ def test_rest_5xx_raises_exchange_unavailable_and_recovers_when_the_exchange_ans
     env.control.clear(fault)
     env.wait_safe_mode_off(timeout=90, after_version=version)
     assert ("RESYNC_EXCHANGE_CONNECTION", "DONE") in _plan_steps(env)
+    # A hard outage that ended is not a flaky line: no PACKET_LOSS holding safe mode for another window.
+    assert "PACKET_LOSS" not in _failures(env)
 
 
 def test_a_private_stream_that_stays_down_raises_private_ws_disconnected_until_it_is_back(environment):

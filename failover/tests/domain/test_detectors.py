@@ -264,3 +264,21 @@ def test_a_crash_loop_is_one_report_per_module_held_until_the_modules_run_clean(
 def test_crash_detector_rejects_a_zero_quiet_period(clock):
     with pytest.raises(ValueError):
         ModuleCrashDetector(quiet_s=0, clock=clock)
+
+
+def test_an_outage_that_ended_does_not_count_as_packet_loss_afterwards(clock):
+    detector = _packet_loss(clock)
+    for _ in range(10):  # a hard outage: 10 failures in a row
+        clock.advance(1)
+        assert detector.record_failure() is None
+    clock.advance(1)
+    assert detector.record_success() is None  # the exchange answers again: nothing intermittent happened
+    assert not detector.is_active
+    detector.record_reconnect()  # the streams come back once
+    assert not detector.is_active
+    # Short runs still count: two failures, a success, one more, within the window.
+    assert detector.record_failure() is None
+    assert detector.record_failure() is None
+    assert detector.record_success() is None
+    fired = detector.record_failure()
+    assert fired is not None and fired.details["failures"] == 3 and fired.details["reconnects"] == 1
