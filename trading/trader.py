@@ -411,5 +411,7 @@ class Trader:
             self._config_invalid(event)
         elif isinstance(event, ConfigApplied):
             self.core.apply_config(event.config)
+            self.watchdog.apply_config(event.config)
+            self.link.confirm_timeout_ms = int(event.config.failover.state_confirm_timeout_s * 1000)
             if event.source == "file":
                 self.link.cleared(FailureType.CONFIG_INVALID.value)

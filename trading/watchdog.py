@@ -9,6 +9,7 @@ cleared only when no detector of that type is active any more).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from failover.domain.reconcile import OrderDiff, PositionDiff
 from failover.domain.types import Clock, FailureEvent
 from trading.domain.config import TradingConfig
 from trading.exchange.port import StreamStatus
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,11 +54,11 @@ class Watchdog:
         connect_grace_s: float = 3.0,  # a drop pybit has not healed by then is a real disconnect
     ) -> None:
         d = config.failover.detectors
+        self._min_silence_s = ping_interval_s + pong_timeout_s  # a healthy stream answers a ping within this
         self.rest = RestFailureDetector(threshold=d.rest_failures_unavailable, clock=clock)
         self.streams_down = StreamsDownDetector(grace_s=connect_grace_s, clock=clock)
         self.private = PrivateStreamDetector(
-            ping_interval_s=ping_interval_s,
-            pong_timeout_s=pong_timeout_s,
+            silence_limit_s=self._silence_limit(d.private_silence_s),
             disconnect_grace_s=connect_grace_s,
             clock=clock,
         )
@@ -95,6 +98,31 @@ class Watchdog:
         self._seen_data: dict[str, int] = {}
         self._stream_memory: dict[str, tuple[bool, int, int]] = {}
         self.rest_failures_in_a_row = 0
+
+    def _silence_limit(self, configured_s: float) -> float:
+        if configured_s >= self._min_silence_s:
+            return configured_s
+        logger.warning(
+            "failover.detectors.private_silence_s=%g is below the ping interval plus pong timeout; using %g s",
+            configured_s,
+            self._min_silence_s,
+        )
+        return self._min_silence_s
+
+    def apply_config(self, config: TradingConfig) -> None:
+        """Put a hot-reloaded config's thresholds in force; what each detector has observed is kept."""
+        d = config.failover.detectors
+        self.rest.threshold = d.rest_failures_unavailable
+        self.private.silence_limit_s = self._silence_limit(d.private_silence_s)
+        self.public.max_reconnects = d.public_reconnects_max
+        self.public.reconnect_window_s = d.public_reconnects_window_s
+        self.public.stale_after_s = d.market_data_stale_s
+        self.latency.threshold_ms = d.latency_avg_ms
+        self.latency.window_s = max(d.latency_sustain_s, 5.0)
+        self.latency.sustain_s = d.latency_sustain_s
+        self.packet_loss.window_s = d.packet_loss_window_s
+        self.packet_loss.unavailable_threshold = d.rest_failures_unavailable
+        self.crash.quiet_s = d.module_crash_quiet_s
 
     def _collect(self, event: FailureEvent | None) -> None:
         if event is not None:

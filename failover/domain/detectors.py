@@ -131,19 +131,19 @@ class StreamsDownDetector(Detector):
 
 
 class PrivateStreamDetector(Detector):
-    """PRIVATE_WS_DISCONNECTED: disconnected for ``disconnect_grace_s``, silent past ping interval + pong
-    timeout, or the client gave up reconnecting. Until the first connect the stream counts as disconnected
+    """PRIVATE_WS_DISCONNECTED: disconnected for ``disconnect_grace_s``, connected but silent (no message,
+    no pong) for more than ``silence_limit_s``, or the client gave up reconnecting. Pongs count, so the
+    limit must exceed the client's ping interval. Until the first connect the stream counts as disconnected
     since construction, so give ``disconnect_grace_s`` at least a connect's time."""
 
     failure_type = FailureType.PRIVATE_WS_DISCONNECTED
 
-    def __init__(self, *, ping_interval_s: float, pong_timeout_s: float, disconnect_grace_s: float, clock: Clock,
+    def __init__(self, *, silence_limit_s: float, disconnect_grace_s: float, clock: Clock,
                  source: str = FailureSource.EXECUTION_ENGINE) -> None:
         super().__init__(clock=clock, source=source)
-        _positive("ping_interval_s", ping_interval_s)
-        _positive("pong_timeout_s", pong_timeout_s)
+        _positive("silence_limit_s", silence_limit_s)
         _not_negative("disconnect_grace_s", disconnect_grace_s)
-        self.silence_limit_s = ping_interval_s + pong_timeout_s
+        self.silence_limit_s = silence_limit_s
         self.disconnect_grace_s = disconnect_grace_s
         self._connected = False
         self._gave_up = False

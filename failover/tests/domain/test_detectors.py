@@ -59,7 +59,7 @@ def test_streams_down_fires_only_when_both_are_down_past_the_grace(clock):
 
 
 def _private(clock: FakeClock) -> PrivateStreamDetector:
-    return PrivateStreamDetector(ping_interval_s=20, pong_timeout_s=10, disconnect_grace_s=3, clock=clock)
+    return PrivateStreamDetector(silence_limit_s=30, disconnect_grace_s=3, clock=clock)
 
 
 def test_private_stream_disconnect_fires_after_the_grace_and_clears_on_reconnect(clock):

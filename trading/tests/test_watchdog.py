@@ -1,0 +1,52 @@
+"""The watchdog takes a hot-reloaded config's thresholds and keeps what it has observed."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from trading.domain.config import DEFAULT_CONFIG, TradingConfig
+from trading.watchdog import Watchdog
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _config(**detectors: float) -> TradingConfig:
+    data = DEFAULT_CONFIG.model_dump()
+    data["failover"]["detectors"].update(detectors)
+    return TradingConfig.model_validate(data)
+
+
+def _watchdog(config: TradingConfig, clock: Clock) -> Watchdog:
+    return Watchdog(config=config, symbols=["BTCUSDT"], clock=clock, ping_interval_s=20, pong_timeout_s=10)
+
+
+def test_a_hot_reload_changes_the_thresholds_the_detectors_judge_by():
+    clock = Clock()
+    watchdog = _watchdog(DEFAULT_CONFIG, clock)
+    watchdog.on_rest(False, 0, "503")
+    watchdog.on_rest(False, 0, "503")
+    assert not watchdog.check(public=None, private=None).started  # 2 of the default 3
+    watchdog.apply_config(_config(rest_failures_unavailable=2, market_data_stale_s=2.0, module_crash_quiet_s=1.0,
+                                  latency_avg_ms=50.0, private_silence_s=45.0))
+    watchdog.on_rest(False, 0, "503")  # the count so far is kept: 3 >= the new 2
+    assert [e.type.value for e in watchdog.check(public=None, private=None).started] == ["EXCHANGE_UNAVAILABLE"]
+    assert watchdog.public.stale_after_s == 2.0 and watchdog.crash.quiet_s == 1.0
+    assert watchdog.latency.threshold_ms == 50.0 and watchdog.private.silence_limit_s == 45.0
+    assert watchdog.packet_loss.unavailable_threshold == 2
+    clock.now += timedelta(seconds=3)
+    started = {e.type.value: e for e in watchdog.check(public=None, private=None).started}
+    assert started["PUBLIC_WS_DEGRADED"].details["staleSymbols"] == ["BTCUSDT"]  # 3 s > the new 2 s
+
+
+def test_a_private_silence_below_the_ping_round_is_raised_to_it_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="trading.watchdog"):
+        watchdog = _watchdog(_config(private_silence_s=5.0), Clock())
+    assert watchdog.private.silence_limit_s == 30.0  # ping every 20 s + 10 s for the pong
+    assert "private_silence_s=5 is below the ping interval plus pong timeout; using 30 s" in caplog.text
