@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "scalper_site.middleware.SyncRequestStack",  # last: see its docstring
 ]
 
 ROOT_URLCONF = "scalper_site.urls"
