@@ -32,6 +32,8 @@ def _run(scenario_id: str) -> dict:
 def test_scenario_1_happy_path_trades_with_no_error_and_no_crit_alert():
     metrics = _run("SCENARIO_1")["result"]["metrics"]
     assert metrics["tradesExecuted"] >= 1 and metrics["healthErrors"] == 0 and metrics["critAlerts"] == 0
+    rss = metrics["traderRssMb"]  # what a soak watches for growth
+    assert 0 < rss["afterWarmUp"] <= rss["peak"] < 250 and rss["end"] <= rss["peak"]
 
 
 def test_scenario_2_private_ws_disconnect_enters_safe_mode_resyncs_and_leaves_it():
