@@ -118,7 +118,13 @@ else:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", True):
         # Under ASGI every request runs its sync code on a fresh thread, so without a pool
         # each one would open a new connection (about 10 ms here). The pool keeps them.
-        pool = {"min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 10)}
+        # A connection not had within the timeout is an error (the pool logs why it could not connect):
+        # 30 s, psycopg's default, would stall a trader's pipeline that long on every write.
+        pool = {
+            "min_size": 1,
+            "max_size": env_int("DATABASE_POOL_SIZE", 10),
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 5),
+        }
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

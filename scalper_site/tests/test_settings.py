@@ -71,6 +71,20 @@ def test_database_and_redis_urls_select_real_services(tmp_path):
     assert not (tmp_path / "system" / "secret_key").exists()
 
 
+@pytest.mark.services
+def test_an_unreachable_database_fails_fast_and_says_why(tmp_path):
+    code = "import django; django.setup(); from django.db import connection; connection.ensure_connection()"
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_SECRET_KEY"}}
+    env.update({"DJANGO_SETTINGS_MODULE": "scalper_site.settings", "SCALPER_DATA_DIR": str(tmp_path),
+                "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/no_such_database", "DJANGO_SECRET_KEY": "k" * 50,
+                "DATABASE_POOL_TIMEOUT": "2"})
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    assert 'database "no_such_database" does not exist' in result.stderr
+    assert "couldn't get a connection after 2.00 sec" in result.stderr
+
+
 def test_invalid_boolean_in_environment_is_a_clear_error(tmp_path):
     result = _settings_in_child(tmp_path, DEBUG="maybe")
     assert result.returncode != 0
