@@ -32,7 +32,7 @@ logger = logging.getLogger("scalper.trader")
 
 @dataclass
 class Timer:
-    every_s: float
+    every_s: float | Callable[[], float]  # a callable is read at each run: an interval the config may change
     action: Callable[[], None]
     name: str
     next_at: float = 0.0
@@ -40,7 +40,7 @@ class Timer:
     def maybe_run(self, now: float) -> None:
         if now < self.next_at:
             return
-        self.next_at = now + self.every_s
+        self.next_at = now + (self.every_s() if callable(self.every_s) else self.every_s)
         try:
             self.action()
         except Exception:
@@ -101,14 +101,16 @@ class TraderOps:
     # -- schedules ----------------------------------------------------------
 
     def timers(self) -> list[Timer]:
-        config = self.trader.config_engine.config
+        engine = self.trader.config_engine
         return [
             Timer(0.1, self.core.tick, "tick"),
             Timer(0.5, self.check_health, "watchdog"),
             Timer(2.0, self.probe_rest, "rest-probe"),
             Timer(1.0, self.heartbeat, "heartbeat"),
             Timer(
-                config.failover.process_state_interval_s, lambda: self.write_process_state(force=True), "process-state"
+                lambda: engine.config.failover.process_state_interval_s,  # follows a hot reload
+                lambda: self.write_process_state(force=True),
+                "process-state",
             ),
             Timer(2.0, self.trader.config_engine.poll, "config"),
             Timer(15.0, self.reconcile, "reconcile"),

@@ -50,3 +50,16 @@ def test_a_private_silence_below_the_ping_round_is_raised_to_it_with_a_warning(c
         watchdog = _watchdog(_config(private_silence_s=5.0), Clock())
     assert watchdog.private.silence_limit_s == 30.0  # ping every 20 s + 10 s for the pong
     assert "private_silence_s=5 is below the ping interval plus pong timeout; using 30 s" in caplog.text
+
+
+def test_a_timer_with_a_callable_interval_reads_it_at_each_run():
+    from trading.trader_ops import Timer
+
+    interval, runs = [5.0], []
+    timer = Timer(lambda: interval[0], lambda: runs.append(1), "process-state")
+    timer.maybe_run(0.0)
+    timer.maybe_run(4.9)
+    assert runs == [1] and timer.next_at == 5.0
+    interval[0] = 15.0  # the config was reloaded
+    timer.maybe_run(5.0)
+    assert runs == [1, 1] and timer.next_at == 20.0
