@@ -300,7 +300,9 @@ class PacketLossDetector(Detector):
     stay intermittent. A run of ``unavailable_threshold`` failures in a row is an outage, which
     ``RestFailureDetector`` reports as EXCHANGE_UNAVAILABLE: the condition does not hold during it, and
     the run's failures never count as packet loss afterwards either (an outage that ended is not a flaky
-    line; counting it kept safe mode on for a whole window after every clean recovery)."""
+    line; counting it kept safe mode on for a whole window after every clean recovery). Failures count
+    once a success has ended their run short of the threshold, so the first seconds of an outage do not
+    raise a PACKET_LOSS that the outage clears a moment later."""
 
     failure_type = FailureType.PACKET_LOSS
 
@@ -338,8 +340,8 @@ class PacketLossDetector(Detector):
         _prune(self._failures, now, self.window_s)
         _prune(self._reconnects, now, self.window_s)
         in_outage = len(self._run) >= self.unavailable_threshold
-        recent_run = 0 if in_outage else sum(1 for at in self._run if (now - at).total_seconds() <= self.window_s)
-        failures = len(self._failures) + recent_run
+        # A run still going may be an outage starting: its failures count once a success has ended it short.
+        failures = len(self._failures)
         incidents = failures + len(self._reconnects)
         holds = incidents >= self.min_incidents and not in_outage
         return self._settle(holds, now, f"Intermittent connectivity: {incidents} incidents in {self.window_s:g} s", {

@@ -1,4 +1,4 @@
-"""Every integration scenario of the spec, in its order: one module per scenario."""
+"""Every integration scenario of the spec, in its order, then the spec's 3 a.m. night: one module per scenario."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from itests.scenarios.scenario_6_panic_close import PanicClose
 from itests.scenarios.scenario_a_exchange_outage import SoftExchangeOutage
 from itests.scenarios.scenario_b_module_crash import ModuleCrash
 from itests.scenarios.scenario_c_clean_restart import CleanRestart
+from itests.scenarios.scenario_d_storm import NightStorm
 
 SCENARIOS: tuple[type[IntegrationScenario], ...] = (
     HappyPath, PrivateWsDisconnect, ProcessRestartRecovery, ConfigInvalidScenario, SlippageSpike, PanicClose,
-    SoftExchangeOutage, ModuleCrash, CleanRestart,
+    SoftExchangeOutage, ModuleCrash, CleanRestart, NightStorm,
 )
 SCENARIOS_BY_ID: dict[str, type[IntegrationScenario]] = {cls.id: cls for cls in SCENARIOS}
 

@@ -23,7 +23,7 @@ from itests.scenarios import SCENARIOS_BY_ID
 from scalper_site.testkit import celery_worker_argv, env_on_test_database, start_process, stop_process, wait_until
 
 SPEC_IDS = ["SCENARIO_1", "SCENARIO_2", "SCENARIO_3", "SCENARIO_4", "SCENARIO_5", "SCENARIO_6",
-            "TEST_A", "TEST_B", "TEST_C"]
+            "TEST_A", "TEST_B", "TEST_C", "TEST_D"]
 
 
 def _result(scenario_id: str, *, success: bool, errors: list | None = None) -> dict:

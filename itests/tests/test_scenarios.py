@@ -66,3 +66,7 @@ def test_b_feature_engine_crash_raises_module_crash_crit_alert_and_safe_mode():
 
 def test_c_graceful_restart_with_nothing_open_gets_a_minimal_plan():
     _run("TEST_C")
+
+
+def test_d_the_3am_storm_blocks_entries_until_everything_has_cleared_and_ends_in_sync():
+    _run("TEST_D")

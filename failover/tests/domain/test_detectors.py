@@ -274,11 +274,20 @@ def test_an_outage_that_ended_does_not_count_as_packet_loss_afterwards(clock):
     clock.advance(1)
     assert detector.record_success() is None  # the exchange answers again: nothing intermittent happened
     assert not detector.is_active
-    detector.record_reconnect()  # the streams come back once
+    detector.record_reconnect()  # the streams come back
+    detector.record_reconnect()
     assert not detector.is_active
-    # Short runs still count: two failures, a success, one more, within the window.
+    # Short runs still count, once a success has ended them: two failures, then the exchange answers.
     assert detector.record_failure() is None
-    assert detector.record_failure() is None
-    assert detector.record_success() is None
-    fired = detector.record_failure()
-    assert fired is not None and fired.details["failures"] == 3 and fired.details["reconnects"] == 1
+    assert detector.record_failure() is None  # could be an outage starting: not counted yet
+    fired = detector.record_success()
+    assert fired is not None and fired.details["failures"] == 2 and fired.details["reconnects"] == 2
+
+
+def test_the_start_of_an_outage_is_not_packet_loss_even_after_reconnects(clock):
+    detector = _packet_loss(clock)
+    detector.record_reconnect()
+    detector.record_reconnect()  # every socket dropped
+    assert detector.record_failure() is None and detector.record_failure() is None
+    assert detector.record_failure() is None  # the third in a row: an outage, EXCHANGE_UNAVAILABLE's
+    assert not detector.is_active and not detector.cleared()  # never raised, so nothing to clear
