@@ -68,13 +68,15 @@ def _env_on_test_database() -> dict[str, str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_websocket_consumer_receives_a_group_message_sent_from_another_process():
+def test_websocket_consumer_receives_every_group_message_sent_from_another_process_in_order():
     from scalper_site.asgi import application
 
     session = _browser_session_cookie()
+    # Fifty pushes, then the process exits at once: the sender thread must deliver all of them, in order.
     sender = (
-        "import django; django.setup(); from failover.realtime import push_failover_message; "
-        "push_failover_message(kind='failover.status', payload={'safeMode': True, 'reason': 'EXCHANGE_UNAVAILABLE'})"
+        "import django; django.setup(); from failover.realtime import push_failover_message\n"
+        "for n in range(50):\n"
+        "    push_failover_message(kind='failover.status', payload={'safeMode': True, 'seq': n})"
     )
 
     async def scenario() -> dict:
@@ -96,12 +98,12 @@ def test_websocket_consumer_receives_a_group_message_sent_from_another_process()
                 timeout=60,
             )
             assert result.returncode == 0, result.stderr
-            return await communicator.receive_json_from(timeout=10)
+            return [await communicator.receive_json_from(timeout=10) for _ in range(50)]
         finally:
             await communicator.disconnect()
 
-    message = async_to_sync(scenario)()
-    assert message == {"type": "failover.status", "data": {"safeMode": True, "reason": "EXCHANGE_UNAVAILABLE"}}
+    messages = async_to_sync(scenario)()
+    assert messages == [{"type": "failover.status", "data": {"safeMode": True, "seq": n}} for n in range(50)]
 
 
 @pytest.mark.django_db(transaction=True)
