@@ -33,18 +33,9 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ["DJANGO_SETTINGS_MODULE"] = "scalper_site.settings"
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
-if not os.environ.get("DATABASE_URL"):
-    os.environ.setdefault("SCALPER_DATA_DIR", tempfile.mkdtemp(prefix="bench-dashboard-"))
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret")
-os.environ.setdefault("CELERY_QUEUE", f"bench-dash-{uuid.uuid4().hex[:8]}")
+from _bootstrap import ROOT, on_machine_services
 
-import django  # noqa: E402
-
-django.setup()
+on_machine_services("dashboard")
 
 import aiohttp  # noqa: E402
 import psutil  # noqa: E402

@@ -35,21 +35,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ["DJANGO_SETTINGS_MODULE"] = "scalper_site.settings"
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
-if not os.environ.get("DATABASE_URL"):
-    os.environ.setdefault("SCALPER_DATA_DIR", tempfile.mkdtemp(prefix="bench-failover-"))
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret")
-os.environ.setdefault("CELERY_QUEUE", f"bench-{uuid.uuid4().hex[:8]}")
+from _bootstrap import on_machine_services
 
-import django  # noqa: E402
-
-django.setup()
+on_machine_services("failover")
 
 import logging  # noqa: E402
 
+import django  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from failover import services  # noqa: E402

@@ -26,27 +26,14 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from functools import partial
-from pathlib import Path
 
-BASE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(BASE))
-DATA = Path(tempfile.mkdtemp(prefix="bench-safe-mode-"))
-os.environ["SCALPER_DATA_DIR"] = str(DATA)
-os.environ["DJANGO_SETTINGS_MODULE"] = "scalper_site.settings"
-os.environ.pop("DATABASE_URL", None)
+from _bootstrap import ROOT as BASE
+from _bootstrap import embedded
 
-from scalper_site.embedded_redis import EmbeddedRedis  # noqa: E402
-
-REDIS = EmbeddedRedis(DATA)
-os.environ["REDIS_URL"] = REDIS.start()
-
-import django  # noqa: E402
-
-django.setup()
+DATA, REDIS = embedded("safe-mode")
 
 from django.core.management import call_command  # noqa: E402
 

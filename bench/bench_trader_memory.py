@@ -16,28 +16,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import psutil
+from _bootstrap import embedded
 
-BASE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(BASE))
-DATA = Path(tempfile.mkdtemp(prefix="bench-trader-memory-"))
-os.environ["SCALPER_DATA_DIR"] = str(DATA)
-os.environ["DJANGO_SETTINGS_MODULE"] = "scalper_site.settings"
-os.environ.pop("DATABASE_URL", None)
-
-from scalper_site.embedded_redis import EmbeddedRedis  # noqa: E402
-
-REDIS = EmbeddedRedis(DATA)
-os.environ["REDIS_URL"] = REDIS.start()
-
-import django  # noqa: E402
-
-django.setup()
+DATA, REDIS = embedded("trader-memory")
 
 from django.core.management import call_command  # noqa: E402
 
