@@ -53,36 +53,16 @@ class Watchdog:
         pong_timeout_s: float,
         connect_grace_s: float = 3.0,  # a drop pybit has not healed by then is a real disconnect
     ) -> None:
-        d = config.failover.detectors
         self._min_silence_s = ping_interval_s + pong_timeout_s  # a healthy stream answers a ping within this
-        self.rest = RestFailureDetector(threshold=d.rest_failures_unavailable, clock=clock)
+        t = self._thresholds(config)
+        self.rest = RestFailureDetector(**t["rest"], clock=clock)
         self.streams_down = StreamsDownDetector(grace_s=connect_grace_s, clock=clock)
-        self.private = PrivateStreamDetector(
-            silence_limit_s=self._silence_limit(d.private_silence_s),
-            disconnect_grace_s=connect_grace_s,
-            clock=clock,
-        )
-        self.public = PublicStreamDetector(
-            max_reconnects=d.public_reconnects_max,
-            reconnect_window_s=d.public_reconnects_window_s,
-            stale_after_s=d.market_data_stale_s,
-            symbols=symbols,
-            clock=clock,
-        )
-        self.latency = LatencyDetector(
-            threshold_ms=d.latency_avg_ms,
-            window_s=max(d.latency_sustain_s, 5.0),
-            sustain_s=d.latency_sustain_s,
-            clock=clock,
-        )
-        self.packet_loss = PacketLossDetector(
-            window_s=d.packet_loss_window_s,
-            min_incidents=3,
-            unavailable_threshold=d.rest_failures_unavailable,
-            clock=clock,
-        )
+        self.private = PrivateStreamDetector(**t["private"], disconnect_grace_s=connect_grace_s, clock=clock)
+        self.public = PublicStreamDetector(**t["public"], symbols=symbols, clock=clock)
+        self.latency = LatencyDetector(**t["latency"], clock=clock)
+        self.packet_loss = PacketLossDetector(**t["packet_loss"], min_incidents=3, clock=clock)
         self.reconciliation = ReconciliationDetector(confirmations=2, clock=clock)
-        self.crash = ModuleCrashDetector(quiet_s=d.module_crash_quiet_s, clock=clock)
+        self.crash = ModuleCrashDetector(**t["crash"], clock=clock)
         self.detectors: list[Detector] = [
             self.rest,
             self.streams_down,
@@ -109,20 +89,32 @@ class Watchdog:
         )
         return self._min_silence_s
 
+    def _thresholds(self, config: TradingConfig) -> dict[str, dict[str, Any]]:
+        """Each config-driven detector's thresholds, by detector attribute: its constructor takes the same names."""
+        d = config.failover.detectors
+        return {
+            "rest": {"threshold": d.rest_failures_unavailable},
+            "private": {"silence_limit_s": self._silence_limit(d.private_silence_s)},
+            "public": {
+                "max_reconnects": d.public_reconnects_max,
+                "reconnect_window_s": d.public_reconnects_window_s,
+                "stale_after_s": d.market_data_stale_s,
+            },
+            "latency": {
+                "threshold_ms": d.latency_avg_ms,
+                "window_s": max(d.latency_sustain_s, 5.0),
+                "sustain_s": d.latency_sustain_s,
+            },
+            "packet_loss": {"window_s": d.packet_loss_window_s, "unavailable_threshold": d.rest_failures_unavailable},
+            "crash": {"quiet_s": d.module_crash_quiet_s},
+        }
+
     def apply_config(self, config: TradingConfig) -> None:
         """Put a hot-reloaded config's thresholds in force; what each detector has observed is kept."""
-        d = config.failover.detectors
-        self.rest.threshold = d.rest_failures_unavailable
-        self.private.silence_limit_s = self._silence_limit(d.private_silence_s)
-        self.public.max_reconnects = d.public_reconnects_max
-        self.public.reconnect_window_s = d.public_reconnects_window_s
-        self.public.stale_after_s = d.market_data_stale_s
-        self.latency.threshold_ms = d.latency_avg_ms
-        self.latency.window_s = max(d.latency_sustain_s, 5.0)
-        self.latency.sustain_s = d.latency_sustain_s
-        self.packet_loss.window_s = d.packet_loss_window_s
-        self.packet_loss.unavailable_threshold = d.rest_failures_unavailable
-        self.crash.quiet_s = d.module_crash_quiet_s
+        for name, values in self._thresholds(config).items():
+            detector = getattr(self, name)
+            for attribute, value in values.items():
+                setattr(detector, attribute, value)
 
     def _collect(self, event: FailureEvent | None) -> None:
         if event is not None:

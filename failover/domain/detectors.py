@@ -317,10 +317,6 @@ class PacketLossDetector(Detector):
         self._run: list[datetime] = []  # the current run of failures in a row
         self._reconnects: deque[datetime] = deque()
 
-    @property
-    def consecutive_failures(self) -> int:
-        return len(self._run)
-
     def record_failure(self) -> FailureEvent | None:
         self._run.append(self._clock())
         return self.check()
@@ -411,8 +407,6 @@ class ModuleCrashDetector(Detector):
         if module in self._modules:
             return None
         self._modules.add(module)
-        if self._active_since is None:
-            self.crashes = 1
         event = FailureEvent(timestamp=now, type=self.failure_type, source=str(module), message=message,
                              details={**details, "crashesInEpisode": self.crashes})
         self._active_since = self._active_since or now
