@@ -239,6 +239,16 @@ class IntegrationScenario(abc.ABC):
             time.sleep(0.2)
         self.expect(expectation, expected, actual(), ok=True)
 
+    def wait_for_failure(self, kind: str, *, timeout: float = 30.0, expectation: str = "") -> Any:
+        """Wait until a ``kind`` failure is reported for this run; return its first record."""
+        return self.wait_for(expectation or f"{kind} is reported", lambda: probes.failure(self.run_id, kind),
+                             timeout=timeout, expected=kind, actual=lambda: probes.failures(self.run_id))
+
+    def wait_for_crit_alert(self, kind: str, *, timeout: float = 15.0) -> None:
+        """Wait until a CRIT alert of ``kind`` is recorded for this run."""
+        self.wait_for(f"a CRIT {kind} alert", lambda: ("CRIT", kind) in probes.alerts(self.run_id, "CRIT"),
+                      timeout=timeout, expected=("CRIT", kind), actual=lambda: probes.alerts(self.run_id))
+
     def trader_saw(self, event: str, *, symbol: str = "_SYSTEM", after_ms: int = 0, **fields: Any) -> list[dict]:
         """Return the run's logged events of kind ``event`` after ``after_ms`` whose fields match ``fields``."""
         assert self.env is not None

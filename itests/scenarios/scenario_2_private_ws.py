@@ -32,9 +32,7 @@ class PrivateWsDisconnect(IntegrationScenario):
         # Refuse first, so the drop's reconnects meet a closed door (refused, not flapping open and shut).
         env.control.inject("ws_refuse", stream="private", duration_s=6)
         env.control.inject("ws_drop", stream="private", mode="abort", count=1)
-        self.wait_for("PRIVATE_WS_DISCONNECTED is reported", lambda: probes.failure(run, "PRIVATE_WS_DISCONNECTED"),
-                      timeout=30, expected="PRIVATE_WS_DISCONNECTED", actual=lambda: probes.failures(run))
-        failure = probes.failure(run, "PRIVATE_WS_DISCONNECTED")
+        failure = self.wait_for_failure("PRIVATE_WS_DISCONNECTED")
         self.wait_for("the trader enters safe mode for PRIVATE_WS_DISCONNECTED",
                       lambda: self.trader_saw("FAILOVER_STATE", after_ms=fault_ms, safeMode=True,
                                               reason="PRIVATE_WS_DISCONNECTED"),

@@ -56,9 +56,7 @@ class ProcessRestartRecovery(IntegrationScenario):
         self.progress("start a new trader")
         env.start_trader("trader-2")
         self.trader_may_exit(False)
-        self.wait_for("the new trader reports UNEXPECTED_SHUTDOWN", lambda: probes.failure(run, "UNEXPECTED_SHUTDOWN"),
-                      timeout=30, expected="UNEXPECTED_SHUTDOWN", actual=lambda: probes.failures(run))
-        failure = probes.failure(run, "UNEXPECTED_SHUTDOWN")
+        failure = self.wait_for_failure("UNEXPECTED_SHUTDOWN", expectation="the new trader reports UNEXPECTED_SHUTDOWN")
         self.wait_safe_mode_off("the restart plan completes and safe mode is OFF", after_version=crash_version,
                                 since=failure.timestamp, timeout=60)
         steps = probes.plan_steps(probes.plan_for(run, "UNEXPECTED_SHUTDOWN"))

@@ -40,15 +40,12 @@ class ModuleCrash(IntegrationScenario):
         self.progress("arm the FeatureEngine fault")
         ack = send_command("arm_fault", run_id=run, args={"feature_engine_error": MESSAGE}, wait_s=10)
         self.expect("the trader accepts the fault hook", True, ack.get("ok"))
-        self.wait_for("MODULE_CRASH is reported", lambda: probes.failure(run, "MODULE_CRASH"), timeout=20,
-                      expected="MODULE_CRASH", actual=lambda: probes.failures(run))
-        failure = probes.failure(run, "MODULE_CRASH")
+        failure = self.wait_for_failure("MODULE_CRASH", timeout=20)
         module = failure.details.get("module") or failure.source
         self.expect("the crashed module is the FeatureEngine", "FEATURE_ENGINE", module)
         self.expect("the failure carries the exception", True, MESSAGE in failure.message
                     or MESSAGE in str(failure.details))
-        self.wait_for("a CRIT MODULE_CRASH alert", lambda: ("CRIT", "MODULE_CRASH") in probes.alerts(run, "CRIT"),
-                      timeout=15, expected=("CRIT", "MODULE_CRASH"), actual=lambda: probes.alerts(run))
+        self.wait_for_crit_alert("MODULE_CRASH")
         self.wait_for("the trader enters safe mode for MODULE_CRASH",
                       lambda: self.trader_saw("FAILOVER_STATE", after_ms=armed_ms, safeMode=True),
                       timeout=10, expected={"safeMode": True, "reason": "MODULE_CRASH"},
