@@ -19,16 +19,10 @@ from failover.models import PlanStatus, RecoveryStepRecord
 from failover.recovery import runner
 from failover.tests.conftest import Env
 from scalper_site.celery import app as celery_app
-from scalper_site.testkit import celery_worker_argv, start_process, stop_process, wait_until
+from scalper_site.testkit import celery_worker_argv, env_on_test_database, start_process, stop_process, wait_until
 from trading import control
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-
-def _env_on_test_database() -> dict[str, str]:
-    """The environment of a worker that shares this test's database."""
-    db = connection.settings_dict
-    return {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
 
 
 @pytest.fixture
@@ -42,7 +36,7 @@ def worker(tmp_path: Path):
     def start(name: str):
         log = tmp_path / f"{name}.log"
         process = start_process(celery_worker_argv(name=f"{queue}-{name}", concurrency=1),
-                                env={"CELERY_QUEUE": queue, **_env_on_test_database()}, log=log)
+                                env=env_on_test_database(connection, CELERY_QUEUE=queue), log=log)
         started.append(process)
         wait_until(lambda: b"ready." in log.read_bytes(), timeout=60, what=f"celery worker ready (log {log})")
         return process

@@ -22,7 +22,15 @@ from django.test import Client
 
 from scalper_site.celery import app as celery_app
 from scalper_site.embedded_redis import read_url_file
-from scalper_site.testkit import BASE_DIR, celery_worker_argv, free_port, start_process, stop_process, wait_until
+from scalper_site.testkit import (
+    BASE_DIR,
+    celery_worker_argv,
+    env_on_test_database,
+    free_port,
+    start_process,
+    stop_process,
+    wait_until,
+)
 from trading.tasks import probe_chain
 
 pytestmark = pytest.mark.services
@@ -60,13 +68,6 @@ def _browser_session_cookie() -> str:
     return client.cookies["sessionid"].value
 
 
-def _env_on_test_database() -> dict[str, str]:
-    """The environment of another product process that shares this test's database."""
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    return {**os.environ, "DATABASE_URL": url}
-
-
 @pytest.mark.django_db(transaction=True)
 def test_websocket_consumer_receives_every_group_message_sent_from_another_process_in_order():
     from scalper_site.asgi import application
@@ -92,7 +93,7 @@ def test_websocket_consumer_receives_every_group_message_sent_from_another_proce
             result = subprocess.run(
                 [sys.executable, "-c", sender],
                 cwd=BASE_DIR,
-                env=_env_on_test_database(),
+                env=env_on_test_database(connection),
                 capture_output=True,
                 text=True,
                 timeout=60,
