@@ -86,8 +86,10 @@ def _plan_id(at: datetime) -> str:
 def failure_report(*, event: FailureEvent, run_id: str = "", symbols: Sequence[str] | None = None
                    ) -> ManagedFailoverState:
     """Store the failure, turn safe mode on, extend or replace the plan, and start its chain if none runs."""
+    # Entries stop first: announced before anything is written, then a one-statement commit, announced again
+    # with its version, before the plan is built.
+    records.gate_announce(run_id, reason=event.type.value)
     with transaction.atomic():
-        # Entries stop first: a one-statement commit, announced on the bus before the plan is built.
         records.gate_close(run_id, reason=event.type.value)
     with transaction.atomic():
         row = records.state_lock(run_id)

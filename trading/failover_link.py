@@ -51,9 +51,11 @@ class FailoverLink:
         self.confirmed_at_ms = 0
         self._local_latch_until_version: int | None = None
         self._latched_reason: str | None = None
+        self._latch_expires_ms: int | None = None  # only for a latch taken from a pending announcement
         self._jobs: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._reread = threading.Event()  # a bus message asks the refresh thread for a read now
         self._threads: list[threading.Thread] = []
         self.report_errors = 0
 
@@ -79,9 +81,14 @@ class FailoverLink:
         changed = False
         with self._lock:
             version = int(getattr(state, "version", 0) or 0)
-            if self._local_latch_until_version is not None and version >= self._local_latch_until_version:
+            caught_up = self._local_latch_until_version is not None and version >= self._local_latch_until_version
+            expired = self._latch_expires_ms is not None and monotonic_ms() > self._latch_expires_ms
+            if caught_up or expired:
+                if expired and not caught_up:
+                    logger.warning("announced failure never reached the database; its latch expired")
                 self._latched_reason = None
                 self._local_latch_until_version = None
+                self._latch_expires_ms = None
             changed = (state.safe_mode, state.reason) != (self.safe_mode, self.reason) or version != self.version
             self.safe_mode = bool(state.safe_mode)
             self.reason = state.reason.value if hasattr(state.reason, "value") else state.reason
@@ -96,12 +103,25 @@ class FailoverLink:
         return True
 
     def on_bus_message(self, message: dict[str, Any]) -> None:
-        """Bus handler: safe mode ON is taken at once from the message; any change is then re-read."""
+        """Bus handler: safe mode ON is taken at once from the message; any change is then re-read.
+
+        The read happens on the refresh thread once started (at once here before that),
+        so the bus thread never waits for the database and is free for the next message.
+        """
         if message.get("kind") != "failover.changed":
             return
         payload = message.get("payload") or {}
         version = payload.get("version")
-        if payload.get("safeMode") is True and isinstance(version, int) and version > self.version:
+        if payload.get("safeMode") is True and payload.get("pending") is True:
+            # A failure announced before it is written: held until the database moves past the version known
+            # now, or, should the report never land (its process died), for one confirmation bound.
+            with self._lock:
+                if self._latched_reason is None:
+                    self._latched_reason = str(payload.get("reason") or "SAFE_MODE_ACTIVE")
+                    self._local_latch_until_version = self.version + 1
+                    self._latch_expires_ms = monotonic_ms() + self.confirm_timeout_ms
+            return  # nothing to read yet: the report's own announcements follow once it is written
+        elif payload.get("safeMode") is True and isinstance(version, int) and version > self.version:
             # Fail-closed, so the message may be trusted for this direction only: held until the database
             # shows this version (it may not be committed yet), whatever the next read says.
             with self._lock:
@@ -110,8 +130,12 @@ class FailoverLink:
                     self._local_latch_until_version = version
                 elif self._local_latch_until_version is not None:
                     self._local_latch_until_version = max(version, self._local_latch_until_version)
+                    self._latch_expires_ms = None  # the report is being committed: its version will show
                 # else our own report holds the latch until its version is known
-        self.refresh()
+        if self._threads:
+            self._reread.set()
+        else:
+            self.refresh()
 
     # -- reports ------------------------------------------------------------
 
@@ -120,6 +144,7 @@ class FailoverLink:
         with self._lock:
             self._latched_reason = event.type.value if hasattr(event.type, "value") else str(event.type)
             self._local_latch_until_version = None
+            self._latch_expires_ms = None
         self._jobs.put(("report", event))
 
     def cleared(self, failure_type: str) -> None:
@@ -149,8 +174,11 @@ class FailoverLink:
             self.refresh()
 
     def _poll(self) -> None:
-        while not self._stop.wait(self._refresh_interval_s):
-            self.refresh()
+        while not self._stop.is_set():
+            self._reread.wait(self._refresh_interval_s)
+            self._reread.clear()
+            if not self._stop.is_set():
+                self.refresh()
 
     def start(self) -> FailoverLink:
         for target, name in ((self._work, "failover-reporter"), (self._poll, "failover-refresh")):
@@ -167,6 +195,7 @@ class FailoverLink:
     def stop(self) -> None:
         self.drain(5.0)
         self._stop.set()
+        self._reread.set()
         self._jobs.put(None)
         for thread in self._threads:
             thread.join(timeout=3)

@@ -241,6 +241,16 @@ def _announce(run_id: str, changed: dict[str, Any]) -> None:
         logger.warning("failover.changed not published: %s", exc)
 
 
+def gate_announce(run_id: str, *, reason: str) -> None:
+    """Tell every listener a failure is being reported, before it is written (``pending``: no version yet).
+
+    On SQLite the write below can wait for the lock while a worker commits a plan
+    step; safe mode ON is the safe direction, so listeners act on this at once and
+    hold it until the database moves past the version they knew (bench_safe_mode).
+    """
+    _announce(run_id, {"safeMode": True, "reason": reason, "pending": True})
+
+
 def gate_close(run_id: str, *, reason: str) -> int | None:
     """Turn safe mode on in one statement and announce it at once; return the new version (None: already on).
 

@@ -240,7 +240,7 @@ def test_warn_alert_for_an_outside_failure(env: Env, captured_chains):
     assert env.step("CLEAR_LOCAL_STATE").details["symbols"] == ["ETHUSDT"]
 
 
-def test_a_report_closes_the_gate_in_one_statement_and_announces_it_before_the_plan(env: Env, monkeypatch):
+def test_a_report_is_announced_then_closes_the_gate_in_one_statement_before_the_plan(env: Env, monkeypatch):
     env.report("LATENCY_TOO_HIGH")
     services.failure_cleared(failure_type="LATENCY_TOO_HIGH", run_id=env.run_id)
     off = services.failover_state_get(run_id=env.run_id)
@@ -249,8 +249,11 @@ def test_a_report_closes_the_gate_in_one_statement_and_announces_it_before_the_p
     monkeypatch.setattr(records, "_announce", lambda run_id, changed: heard.append(
         (changed, RecoveryPlanRecord.objects.filter(run_id=run_id).count())))
     env.report("PACKET_LOSS")
-    first, plans_then = heard[0]
-    # The first announcement is the gate: safe mode ON at the next version, sent before the new plan existed.
-    assert first == {"version": off.version + 1, "safeMode": True, "reason": "PACKET_LOSS"} and plans_then == 1
+    (pending, plans_then), (first, plans_after_gate) = heard[:2]
+    # First the report is announced before anything is written, then the gate at the next version; both
+    # before the new plan existed.
+    assert pending == {"safeMode": True, "reason": "PACKET_LOSS", "pending": True} and plans_then == 1
+    assert first == {"version": off.version + 1, "safeMode": True, "reason": "PACKET_LOSS"} and plans_after_gate == 1
+    assert services.failover_state_get(run_id=env.run_id).version > first["version"]
     assert records.gate_close(env.run_id, reason="MODULE_CRASH") is None  # already on: nothing to announce
     assert records.gate_close("no-such-environment", reason="MODULE_CRASH") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -122,3 +123,65 @@ def test_the_bus_can_never_turn_safe_mode_off_and_old_or_malformed_messages_chan
                     _changed(safeMode=True), {"kind": "failover.changed", "payload": None}, {"kind": "other"}):
         link.on_bus_message(message)
         assert not link.is_safe_mode(), message
+
+
+def test_a_pending_announcement_blocks_entries_until_the_database_moves_past_the_version_known():
+    db = Database()
+    link = FailoverLink(run_id="", services=db, confirm_timeout_ms=60_000)
+    assert link.refresh() and not link.is_safe_mode()
+    # Announced before the reporter wrote anything: no version yet.
+    link.on_bus_message(_changed(safeMode=True, reason="LATENCY_TOO_HIGH", pending=True))
+    assert link.is_safe_mode() and link.entries_blocked_reason() == "SAFE_MODE_ACTIVE"
+    assert link.refresh() and link.is_safe_mode()  # the database has not moved yet
+    db.gate = Gate(safe_mode=True, reason="LATENCY_TOO_HIGH", version=2)
+    assert link.refresh() and link.is_safe_mode() and link.reason == "LATENCY_TOO_HIGH"
+    db.gate = Gate(safe_mode=False, version=3)
+    assert link.refresh() and not link.is_safe_mode()
+
+
+def test_a_pending_announcement_whose_report_never_lands_expires_after_the_confirmation_bound():
+    db = Database()
+    link = FailoverLink(run_id="", services=db, confirm_timeout_ms=100)
+    assert link.refresh()
+    link.on_bus_message(_changed(safeMode=True, reason="PACKET_LOSS", pending=True))
+    assert link.refresh() and link.is_safe_mode()
+    time.sleep(0.15)
+    assert link.refresh() and not link.is_safe_mode()  # the reporter died before writing: the database rules
+
+
+def test_a_versioned_announcement_after_a_pending_one_is_held_until_that_version_without_expiry():
+    db = Database()
+    link = FailoverLink(run_id="", services=db, confirm_timeout_ms=100)
+    assert link.refresh()
+    link.on_bus_message(_changed(safeMode=True, reason="PACKET_LOSS", pending=True))
+    link.on_bus_message(_changed(version=3, safeMode=True, reason="PACKET_LOSS"))
+    time.sleep(0.15)
+    db.gate = Gate(safe_mode=False, version=2)
+    assert link.refresh() and link.is_safe_mode()  # version 3 is being committed: no expiry
+    db.gate = Gate(safe_mode=True, reason="PACKET_LOSS", version=3)
+    assert link.refresh() and link.is_safe_mode()
+
+
+def test_once_started_a_bus_message_latches_on_the_bus_thread_and_the_read_follows_on_the_refresh_thread():
+    db = Database()
+    reads: list[str] = []
+    real_read = db.failover_gate
+
+    def read(*, run_id: str) -> Gate:
+        reads.append(threading.current_thread().name)
+        return real_read(run_id=run_id)
+
+    db.failover_gate = read
+    link = FailoverLink(run_id="", services=db, confirm_timeout_ms=60_000, refresh_interval_s=30).start()
+    try:
+        link.refresh()
+        reads.clear()
+        link.on_bus_message(_changed(version=2, safeMode=True, reason="LATENCY_TOO_HIGH"))
+        assert link.is_safe_mode() and reads == []  # latched here, without waiting for the database
+        db.gate = Gate(safe_mode=True, reason="LATENCY_TOO_HIGH", version=2)
+        deadline = time.monotonic() + 5
+        while link.version != 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert link.version == 2 and reads and set(reads) == {"failover-refresh"}
+    finally:
+        link.stop()
