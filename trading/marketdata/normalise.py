@@ -52,9 +52,9 @@ class _Book:
         self.u = u
 
 
-def _apply(prices: list[float], sizes: dict[float, float], levels: list[tuple[float, float]]) -> None:
+def _apply(prices: list[float], sizes: dict[float, float], levels: dict[float, float]) -> None:
     """Apply validated levels to one side: size 0 deletes, a new price inserts, else update."""
-    for p, q in levels:
+    for p, q in levels.items():
         if q == 0.0:
             del sizes[p]
             del prices[bisect_left(prices, p)]
@@ -64,20 +64,28 @@ def _apply(prices: list[float], sizes: dict[float, float], levels: list[tuple[fl
             sizes[p] = q
 
 
-def _levels(raw: Any) -> list[tuple[float, float]] | None:
-    """Parse ``[[price, size], ...]`` into floats; None when any level is not two finite numbers."""
+def _levels(raw: Any) -> dict[float, float] | None:
+    """Parse ``[[price, size], ...]`` into floats, price to size, the last of a repeated price winning;
+    None when any level is not two finite numbers."""
     if not isinstance(raw, list):
         return None
-    out = []
+    out = {}
     try:
         for p, q in raw:
             price, size = float(p), float(q)
             if not (0.0 < price < _INF and 0.0 <= size < _INF):  # also false for NaN
                 return None
-            out.append((price, size))
+            out[price] = size
     except (TypeError, ValueError):
         return None
     return out
+
+
+def _deletes_absent(levels: dict[float, float], sizes: dict[float, float]) -> bool:
+    for p, q in levels.items():
+        if q == 0.0 and p not in sizes:
+            return True
+    return False
 
 
 def _number(value: Any) -> float | None:
@@ -166,8 +174,8 @@ class Normaliser:
         kind = message.get("type")
         if kind == "snapshot" or (kind == "delta" and u == 1):  # u == 1: Bybit restarted, a fresh book
             book = _Book(u)
-            _apply(book.bids, book.bid_sizes, [lv for lv in bids if lv[1]])
-            _apply(book.asks, book.ask_sizes, [lv for lv in asks if lv[1]])
+            _apply(book.bids, book.bid_sizes, {p: q for p, q in bids.items() if q})
+            _apply(book.asks, book.ask_sizes, {p: q for p, q in asks.items() if q})
             self._books[symbol] = book
         elif kind == "delta":
             book = self._books.get(symbol)  # type: ignore[assignment]
@@ -178,13 +186,11 @@ class Normaliser:
                     return self._reject(STALE_UPDATE)
                 if u != book.u + 1:
                     self._warn(UPDATE_GAP)
+            if len(bids) != len(data["b"]) or len(asks) != len(data["a"]):
+                return self._reject(MALFORMED)  # a price twice in one side: which size is meant?
             bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
-            if any(q == 0.0 and p not in bid_sizes for p, q in bids) or any(
-                q == 0.0 and p not in ask_sizes for p, q in asks
-            ):
+            if _deletes_absent(bids, bid_sizes) or _deletes_absent(asks, ask_sizes):
                 return self._reject(ABSENT_LEVEL_DELETE)
-            if len({p for p, _ in bids}) != len(bids) or len({p for p, _ in asks}) != len(asks):
-                return self._reject(MALFORMED)  # a price twice in one side would break the check above
             _apply(book.bids, bid_sizes, bids)
             _apply(book.asks, ask_sizes, asks)
             book.u = u if u is not None else book.u

@@ -11,61 +11,59 @@ from decimal import Decimal
 Level = tuple[Decimal, Decimal]  # (price, size)
 
 
+def _dec(x: float) -> Decimal:
+    """The decimal a stored float came from: ``repr`` gives it back for up to 15 significant digits."""
+    return Decimal(repr(x))
+
+
 class OrderBook:
-    """Bids and asks by price, with Bybit's update id ``u`` and sequence ``seq``."""
+    """Bids and asks by price, with Bybit's update id ``u`` and sequence ``seq``.
+
+    Levels are stored as floats and handed out as Decimals. Every update applies
+    here (REPLAY: every orderbook message), while reads are rare unless orders
+    rest, and a float is 3x cheaper to parse than a Decimal. It is exact for
+    exchange prices and sizes: a decimal of up to 15 significant digits survives
+    the round trip through a float (``_dec``), and equal or ordered decimals stay
+    equal or ordered as floats, so matching compares floats safely.
+    """
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self.bids: dict[Decimal, Decimal] = {}
-        self.asks: dict[Decimal, Decimal] = {}
+        self._bids: dict[float, float] = {}
+        self._asks: dict[float, float] = {}
         self.u = 0
         self.seq = 0
         self.ts = 0
-        self._sorted_bids: list[Decimal] | None = None
-        self._sorted_asks: list[Decimal] | None = None
+        self._sorted_bids: list[float] | None = None
+        self._sorted_asks: list[float] | None = None
 
     # -- updates ---------------------------------------------------------
     def apply_snapshot(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]], u: int, seq: int) -> None:
         """Replace the whole book."""
-        self.bids = {Decimal(p): Decimal(s) for p, s in bids if Decimal(s) > 0}
-        self.asks = {Decimal(p): Decimal(s) for p, s in asks if Decimal(s) > 0}
+        self._bids = {p: s for p, s in ((float(p), float(s)) for p, s in bids) if s > 0}
+        self._asks = {p: s for p, s in ((float(p), float(s)) for p, s in asks) if s > 0}
         self.u, self.seq = u, seq
         self._touch()
 
-    def apply_delta(
-        self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]], u: int, seq: int
-    ) -> tuple[list[list[str]], list[list[str]]]:
-        """Apply a delta; return the entries that really changed the book.
-
-        Deletes of absent levels are dropped from the returned entries, because
-        pybit raises StopIteration on them (issue #369) and kills its stream.
-        """
-        kept_b = self._apply_side(self.bids, bids)
-        kept_a = self._apply_side(self.asks, asks)
+    def apply_delta(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]], u: int, seq: int) -> None:
+        """Apply a delta: size 0 deletes a level (an absent one is ignored), any other size sets it."""
+        for side, entries in ((self._bids, bids), (self._asks, asks)):
+            for p, s in entries:
+                size = float(s)
+                if size == 0:
+                    side.pop(float(p), None)
+                else:
+                    side[float(p)] = size
         self.u, self.seq = u, seq
         self._touch()
-        return kept_b, kept_a
-
-    @staticmethod
-    def _apply_side(side: dict[Decimal, Decimal], entries: Iterable[Sequence[str]]) -> list[list[str]]:
-        kept: list[list[str]] = []
-        for p, s in entries:
-            price, size = Decimal(p), Decimal(s)
-            if size == 0:
-                if side.pop(price, None) is None:
-                    continue
-            else:
-                side[price] = size
-            kept.append([p, s])
-        return kept
 
     def set_level(self, side: str, price: Decimal, size: Decimal) -> None:
         """Set one level directly (size 0 deletes); used by tests and generators of depth."""
-        book = self.bids if side == "Buy" else self.asks
+        book = self._bids if side == "Buy" else self._asks
         if size <= 0:
-            book.pop(price, None)
+            book.pop(float(price), None)
         else:
-            book[price] = size
+            book[float(price)] = float(size)
         self._touch()
 
     def _touch(self) -> None:
@@ -73,25 +71,23 @@ class OrderBook:
         self._sorted_asks = None
 
     # -- reads -----------------------------------------------------------
-    def bid_prices(self) -> list[Decimal]:
-        """Bid prices, best (highest) first."""
+    def _bid_keys(self) -> list[float]:
         if self._sorted_bids is None:
-            self._sorted_bids = sorted(self.bids, reverse=True)
+            self._sorted_bids = sorted(self._bids, reverse=True)
         return self._sorted_bids
 
-    def ask_prices(self) -> list[Decimal]:
-        """Ask prices, best (lowest) first."""
+    def _ask_keys(self) -> list[float]:
         if self._sorted_asks is None:
-            self._sorted_asks = sorted(self.asks)
+            self._sorted_asks = sorted(self._asks)
         return self._sorted_asks
 
     def best_bid(self) -> Level | None:
-        prices = self.bid_prices()
-        return (prices[0], self.bids[prices[0]]) if prices else None
+        prices = self._bid_keys()
+        return (_dec(prices[0]), _dec(self._bids[prices[0]])) if prices else None
 
     def best_ask(self) -> Level | None:
-        prices = self.ask_prices()
-        return (prices[0], self.asks[prices[0]]) if prices else None
+        prices = self._ask_keys()
+        return (_dec(prices[0]), _dec(self._asks[prices[0]])) if prices else None
 
     def mid(self) -> Decimal | None:
         bid, ask = self.best_bid(), self.best_ask()
@@ -102,24 +98,33 @@ class OrderBook:
     def levels(self, side: str, depth: int | None = None) -> list[Level]:
         """Levels of one book side ("Buy" = bids, "Sell" = asks), best first."""
         if side == "Buy":
-            prices, book = self.bid_prices(), self.bids
+            prices, book = self._bid_keys(), self._bids
         else:
-            prices, book = self.ask_prices(), self.asks
+            prices, book = self._ask_keys(), self._asks
         if depth is not None:
             prices = prices[:depth]
-        return [(p, book[p]) for p in prices]
+        return [(_dec(p), _dec(book[p])) for p in prices]
 
     def liquidity_for(self, taker_side: str, limit: Decimal | None = None) -> list[Level]:
         """Levels a taker on ``taker_side`` can hit, best first, up to ``limit`` price."""
-        levels = self.levels("Sell" if taker_side == "Buy" else "Buy")
         if limit is None:
-            return levels
+            return self.levels("Sell" if taker_side == "Buy" else "Buy")
+        bound = float(limit)
+        out: list[Level] = []
         if taker_side == "Buy":
-            return [lv for lv in levels if lv[0] <= limit]
-        return [lv for lv in levels if lv[0] >= limit]
+            for p in self._ask_keys():
+                if p > bound:
+                    break
+                out.append((_dec(p), _dec(self._asks[p])))
+        else:
+            for p in self._bid_keys():
+                if p < bound:
+                    break
+                out.append((_dec(p), _dec(self._bids[p])))
+        return out
 
     def is_empty(self) -> bool:
-        return not self.bids and not self.asks
+        return not self._bids and not self._asks
 
 
 def walk(levels: Sequence[Level], qty: Decimal) -> list[Level]:

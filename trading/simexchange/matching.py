@@ -78,6 +78,7 @@ class MatchingEngine:
     def reset(self) -> None:
         """Forget every order, position and execution; refill the wallet."""
         self.orders: dict[str, Order] = {}
+        self._live: dict[str, Order] = {}  # every order that may still be open, in creation order
         self.link_ids: dict[str, str] = {}  # orderLinkId -> orderId, never forgotten
         self.positions: dict[str, Position] = {}
         self.executions: deque[Execution] = deque(maxlen=MAX_EXECUTIONS)
@@ -111,7 +112,11 @@ class MatchingEngine:
         return None
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return [o for o in self.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)]
+        """Open orders in creation order; asked on every market message, so it never scans the closed ones."""
+        live = self._live
+        for order_id in [i for i, o in live.items() if not o.is_open]:  # a closed order never opens again
+            del live[order_id]
+        return [o for o in live.values() if symbol is None or o.symbol == symbol]
 
     # -- account figures -------------------------------------------------
     def unrealised(self, pos: Position) -> Decimal:
@@ -235,6 +240,7 @@ class MatchingEngine:
             last_price_on_created=self.mark_price(req.symbol),
         )
         self.orders[order.order_id] = order
+        self._live[order.order_id] = order
         if req.link_id:
             self.link_ids[req.link_id] = order.order_id
         changes = Changes()
@@ -399,6 +405,8 @@ class MatchingEngine:
     def _resting(self, symbol: str) -> list[Order]:
         """Open limit orders of a symbol in price-time priority (buys high first, sells low first)."""
         orders = [o for o in self.open_orders(symbol) if o.order_type == "Limit"]
+        if not orders:
+            return orders
         buys = sorted((o for o in orders if o.side == "Buy"), key=lambda o: (-(o.price or 0), o.created_ms))
         sells = sorted((o for o in orders if o.side == "Sell"), key=lambda o: (o.price or 0, o.created_ms))
         return buys + sells
@@ -539,6 +547,7 @@ class MatchingEngine:
         """Replace the exchange truth with a saved one."""
         self.reset()
         self.orders = {o["order_id"]: Order.from_state(o) for o in state.get("orders", [])}
+        self._live = {i: o for i, o in self.orders.items() if o.is_open}
         self.link_ids = dict(state.get("linkIds", {}))
         self.positions = {p["symbol"]: Position.from_state(p) for p in state.get("positions", [])}
         self.executions.extend(Execution.from_state(e) for e in state.get("executions", []))
