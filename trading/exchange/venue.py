@@ -39,14 +39,9 @@ class _MatchingFeed(MarketFeed):
     what is skipped (derived order book views, tickers, candles) only feeds sockets.
     """
 
-    def _emit_book(self, *args: Any) -> None:
-        return None
-
-    def _touch_ticker_from_book(self, symbol: str) -> None:
-        return None
-
-    def _maybe_flush_ticker(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    def _ingest_book(self, symbol: str, depth: int, msg: dict[str, Any], now: int, out: list, changes: Changes) -> None:
+        if self._apply_book(symbol, depth, msg, now) and self.engine.has_open_orders(symbol):
+            changes.merge(self.engine.on_book(symbol))
 
     def _ingest_ticker(self, *args: Any) -> None:
         return None

@@ -1,7 +1,8 @@
 """Turn Bybit V5 public messages into ``MarketEvent`` values, surviving any input.
 
 The normaliser keeps its own per-symbol order book (sorted price lists beside
-size maps, so the touch is one index away) and a merged ticker per symbol. A
+size maps, so the touch is one index away) and the parsed last price and touch of
+each symbol's ticker. A
 message it cannot use produces no events and is counted in ``rejected`` by
 reason; it never raises to the caller and never leaves a book half-updated,
 because every message is validated before anything is applied.
@@ -36,6 +37,8 @@ UPDATE_GAP = "update_gap"  # orderbook u skipped ahead: messages were lost, the 
 ONE_SIDED_BOOK = "one_sided_book"  # applied, but no mid to report
 
 _INF = math.inf
+_TICKER_FIELDS = ("lastPrice", "bid1Price", "ask1Price", "bid1Size", "ask1Size")
+_NO_TICKER: tuple[float | None, ...] = (None, 0.0, 0.0, 0.0, 0.0)  # a snapshot without the touch reports 0
 _SIDES = {"Buy": 1, "Sell": -1}
 
 
@@ -107,7 +110,7 @@ class Normaliser:
         self.warnings: dict[str, int] = {}
         self.ignored = 0  # known topics that carry no event (kline)
         self._books: dict[str, _Book] = {}
-        self._tickers: dict[str, dict[str, Any]] = {}
+        self._tickers: dict[str, list[float | None]] = {}  # _TICKER_FIELDS, parsed
         self._routes: dict[str, tuple[Callable[[dict[str, Any], str, int], list[MarketEvent]], str]] = {}
         self._handlers = {ORDERBOOK: self._on_book, PUBLIC_TRADE: self._on_trades, TICKERS: self._on_ticker}
 
@@ -239,20 +242,23 @@ class Normaliser:
             return self._reject(SYMBOL_MISMATCH)
         kind = message.get("type")
         if kind == "snapshot":
-            merged = dict(data)
+            known = _NO_TICKER
         elif kind == "delta":
-            known = self._tickers.get(symbol)
+            known = self._tickers.get(symbol)  # type: ignore[assignment]
             if known is None:
                 return self._reject(DELTA_BEFORE_SNAPSHOT)
-            merged = {**known, **data}
         else:
             return self._reject(BAD_TYPE)
-        if "lastPrice" not in merged:
-            return self._reject(MISSING_FIELD)
-        last = _number(merged["lastPrice"])
-        values = [_number(merged.get(k, "0")) for k in ("bid1Price", "ask1Price", "bid1Size", "ask1Size")]
-        if last is None or last <= 0.0 or any(v is None or v < 0.0 for v in values):
+        # Only the fields an event carries are kept, parsed; a delta parses only what it changes.
+        values = list(known)
+        for i, key in enumerate(_TICKER_FIELDS):
+            if key in data:
+                values[i] = _number(data[key])
+        last = values[0]
+        if last is None:
+            return self._reject(BAD_NUMBER if "lastPrice" in data else MISSING_FIELD)
+        if last <= 0.0 or any(v is None or v < 0.0 for v in values):
             return self._reject(BAD_NUMBER)  # checked before storing, so a bad delta changes nothing
-        self._tickers[symbol] = merged
-        bid, ask, bid_qty, ask_qty = values
+        self._tickers[symbol] = values
+        last, bid, ask, bid_qty, ask_qty = values
         return [MarketEvent(TICKER, symbol, ts, last, bid=bid, ask=ask, bid_qty=bid_qty, ask_qty=ask_qty)]  # type: ignore[arg-type]

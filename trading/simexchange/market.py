@@ -117,13 +117,22 @@ class MarketFeed:
     def _ingest_book(
         self, symbol: str, depth: int, msg: dict[str, Any], now: int, out: list[dict[str, Any]], changes: Changes
     ) -> None:
+        if not self._apply_book(symbol, depth, msg, now):
+            return
+        changes.merge(self.engine.on_book(symbol))
+        self._emit_book(symbol, now, out, msg.get("type") == "snapshot")
+        self._touch_ticker_from_book(symbol)
+        self._maybe_flush_ticker(symbol, now, out, force=False)
+
+    def _apply_book(self, symbol: str, depth: int, msg: dict[str, Any], now: int) -> bool:
+        """Apply a source book message to the exchange's book; False when it is not the book's depth."""
         feed = self.symbols[symbol]
         if depth == 1:
-            return
+            return False
         if feed.book_depth is None:
             feed.book_depth = depth
         if depth != feed.book_depth:
-            return  # one book per symbol: the first depth the source carries
+            return False  # one book per symbol: the first depth the source carries
         data = msg.get("data") or {}
         book = self.engine.books[symbol]
         u, seq = int(data.get("u", 0)), int(data.get("seq", 0))
@@ -132,10 +141,7 @@ class MarketFeed:
         else:
             book.apply_delta(data.get("b", []), data.get("a", []), u, seq)
         book.ts = now
-        changes.merge(self.engine.on_book(symbol))
-        self._emit_book(symbol, now, out, msg.get("type") == "snapshot")
-        self._touch_ticker_from_book(symbol)
-        self._maybe_flush_ticker(symbol, now, out, force=False)
+        return True
 
     def _emit_book(self, symbol: str, now: int, out: list[dict[str, Any]], snapshot: bool) -> None:
         feed = self.symbols[symbol]

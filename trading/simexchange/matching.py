@@ -111,6 +111,9 @@ class MatchingEngine:
             return self.orders.get(self.link_ids[link_id])
         return None
 
+    def has_open_orders(self, symbol: str) -> bool:
+        return any(o.is_open and o.symbol == symbol for o in self._live.values())
+
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Open orders in creation order; asked on every market message, so it never scans the closed ones."""
         live = self._live

@@ -90,6 +90,19 @@ def test_ticker_delta_merges_into_the_snapshot() -> None:
     ]
 
 
+def test_a_bad_ticker_delta_is_refused_whole_and_the_next_good_one_merges_into_what_was_known() -> None:
+    normaliser = Normaliser()
+    normaliser.normalise(TICKER_SNAPSHOT)
+    for bad in ({"lastPrice": "100.7", "bid1Price": None}, {"lastPrice": "NaN"}, {"ask1Size": "-1"}):
+        delta = {"topic": "tickers.BTCUSDT", "type": "delta", "data": {"symbol": "BTCUSDT", **bad}, "ts": 2100}
+        assert normaliser.normalise(delta) == [], bad
+    assert normaliser.rejected == {"bad_number": 3}
+    delta = {"topic": "tickers.BTCUSDT", "type": "delta", "data": {"symbol": "BTCUSDT", "bid1Size": "2"}, "ts": 2200}
+    assert normaliser.normalise(delta) == [
+        MarketEvent(TICKER, "BTCUSDT", 2200, 100.5, bid=100.5, ask=100.6, bid_qty=2.0, ask_qty=0.5)
+    ]
+
+
 def test_kline_is_known_but_carries_no_event() -> None:
     normaliser = Normaliser()
     message = {"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": 1, "data": []}
