@@ -11,11 +11,12 @@ Prints, each beside a floor measured in the same run:
     ``failure_report`` to plan DONE, for 1, 10 and 50 "symbols" with 3 open orders
     each, vs an empty Celery chain of 4 tasks (3 steps + the continue task);
     the simulator lists 10 instruments, so 50 means 150 orders over those 10;
-(b) ``failure_report`` in this process -> ``failover.changed`` seen by a listener
-    in another process, p50/p99 over 200 reports, vs a bare Redis publish to the
-    same listener;
-and the peak RSS of this process.  Targets: (a) 10 symbols / 30 orders < 300 ms;
-(b) p99 < 5 ms.
+(b) a whole ``failure_report`` in this process (stored, plan extended, committed)
+    -> its committed ``failover.changed`` seen by a listener in another process,
+    p50/p99 over 200 reports, vs a bare Redis publish to the same listener;
+and the peak RSS of this process.  Target: (a) 10 symbols / 30 orders < 300 ms.
+(b) has none of its own: entries stop on the report's first announcement, sent
+before anything is written; bench_safe_mode measures that (p99 < 5 ms).
 
 Run: .venv/bin/python bench/bench_failover.py
 """
@@ -63,7 +64,7 @@ for m in p.listen():
     now = time.time()
     if m["channel"].decode() == sys.argv[2]:
         body = json.loads(m["data"])
-        if body["kind"] == "failover.changed":
+        if body["kind"] == "failover.changed" and "version" in body["payload"]:  # not the pending announcement
             print("bus", body["payload"]["version"], now, flush=True)
     else:
         print("bare", m["data"].decode(), now, flush=True)
@@ -183,7 +184,7 @@ def main() -> None:
             stop_process(worker)
             app.control.purge()
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-    print(json.dumps({"targets": {"plan_10_symbols_ms": 300, "notify_p99_ms": 5}}))
+    print(json.dumps({"targets": {"plan_10_symbols_ms": 300}}))
 
 
 if __name__ == "__main__":
