@@ -71,7 +71,9 @@ def test_real_worker_runs_a_three_step_plan_and_the_bus_tells_a_listener(env: En
     assert [s.type for s in steps] == ["READ_PROCESS_STATE", "RESYNC_POSITIONS", "RESYNC_ORDERS"]
     assert all(s.status == "DONE" for s in steps)
     assert all(s.claimed_by.split(":")[1] != str(os.getpid()) for s in steps)  # run by the worker, not here
-    versions = [m["payload"]["version"] for m in heard if m["kind"] == "failover.changed"]
+    changes = [m["payload"] for m in heard if m["kind"] == "failover.changed"]
+    assert changes[0] == {"safeMode": True, "reason": "PROCESS_RESTART", "pending": True}  # before any write
+    versions = [c["version"] for c in changes[1:]]
     assert versions == sorted(versions) and len(versions) >= 7  # report, 3 claims, 3 finishes
     assert process.poll() is None
 
