@@ -37,7 +37,7 @@ def decimals_of(step: Decimal) -> int:
     return max(0, -exponent)
 
 
-def unit_formatter(step: Decimal, cache_size: int = 65_536) -> Callable[[int], str]:
+def unit_formatter(step: Decimal, cache_size: int = 4_096) -> Callable[[int], str]:
     """Return a function that prints ``n`` steps of ``step`` as Bybit does ("0.10" -> 2 places).
 
     Results are cached because prices and sizes near the touch recur constantly.

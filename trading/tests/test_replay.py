@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 from trading.replay import BacktestEngine, ReplayEngine, replay_main
@@ -54,3 +55,16 @@ def test_replay_main_prints_a_summary(tmp_path):
     line = out.getvalue()
     assert line.startswith("REPLAY BTCUSDT: 5000 messages, ")
     assert "trades, PnL" in line and "events/s" in line
+
+
+def test_a_data_set_fed_in_chunks_gives_the_result_of_one_run():
+    symbols = ["BTCUSDT", "ETHUSDT"]
+    whole = BacktestEngine(symbols=symbols).run(ReplayEngine(symbols=symbols).messages(events=40_000, seed=11))
+    chunked = BacktestEngine(symbols=symbols)
+    stream = iter(ReplayEngine(symbols=symbols).messages(events=40_000, seed=11))
+    for size in (7_000, 13_000, 1, 19_999, 5_000):  # the last chunk finds the data set's end
+        result = chunked.run(itertools.islice(stream, size))
+    assert len(whole.trades) >= 1
+    assert result.trades == whole.trades
+    assert (result.messages, result.events, result.pnl, result.fees, result.exposure, result.final_equity) == (
+        whole.messages, whole.events, whole.pnl, whole.fees, whole.exposure, whole.final_equity)
