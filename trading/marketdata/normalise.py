@@ -85,7 +85,8 @@ def _levels(raw: Any) -> dict[float, float] | None:
 
 
 def _deletes_absent(levels: dict[float, float], sizes: dict[float, float]) -> bool:
-    for p, q in levels.items():
+    # A plain loop: any() over a generator costs a frame per book message on the hot path.
+    for p, q in levels.items():  # noqa: SIM110
         if q == 0.0 and p not in sizes:
             return True
     return False
