@@ -10,7 +10,7 @@ same input gives the same output, byte for byte.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -39,18 +39,29 @@ class _MatchingFeed(MarketFeed):
     what is skipped (derived order book views, tickers, candles) only feeds sockets.
     """
 
-    def _ingest_book(self, symbol: str, depth: int, msg: dict[str, Any], now: int, out: list, changes: Changes) -> None:
-        if self._apply_book(symbol, depth, msg, now) and self.engine.has_open_orders(symbol):
-            changes.merge(self.engine.on_book(symbol))
-
-    def _ingest_ticker(self, *args: Any) -> None:
-        return None
-
-    def _ingest_trades(self, symbol: str, msg: dict[str, Any], now: int, out: list, changes: Changes) -> None:
-        on_trade = self.engine.on_trade
-        for trade in msg.get("data") or ():
-            if isinstance(trade, dict):
-                changes.merge(on_trade(symbol, Decimal(str(trade["p"])), Decimal(str(trade["v"]))))
+    def apply(self, msg: dict[str, Any], now_ms: int) -> Changes | None:
+        """Apply one public message as the exchange would; None when nothing changed for any account."""
+        topic = msg.get("topic")
+        if not isinstance(topic, str):
+            return None
+        kind, _, rest = topic.partition(".")
+        engine = self.engine
+        if kind == "orderbook":
+            depth, _, symbol = rest.partition(".")
+            if symbol in self.symbols and depth.isdigit() and self._apply_book(symbol, int(depth), msg, now_ms):
+                return engine.on_book(symbol) if engine.has_open_orders(symbol) else None
+        elif kind == "publicTrade" and rest in self.symbols:
+            trades = [t for t in msg.get("data") or () if isinstance(t, dict)]
+            if not trades:
+                return None
+            if engine.is_idle(rest):  # no order rests and no position: the trades only move the last price
+                engine.last_price[rest] = Decimal(str(trades[-1]["p"]))
+                return None
+            changes = Changes()
+            for trade in trades:
+                changes.merge(engine.on_trade(rest, Decimal(str(trade["p"])), Decimal(str(trade["v"]))))
+            return changes
+        return None  # tickers and klines only feed subscribers
 
 
 class InProcessVenue:
@@ -75,11 +86,14 @@ class InProcessVenue:
 
     def on_public(self, message: dict[str, Any]) -> None:
         """Apply a public market message: book, trades, resting fills, TP/SL triggers."""
-        _, changes = self.feed.ingest(message, self._clock_ms())
-        self._publish(changes)
+        changes = self.feed.apply(message, self._clock_ms())
+        if changes:
+            self._publish(changes)
 
-    def drain(self) -> list[dict[str, Any]]:
+    def drain(self) -> Sequence[dict[str, Any]]:
         """Return and forget the private messages produced so far, in push order."""
+        if not self._pending:
+            return ()  # the usual case, asked twice per market message in REPLAY
         out, self._pending = self._pending, []
         return out
 

@@ -1,8 +1,8 @@
 """Turn Bybit V5 public messages into ``MarketEvent`` values, surviving any input.
 
-The normaliser keeps its own per-symbol order book (sorted price lists beside
-size maps, so the touch is one index away) and the parsed last price and touch of
-each symbol's ticker. A
+The normaliser keeps its own per-symbol order book (size maps and the touch,
+kept as levels change) and the parsed last price and touch of each symbol's
+ticker. A
 message it cannot use produces no events and is counted in ``rejected`` by
 reason; it never raises to the caller and never leaves a book half-updated,
 because every message is validated before anything is applied.
@@ -11,7 +11,6 @@ because every message is validated before anything is applied.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -43,28 +42,48 @@ _SIDES = {"Buy": 1, "Sell": -1}
 
 
 class _Book:
-    """One symbol's book: ascending price lists (best bid last, best ask first) and size maps."""
+    """One symbol's book: price to size per side, and the touch kept as levels change.
 
-    __slots__ = ("bids", "asks", "bid_sizes", "ask_sizes", "u")
+    The best bid and ask move only when a level beyond them is set or they are
+    deleted (then a max/min over the side): cheaper than keeping sorted price lists.
+    """
 
-    def __init__(self, u: int | None) -> None:
-        self.bids: list[float] = []
-        self.asks: list[float] = []
-        self.bid_sizes: dict[float, float] = {}
-        self.ask_sizes: dict[float, float] = {}
+    __slots__ = ("bid_sizes", "ask_sizes", "best_bid", "best_ask", "u")
+
+    def __init__(self, u: int | None, bids: dict[float, float], asks: dict[float, float]) -> None:
+        self.bid_sizes = bids
+        self.ask_sizes = asks
+        self.best_bid = max(bids, default=0.0)
+        self.best_ask = min(asks, default=_INF)
         self.u = u
 
 
-def _apply(prices: list[float], sizes: dict[float, float], levels: dict[float, float]) -> None:
-    """Apply validated levels to one side: size 0 deletes, a new price inserts, else update."""
+def _apply_bids(sizes: dict[float, float], levels: dict[float, float], best: float) -> float:
+    """Apply validated bid levels (size 0 deletes a known level); return the new best bid (0 when none)."""
+    stale = False
     for p, q in levels.items():
         if q == 0.0:
             del sizes[p]
-            del prices[bisect_left(prices, p)]
+            stale = stale or p == best
         else:
-            if p not in sizes:
-                insort(prices, p)
             sizes[p] = q
+            if p > best:
+                best = p
+    return max(sizes, default=0.0) if stale else best
+
+
+def _apply_asks(sizes: dict[float, float], levels: dict[float, float], best: float) -> float:
+    """Apply validated ask levels (size 0 deletes a known level); return the new best ask (inf when none)."""
+    stale = False
+    for p, q in levels.items():
+        if q == 0.0:
+            del sizes[p]
+            stale = stale or p == best
+        else:
+            sizes[p] = q
+            if p < best:
+                best = p
+    return min(sizes, default=_INF) if stale else best
 
 
 def _levels(raw: Any) -> dict[float, float] | None:
@@ -150,9 +169,9 @@ class Normaliser:
     def best(self, symbol: str) -> tuple[float, float, float, float] | None:
         """Return (bid, bid_qty, ask, ask_qty) of a symbol's current book, or None without a two-sided book."""
         book = self._books.get(symbol)
-        if book is None or not book.bids or not book.asks:
+        if book is None or not book.bid_sizes or not book.ask_sizes:
             return None
-        bid, ask = book.bids[-1], book.asks[0]
+        bid, ask = book.best_bid, book.best_ask
         return bid, book.bid_sizes[bid], ask, book.ask_sizes[ask]
 
     def _reject(self, reason: str) -> list[MarketEvent]:
@@ -177,9 +196,7 @@ class Normaliser:
             return self._reject(BAD_NUMBER)
         kind = message.get("type")
         if kind == "snapshot" or (kind == "delta" and u == 1):  # u == 1: Bybit restarted, a fresh book
-            book = _Book(u)
-            _apply(book.bids, book.bid_sizes, {p: q for p, q in bids.items() if q})
-            _apply(book.asks, book.ask_sizes, {p: q for p, q in asks.items() if q})
+            book = _Book(u, {p: q for p, q in bids.items() if q}, {p: q for p, q in asks.items() if q})
             self._books[symbol] = book
         elif kind == "delta":
             book = self._books.get(symbol)  # type: ignore[assignment]
@@ -195,15 +212,15 @@ class Normaliser:
             bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
             if _deletes_absent(bids, bid_sizes) or _deletes_absent(asks, ask_sizes):
                 return self._reject(ABSENT_LEVEL_DELETE)
-            _apply(book.bids, bid_sizes, bids)
-            _apply(book.asks, ask_sizes, asks)
+            book.best_bid = _apply_bids(bid_sizes, bids, book.best_bid)
+            book.best_ask = _apply_asks(ask_sizes, asks, book.best_ask)
             book.u = u if u is not None else book.u
         else:
             return self._reject(BAD_TYPE)
-        if not book.bids or not book.asks:
+        if not book.bid_sizes or not book.ask_sizes:
             self._warn(ONE_SIDED_BOOK)
             return []
-        bid, ask = book.bids[-1], book.asks[0]
+        bid, ask = book.best_bid, book.best_ask
         if bid >= ask:
             del self._books[symbol]  # corrupt: wait for the next snapshot rather than report nonsense
             return self._reject(CROSSED_BOOK)

@@ -114,6 +114,11 @@ class MatchingEngine:
     def has_open_orders(self, symbol: str) -> bool:
         return any(o.is_open and o.symbol == symbol for o in self._live.values())
 
+    def is_idle(self, symbol: str) -> bool:
+        """No open order and no position on ``symbol``: a public trade only moves its last price."""
+        pos = self.positions.get(symbol)
+        return (pos is None or not pos.size) and not self.has_open_orders(symbol)
+
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Open orders in creation order; asked on every market message, so it never scans the closed ones."""
         live = self._live

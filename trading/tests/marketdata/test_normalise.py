@@ -212,3 +212,37 @@ def test_garbage_in_a_real_stream_costs_only_the_garbage() -> None:
     assert list(dirty.normalise_all(noisy)) == expected
     assert sum(dirty.rejected.values()) == 3
     assert clean.rejected == {} and clean.warnings == {}
+
+
+def test_the_touch_matches_an_independent_book_through_a_generated_stream() -> None:
+    from .kit import ReferenceBook
+
+    normaliser, books, checked = Normaliser(), {}, 0
+    for message in generate_messages(["BTCUSDT", "SOLUSDT"], 4, START_MS, max_messages=20_000):
+        events = normaliser.normalise(message)
+        if not message["topic"].startswith("orderbook"):
+            continue
+        symbol = message["data"]["s"]
+        if message["type"] == "snapshot":
+            books[symbol] = ReferenceBook(message)
+        else:
+            books[symbol].apply(message)
+        book = books[symbol]
+        bid, ask = book.best_bid, book.best_ask
+        assert [(e.bid, e.bid_qty, e.ask, e.ask_qty) for e in events] == [
+            (float(bid), float(book.bids[bid]), float(ask), float(book.asks[ask]))]
+        checked += 1
+    assert checked > 5_000 and normaliser.rejected == {}
+
+
+def test_deleting_the_best_level_finds_the_next_one_and_a_better_price_takes_the_touch() -> None:
+    normaliser = Normaliser()
+    normaliser.normalise(book_snapshot("BTCUSDT", [["100.0", "1"], ["99.0", "2"], ["98.0", "3"]],
+                                       [["101.0", "1"], ["102.0", "2"]]))
+    # The best bid deleted after a better one was set in the same delta, then the best ask deleted.
+    events = normaliser.normalise(book_delta("BTCUSDT", bids=[["100.5", "4"], ["100.0", "0"]],
+                                             asks=[["101.0", "0"]]))
+    assert (events[0].bid, events[0].bid_qty, events[0].ask, events[0].ask_qty) == (100.5, 4.0, 102.0, 2.0)
+    events = normaliser.normalise(book_delta("BTCUSDT", bids=[["100.5", "0"], ["99.0", "0"]], asks=[], u=102))
+    assert (events[0].bid, events[0].ask) == (98.0, 102.0)
+    assert normaliser.best("BTCUSDT") == (98.0, 3.0, 102.0, 2.0)
