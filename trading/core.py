@@ -91,6 +91,7 @@ class TradingCore:
         dispatcher: Dispatcher | None = None,
         fault_hooks: FaultHooks | None = None,
         log_transitions: bool = True,
+        normaliser: Normaliser | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -99,7 +100,7 @@ class TradingCore:
         self.on_crash = on_crash
         self.hooks = fault_hooks or FaultHooks()
         self.counters = CoreCounters()
-        self.normaliser = Normaliser()
+        self.normaliser = normaliser or Normaliser()
         self.latency = LatencyMonitor(config.latency)
         self.quality = ExecutionQuality(config.quality, clock)
         self.risk = RiskEngine(config.risk, clock, instruments, self.quality)

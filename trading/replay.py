@@ -28,6 +28,7 @@ from trading.localstate import ClosedTrade, NoPersistence
 from trading.marketdata.generator import generate_messages
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
 from trading.marketdata.jsonl import read_messages
+from trading.marketdata.normalise import Normaliser, SharedLevels
 
 TICK_MS = 100
 REPLAY_CHUNK = 50_000  # messages read ahead of the pipeline by run_trader --mode REPLAY
@@ -77,7 +78,11 @@ class BacktestEngine:
         instruments = {s: DEFAULT_INSTRUMENTS[s] for s in symbols}
         self.symbols = symbols
         self.clock = ManualClock(0)
-        self.venue = InProcessVenue(instruments, clock_ms=self.clock.now_ms, initial_balance=initial_balance)
+        # The exchange and the client read the same messages: each book message's levels are parsed once.
+        levels = SharedLevels()
+        self.venue = InProcessVenue(
+            instruments, clock_ms=self.clock.now_ms, initial_balance=initial_balance, parse_levels=levels
+        )
         self.persistence = NoPersistence()
         folder = event_dir if event_dir is not None else Path("/dev/null")
         self.events = EventLog(folder, clock_ms=self.clock.now_ms) if event_dir is not None else _NullEventLog()
@@ -93,6 +98,7 @@ class BacktestEngine:
             on_crash=lambda module, exc, details: self.crash_details.append(details),
             ids=OrderLinkIdFactory(self.clock, instance="replay"),
             log_transitions=event_dir is not None,
+            normaliser=Normaliser(parse_levels=levels),
         )
         self.core.execution.set_equity(initial_balance)
         self._last_tick = 0

@@ -25,6 +25,7 @@ from trading.exchange.port import (
 )
 from trading.exchange.pybit_rest import parse_execution, parse_order, parse_position
 from trading.marketdata.instruments import InstrumentSpec
+from trading.marketdata.normalise import LevelParser, parse_levels
 from trading.simexchange import errors as sim_errors
 from trading.simexchange import payloads
 from trading.simexchange.market import MarketFeed
@@ -73,11 +74,12 @@ class InProcessVenue:
         *,
         clock_ms: Callable[[], int],
         initial_balance: Decimal | None = None,
+        parse_levels: LevelParser = parse_levels,
     ) -> None:
         ids = itertools.count(1)
         extra = {"initial_balance": initial_balance} if initial_balance is not None else {}
         self.engine = MatchingEngine(instruments, clock=clock_ms, id_factory=lambda: f"venue-{next(ids):010d}", **extra)
-        self.feed = _MatchingFeed(self.engine, wanted=lambda topic: False)
+        self.feed = _MatchingFeed(self.engine, wanted=lambda topic: False, parse_levels=parse_levels)
         self._clock_ms = clock_ms
         self._pending: list[dict[str, Any]] = []
         self._msg_ids = itertools.count(1)

@@ -86,7 +86,7 @@ def _apply_asks(sizes: dict[float, float], levels: dict[float, float], best: flo
     return min(sizes, default=_INF) if stale else best
 
 
-def _levels(raw: Any) -> dict[float, float] | None:
+def parse_levels(raw: Any) -> dict[float, float] | None:
     """Parse ``[[price, size], ...]`` into floats, price to size, the last of a repeated price winning;
     None when any level is not two finite numbers."""
     if not isinstance(raw, list):
@@ -122,10 +122,42 @@ def _number(value: Any) -> float | None:
     return x if -_INF < x < _INF else None
 
 
+LevelParser = Callable[[Any], "dict[float, float] | None"]
+
+
+class SharedLevels:
+    """``parse_levels`` for two readers of the same messages on one thread: REPLAY's exchange and client.
+
+    The last two lists parsed are remembered by identity, so the client's parse of a
+    book message the exchange has just parsed costs one comparison. The answer is
+    shared: readers must not change it. Identity is safe because the lists are held
+    here, so their ids cannot be reused while remembered.
+    """
+
+    __slots__ = ("_raw", "_parsed", "_next")
+
+    def __init__(self) -> None:
+        self._raw: list[Any] = [None, None]
+        self._parsed: list[dict[float, float] | None] = [None, None]
+        self._next = 0
+
+    def __call__(self, raw: Any) -> dict[float, float] | None:
+        remembered = self._raw
+        if raw is remembered[0]:
+            return self._parsed[0]
+        if raw is remembered[1]:
+            return self._parsed[1]
+        parsed = parse_levels(raw)
+        slot = self._next
+        remembered[slot], self._parsed[slot], self._next = raw, parsed, slot ^ 1
+        return parsed
+
+
 class Normaliser:
     """Convert Bybit public messages to ``MarketEvent`` lists; count what it cannot use."""
 
-    def __init__(self) -> None:
+    def __init__(self, parse_levels: LevelParser = parse_levels) -> None:
+        self._parse_levels = parse_levels
         self.rejected: dict[str, int] = {}
         self.warnings: dict[str, int] = {}
         self.ignored = 0  # known topics that carry no event (kline)
@@ -188,7 +220,7 @@ class Normaliser:
             return self._reject(MISSING_FIELD)
         if data.get("s", symbol) != symbol:
             return self._reject(SYMBOL_MISMATCH)
-        bids, asks = _levels(data["b"]), _levels(data["a"])
+        bids, asks = self._parse_levels(data["b"]), self._parse_levels(data["a"])
         if bids is None or asks is None:
             return self._reject(BAD_NUMBER)
         u = data.get("u")

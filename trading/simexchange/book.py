@@ -5,7 +5,7 @@ Pure Python (no Django, no aiohttp): the REPLAY venue reuses it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 Level = tuple[Decimal, Decimal]  # (price, size)
@@ -19,9 +19,10 @@ def _dec(x: float) -> Decimal:
 class OrderBook:
     """Bids and asks by price, with Bybit's update id ``u`` and sequence ``seq``.
 
-    Levels are stored as floats and handed out as Decimals. Every update applies
-    here (REPLAY: every orderbook message), while reads are rare unless orders
-    rest, and a float is 3x cheaper to parse than a Decimal. It is exact for
+    Levels arrive parsed and validated (``parse_levels``), are stored as floats
+    and handed out as Decimals. Every update applies here (REPLAY: every
+    orderbook message), while reads are rare unless orders rest, and a float is
+    3x cheaper to parse than a Decimal. It is exact for
     exchange prices and sizes: a decimal of up to 15 significant digits survives
     the round trip through a float (``_dec``), and equal or ordered decimals stay
     equal or ordered as floats, so matching compares floats safely.
@@ -38,22 +39,21 @@ class OrderBook:
         self._sorted_asks: list[float] | None = None
 
     # -- updates ---------------------------------------------------------
-    def apply_snapshot(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]], u: int, seq: int) -> None:
-        """Replace the whole book."""
-        self._bids = {p: s for p, s in ((float(p), float(s)) for p, s in bids) if s > 0}
-        self._asks = {p: s for p, s in ((float(p), float(s)) for p, s in asks) if s > 0}
+    def apply_snapshot(self, bids: Mapping[float, float], asks: Mapping[float, float], u: int, seq: int) -> None:
+        """Replace the whole book with parsed levels (``parse_levels``: price to size)."""
+        self._bids = {p: s for p, s in bids.items() if s > 0}
+        self._asks = {p: s for p, s in asks.items() if s > 0}
         self.u, self.seq = u, seq
         self._touch()
 
-    def apply_delta(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]], u: int, seq: int) -> None:
-        """Apply a delta: size 0 deletes a level (an absent one is ignored), any other size sets it."""
-        for side, entries in ((self._bids, bids), (self._asks, asks)):
-            for p, s in entries:
-                size = float(s)
-                if size == 0:
-                    side.pop(float(p), None)
+    def apply_delta(self, bids: Mapping[float, float], asks: Mapping[float, float], u: int, seq: int) -> None:
+        """Apply parsed levels: size 0 deletes a level (an absent one is ignored), any other size sets it."""
+        for side, levels in ((self._bids, bids), (self._asks, asks)):
+            for p, s in levels.items():
+                if s == 0:
+                    side.pop(p, None)
                 else:
-                    side[float(p)] = size
+                    side[p] = s
         self.u, self.seq = u, seq
         self._touch()
 

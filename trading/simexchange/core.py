@@ -132,5 +132,6 @@ class SimExchange:
             "faults": self.faults.describe(),
             "connections": self.hub.describe(),
             "messagesPlayed": self.messages_played,
+            "bookMessagesRejected": self.feed.rejected,
             "lastPrice": {s: str(p) for s, p in e.last_price.items()},
         }

@@ -11,6 +11,7 @@ the source lacks them) and ``kline`` are derived here. Pure Python.
 from __future__ import annotations
 
 import calendar
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -19,8 +20,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from trading.marketdata.normalise import LevelParser, parse_levels
+
 from .matching import MatchingEngine
 from .models import Changes
+
+logger = logging.getLogger(__name__)
 
 BOOK_DEPTHS = (1, 50)
 TICKER_INTERVAL_MS = 100  # Bybit pushes linear tickers every 100 ms
@@ -87,8 +92,15 @@ class _SymbolFeed:
 class MarketFeed:
     """Apply source messages to the exchange; emit the public messages to fan out."""
 
-    def __init__(self, engine: MatchingEngine, wanted: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        engine: MatchingEngine,
+        wanted: Callable[[str], bool] | None = None,
+        parse_levels: LevelParser = parse_levels,
+    ) -> None:
         self.engine = engine
+        self._parse_levels = parse_levels
+        self.rejected = 0  # source book messages dropped for bad levels
         self.wanted = wanted or (lambda topic: True)
         self.symbols: dict[str, _SymbolFeed] = {s: _SymbolFeed() for s in engine.instruments}
         self._cs = 0
@@ -134,12 +146,17 @@ class MarketFeed:
         if depth != feed.book_depth:
             return False  # one book per symbol: the first depth the source carries
         data = msg.get("data") or {}
+        bids, asks = self._parse_levels(data.get("b", [])), self._parse_levels(data.get("a", []))
+        if bids is None or asks is None:
+            self.rejected += 1  # a level that is not two finite numbers: the book stays as it was
+            logger.warning("dropped a %s message: a level is not a positive price and a size", msg.get("topic"))
+            return False
         book = self.engine.books[symbol]
         u, seq = int(data.get("u", 0)), int(data.get("seq", 0))
         if msg.get("type") == "snapshot":
-            book.apply_snapshot(data.get("b", []), data.get("a", []), u, seq)
+            book.apply_snapshot(bids, asks, u, seq)
         else:
-            book.apply_delta(data.get("b", []), data.get("a", []), u, seq)
+            book.apply_delta(bids, asks, u, seq)
         book.ts = now
         return True
 

@@ -246,3 +246,22 @@ def test_deleting_the_best_level_finds_the_next_one_and_a_better_price_takes_the
     events = normaliser.normalise(book_delta("BTCUSDT", bids=[["100.5", "0"], ["99.0", "0"]], asks=[], u=102))
     assert (events[0].bid, events[0].ask) == (98.0, 102.0)
     assert normaliser.best("BTCUSDT") == (98.0, 3.0, 102.0, 2.0)
+
+
+def test_shared_levels_parse_a_list_once_for_two_readers_and_forget_it_after_two_others() -> None:
+    from trading.marketdata import normalise
+
+    calls: list[Any] = []
+    real = normalise.parse_levels
+    shared = normalise.SharedLevels()
+    bids, asks, other = [["100.5", "1"]], [["100.6", "2"]], [["99", "3"]]
+    try:
+        normalise.parse_levels = lambda raw: calls.append(raw) or real(raw)  # type: ignore[assignment]
+        first = (shared(bids), shared(asks))
+        assert (shared(bids), shared(asks)) == first and shared(bids) is first[0]
+        assert calls == [bids, asks]  # the second reader parsed nothing
+        assert shared(other) == {99.0: 3.0} and shared(bids) == {100.5: 1.0}
+        assert calls == [bids, asks, other, bids]  # three lists ago is forgotten
+        assert shared([["1", "x"]]) is None
+    finally:
+        normalise.parse_levels = real

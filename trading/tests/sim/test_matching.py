@@ -7,6 +7,7 @@ from decimal import Decimal as D
 import pytest
 
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
+from trading.marketdata.normalise import parse_levels
 from trading.simexchange import errors as E
 from trading.simexchange.matching import MatchingEngine, OrderRequest
 
@@ -15,7 +16,10 @@ def engine() -> MatchingEngine:
     clock = iter(range(1_000, 10_000_000))
     e = MatchingEngine(DEFAULT_INSTRUMENTS, clock=lambda: next(clock))
     e.books["BTCUSDT"].apply_snapshot(
-        [["50000.0", "0.5"], ["49999.0", "1.0"]], [["50001.0", "0.5"], ["50002.0", "1.0"], ["50010.0", "5"]], 1, 1
+        parse_levels([["50000.0", "0.5"], ["49999.0", "1.0"]]),
+        parse_levels([["50001.0", "0.5"], ["50002.0", "1.0"], ["50010.0", "5"]]),
+        1,
+        1,
     )
     e.last_price["BTCUSDT"] = D("50000.5")
     return e
@@ -178,3 +182,17 @@ def test_state_round_trip() -> None:
     assert copy.to_state() == e.to_state()
     with pytest.raises(E.ExchangeError):
         copy.place_order(limit("Sell", "0.1", "50500.0", link_id="x1"))
+
+
+def test_the_feed_drops_a_book_message_whose_levels_are_not_numbers_and_keeps_the_book():
+    from trading.simexchange.market import MarketFeed
+
+    e = engine()
+    feed = MarketFeed(e)
+    before = e.books["BTCUSDT"].levels("Buy"), e.books["BTCUSDT"].levels("Sell")
+    for levels in ([["50000.5", "NaN"]], [["-1", "2"]], [["50000.5"]], "junk"):
+        message = {"topic": "orderbook.50.BTCUSDT", "type": "delta", "ts": 2_000,
+                   "data": {"s": "BTCUSDT", "b": levels, "a": [], "u": 2, "seq": 2}}
+        feed.ingest(message, 2_000)
+    assert feed.rejected == 4
+    assert (e.books["BTCUSDT"].levels("Buy"), e.books["BTCUSDT"].levels("Sell")) == before
