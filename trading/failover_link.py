@@ -52,6 +52,7 @@ class FailoverLink:
         self._local_latch_until_version: int | None = None
         self._latched_reason: str | None = None
         self._latch_expires_ms: int | None = None  # only for a latch taken from a pending announcement
+        self._read_started_wall = 0.0  # wall clock at the start of the newest successful read
         self._jobs: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -73,6 +74,7 @@ class FailoverLink:
 
     def refresh(self) -> bool:
         """Read the state from the database; False (and fail-closed ageing) when it cannot."""
+        started_wall = time.time()
         try:
             state = self._services.failover_gate(run_id=self.run_id)
         except Exception as exc:
@@ -95,6 +97,7 @@ class FailoverLink:
             self.trading_enabled = bool(getattr(state, "trading_enabled", True))
             self.version = version
             self.confirmed_at_ms = monotonic_ms()
+            self._read_started_wall = max(self._read_started_wall, started_wall)
         if changed and self._on_change is not None:
             try:
                 self._on_change(state)
@@ -115,6 +118,11 @@ class FailoverLink:
         if payload.get("safeMode") is True and payload.get("pending") is True:
             # A failure announced before it is written: held until the database moves past the version known
             # now, or, should the report never land (its process died), for one confirmation bound.
+            sent = message.get("sentAt")
+            if isinstance(sent, float) and sent < self._read_started_wall:
+                # A read begun after it was sent already shows the report or is about to be overtaken by the
+                # report's own versioned announcement: a late delivery must not hold entries for the bound.
+                return
             with self._lock:
                 if self._latched_reason is None:
                     self._latched_reason = str(payload.get("reason") or "SAFE_MODE_ACTIVE")

@@ -185,3 +185,18 @@ def test_once_started_a_bus_message_latches_on_the_bus_thread_and_the_read_follo
         assert link.version == 2 and reads and set(reads) == {"failover-refresh"}
     finally:
         link.stop()
+
+
+def test_a_pending_announcement_delivered_after_a_newer_read_is_ignored():
+    db = Database()
+    link = FailoverLink(run_id="", services=db, confirm_timeout_ms=60_000)
+    sent = time.time()
+    db.gate = Gate(safe_mode=False, version=3)  # the report landed and its plan already finished
+    time.sleep(0.002)
+    assert link.refresh() and not link.is_safe_mode()
+    late = {**_changed(safeMode=True, reason="PACKET_LOSS", pending=True), "sentAt": sent}
+    link.on_bus_message(late)
+    assert not link.is_safe_mode()
+    fresh = {**_changed(safeMode=True, reason="PACKET_LOSS", pending=True), "sentAt": time.time()}
+    link.on_bus_message(fresh)
+    assert link.is_safe_mode()
