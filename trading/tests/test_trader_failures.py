@@ -182,7 +182,12 @@ def test_an_invalid_config_keeps_safe_mode_on_with_the_fallback_until_the_file_i
     assert '"three"' in config_file.read_text()
     write_config(env.data, risk={"max_open_positions": 2})
     env.wait_safe_mode_off(timeout=60, after_version=version)
-    assert (read_heartbeat(run_id=env.run_id) or {})["config"]["source"] == "file"
+    # The file's config was applied before the clearance went out; the heartbeat says so within its 1 s period.
+    wait_until(
+        lambda: (read_heartbeat(run_id=env.run_id) or {}).get("config", {}).get("source") == "file",
+        timeout=5,
+        what="the heartbeat showing the file's config",
+    )
 
 
 def test_an_exception_in_the_feature_engine_raises_module_crash_with_a_crit_alert(environment):
