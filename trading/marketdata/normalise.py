@@ -58,8 +58,11 @@ class _Book:
         self.u = u
 
 
-def _apply_bids(sizes: dict[float, float], levels: dict[float, float], best: float) -> float:
-    """Apply validated bid levels (size 0 deletes a known level); return the new best bid (0 when none)."""
+def _apply_side(sizes: dict[float, float], levels: dict[float, float], best: float, is_bid: bool) -> float:
+    """Apply validated levels to one side (size 0 deletes a known level); return its new best price.
+
+    An empty side's best is 0 for bids, inf for asks, so any price beats it.
+    """
     stale = False
     for p, q in levels.items():
         if q == 0.0:
@@ -67,23 +70,11 @@ def _apply_bids(sizes: dict[float, float], levels: dict[float, float], best: flo
             stale = stale or p == best
         else:
             sizes[p] = q
-            if p > best:
+            if (p > best) if is_bid else (p < best):
                 best = p
-    return max(sizes, default=0.0) if stale else best
-
-
-def _apply_asks(sizes: dict[float, float], levels: dict[float, float], best: float) -> float:
-    """Apply validated ask levels (size 0 deletes a known level); return the new best ask (inf when none)."""
-    stale = False
-    for p, q in levels.items():
-        if q == 0.0:
-            del sizes[p]
-            stale = stale or p == best
-        else:
-            sizes[p] = q
-            if p < best:
-                best = p
-    return min(sizes, default=_INF) if stale else best
+    if stale:
+        return max(sizes, default=0.0) if is_bid else min(sizes, default=_INF)
+    return best
 
 
 def parse_levels(raw: Any) -> dict[float, float] | None:
@@ -244,8 +235,8 @@ class Normaliser:
             bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
             if _deletes_absent(bids, bid_sizes) or _deletes_absent(asks, ask_sizes):
                 return self._reject(ABSENT_LEVEL_DELETE)
-            book.best_bid = _apply_bids(bid_sizes, bids, book.best_bid)
-            book.best_ask = _apply_asks(ask_sizes, asks, book.best_ask)
+            book.best_bid = _apply_side(bid_sizes, bids, book.best_bid, is_bid=True)
+            book.best_ask = _apply_side(ask_sizes, asks, book.best_ask, is_bid=False)
             book.u = u if u is not None else book.u
         else:
             return self._reject(BAD_TYPE)
