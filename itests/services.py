@@ -56,7 +56,8 @@ def scenarios_list() -> list[dict[str, str]]:
     return [cls.meta() for cls in SCENARIOS]
 
 
-def _check_scenario(scenario_id: str) -> None:
+def scenario_check(scenario_id: str) -> None:
+    """Raise UnknownScenario when no scenario has ``scenario_id``."""
     from itests.scenarios import SCENARIOS_BY_ID
 
     if scenario_id not in SCENARIOS_BY_ID:
@@ -65,7 +66,7 @@ def _check_scenario(scenario_id: str) -> None:
 
 def integration_run_enqueue(*, scenario_id: str, user: str = "") -> IntegrationRunRecord:
     """Create a QUEUED run and, once committed, send its Celery chain (setup, run, teardown)."""
-    _check_scenario(scenario_id)
+    scenario_check(scenario_id)
     record = _record_create(scenario_id=scenario_id, user=user, status=RunStatus.QUEUED)
     _push(record, "queued")
     transaction.on_commit(lambda: _dispatch(record.run_id))
@@ -132,7 +133,7 @@ def _record_create(*, scenario_id: str, user: str, status: str) -> IntegrationRu
 
 def run_record_start(*, scenario_id: str, user: str) -> IntegrationRunRecord:
     """Create a run that starts now in this process (the CLI, the tests): RUNNING at once."""
-    _check_scenario(scenario_id)
+    scenario_check(scenario_id)
     record = _record_create(scenario_id=scenario_id, user=user, status=RunStatus.RUNNING)
     _push(record, "running")
     return record

@@ -248,3 +248,11 @@ def test_queued_runs_go_through_a_celery_chain_one_at_a_time(tmp_path):
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.finished_at <= second.started_at
+
+
+@pytest.mark.django_db
+def test_cli_without_redis_says_how_to_get_one_before_starting_anything(settings):
+    settings.REDIS_URL = None
+    with pytest.raises(CommandError, match=r"no Redis: set REDIS_URL, or start the product with `make run`"):
+        call_command("itest", "run", "SCENARIO_3")
+    assert not IntegrationRunRecord.objects.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from itests import services
@@ -45,6 +46,15 @@ class Command(BaseCommand):
 
         if bool(opts["all"]) == bool(opts["scenario"]):
             raise CommandError("give one scenario id or --all")
+        try:
+            if opts["scenario"]:
+                services.scenario_check(opts["scenario"])
+        except services.UnknownScenario as exc:
+            raise CommandError(str(exc)) from exc
+        if not settings.REDIS_URL:
+            # Each run starts its own Celery worker and trader, which talk through Redis; without one the
+            # worker would only retry for a minute before the run failed with a less helpful message.
+            raise CommandError("no Redis: set REDIS_URL, or start the product with `make run` and run this beside it")
         runner = IntegrationRunner(
             requested_by="cli", printer=self._progress,
             options={"duration_s": opts["duration"], "min_trades": opts["min_trades"], "speed": opts["speed"]},
