@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_DOWN, Decimal
 
 from trading.marketdata.instruments import InstrumentSpec
@@ -111,8 +111,16 @@ class MatchingEngine:
             return self.orders.get(self.link_ids[link_id])
         return None
 
+    def _open(self) -> Iterable[Order]:
+        """The orders still open, in creation order; asked on every market message, so it never scans the
+        closed ones: they leave the index here (a closed order never opens again)."""
+        live = self._live
+        for order_id in [i for i, o in live.items() if not o.is_open]:
+            del live[order_id]
+        return live.values()
+
     def has_open_orders(self, symbol: str) -> bool:
-        return any(o.is_open and o.symbol == symbol for o in self._live.values())
+        return any(o.symbol == symbol for o in self._open())
 
     def is_idle(self, symbol: str) -> bool:
         """No open order and no position on ``symbol``: a public trade only moves its last price."""
@@ -120,11 +128,7 @@ class MatchingEngine:
         return (pos is None or not pos.size) and not self.has_open_orders(symbol)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
-        """Open orders in creation order; asked on every market message, so it never scans the closed ones."""
-        live = self._live
-        for order_id in [i for i, o in live.items() if not o.is_open]:  # a closed order never opens again
-            del live[order_id]
-        return [o for o in live.values() if symbol is None or o.symbol == symbol]
+        return [o for o in self._open() if symbol is None or o.symbol == symbol]
 
     # -- account figures -------------------------------------------------
     def unrealised(self, pos: Position) -> Decimal:
