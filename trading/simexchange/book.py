@@ -109,18 +109,17 @@ class OrderBook:
         """Levels a taker on ``taker_side`` can hit, best first, up to ``limit`` price."""
         if limit is None:
             return self.levels("Sell" if taker_side == "Buy" else "Buy")
-        bound = float(limit)
-        out: list[Level] = []
+        # A buyer walks the asks up to the limit, a seller the bids down to it: with the sign, both go "up".
         if taker_side == "Buy":
-            for p in self._ask_keys():
-                if p > bound:
-                    break
-                out.append((_dec(p), _dec(self._asks[p])))
+            prices, book, sign = self._ask_keys(), self._asks, 1.0
         else:
-            for p in self._bid_keys():
-                if p < bound:
-                    break
-                out.append((_dec(p), _dec(self._bids[p])))
+            prices, book, sign = self._bid_keys(), self._bids, -1.0
+        bound = sign * float(limit)
+        out: list[Level] = []
+        for p in prices:
+            if sign * p > bound:
+                break
+            out.append((_dec(p), _dec(book[p])))
         return out
 
     def is_empty(self) -> bool:
