@@ -138,9 +138,10 @@ class BacktestEngine:
         self._messages += count
         self._seconds += time.perf_counter() - started
         self._in_position_events += in_position_events
-        return self._result(self._messages, self._seconds, self._in_position_events)
+        return self._result()
 
-    def _result(self, count: int, seconds: float, in_position_events: int) -> BacktestResult:
+    def _result(self) -> BacktestResult:
+        """Every run so far: the trades, their statistics and the pipeline's time."""
         trades = list(self.persistence.trades)
         pnl = sum((t.realized_pnl for t in trades), Decimal(0))
         fees = sum((t.fees for t in trades), Decimal(0))
@@ -153,19 +154,19 @@ class BacktestEngine:
             drawdown = max(drawdown, peak - running)
         events = self.core.counters.market_events
         return BacktestResult(
-            messages=count,
+            messages=self._messages,
             events=events,
             trades=trades,
             pnl=pnl,
             fees=fees,
             win_rate=wins / len(trades) if trades else 0.0,
             max_drawdown=drawdown,
-            exposure=in_position_events / events if events else 0.0,
+            exposure=self._in_position_events / events if events else 0.0,
             final_equity=self.venue.engine.equity(),
             entries_sent=self.core.counters.entries_sent,
             entries_refused=dict(self.core.counters.entries_refused),
             crashes=dict(self.core.counters.crashes),
-            seconds=seconds,
+            seconds=self._seconds,
         )
 
 
