@@ -60,6 +60,10 @@ class FailoverLink:
         self._threads: list[threading.Thread] = []
         self.report_errors = 0
 
+    def apply_config(self, failover: Any) -> None:
+        """Take the confirmation bound from the failover config (at start and on every reload)."""
+        self.confirm_timeout_ms = int(failover.state_confirm_timeout_s * 1000)
+
     # -- the hot path -------------------------------------------------------
 
     def is_safe_mode(self) -> bool:

@@ -192,7 +192,7 @@ class Trader:
             )
         )
         config_event = self.config_engine.load()
-        self.link.confirm_timeout_ms = int(self.config_engine.config.failover.state_confirm_timeout_s * 1000)
+        self.link.apply_config(self.config_engine.config.failover)
         self.services.environment_register(
             run_id=s.run_id,
             context={
@@ -412,6 +412,6 @@ class Trader:
         elif isinstance(event, ConfigApplied):
             self.core.apply_config(event.config)
             self.watchdog.apply_config(event.config)
-            self.link.confirm_timeout_ms = int(event.config.failover.state_confirm_timeout_s * 1000)
+            self.link.apply_config(event.config.failover)
             if event.source == "file":
                 self.link.cleared(FailureType.CONFIG_INVALID.value)

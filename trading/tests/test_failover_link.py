@@ -200,3 +200,13 @@ def test_a_pending_announcement_delivered_after_a_newer_read_is_ignored():
     fresh = {**_changed(safeMode=True, reason="PACKET_LOSS", pending=True), "sentAt": time.time()}
     link.on_bus_message(fresh)
     assert link.is_safe_mode()
+
+
+def test_the_confirmation_bound_follows_the_failover_config():
+    from trading.domain.config import DEFAULT_CONFIG
+
+    link = FailoverLink(run_id="", services=Database(), confirm_timeout_ms=60_000)
+    link.apply_config(DEFAULT_CONFIG.failover.model_copy(update={"state_confirm_timeout_s": 0.1}))
+    assert link.refresh() and not link.is_safe_mode()
+    time.sleep(0.15)
+    assert link.is_safe_mode()  # unconfirmed for longer than the configured 0.1 s
