@@ -2,10 +2,9 @@
 
 The normaliser keeps its own per-symbol order book (size maps and the touch,
 kept as levels change) and the parsed last price and touch of each symbol's
-ticker. A
-message it cannot use produces no events and is counted in ``rejected`` by
-reason; it never raises to the caller and never leaves a book half-updated,
-because every message is validated before anything is applied.
+ticker. A message it cannot use produces no events and is counted in
+``rejected`` by reason; it never raises to the caller and never leaves a book
+half-updated, because every message is validated before anything is applied.
 """
 
 from __future__ import annotations
