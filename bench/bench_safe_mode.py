@@ -9,8 +9,8 @@ embedded Redis, and real simulator, Celery worker and trader processes.
    (FailoverLink.report flips the gate before the database is even told).
 2. Another process: failure_report() in a separate process -> this process's
    FailoverLink (bus listener; safe mode ON is taken from the message) refuses
-   entries. Floor: a
-   Redis publish from that process to a listener here, measured in the same run.
+   entries. Floor: a Redis publish from that process to a listener here,
+   measured in the same run.
 3. Restart to RUNNING: a trader process started (after a graceful stop) ->
    heartbeat phase RUNNING with safe mode off, i.e. its startup plan (read
    process state, resync orders) carried out on the worker. Floor: the start of
