@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from failover.realtime import FAILOVER_GROUP
+from scalper_site.realtime import FAILOVER_GROUP
 from failover.services import failover_status
 
 # What the page listens to; anything else sent to the group stays server-side.

@@ -56,7 +56,7 @@ def engines_for(run_id: str) -> tuple[Any, Any, Any, Any]:
     from failover import services as failover_manager
     from trading.domain.clock import SystemClock
     from trading.domain.config import ConfigEngine
-    from trading.replay import BacktestEngine, ReplayEngine
+    from trading.engine.replay import BacktestEngine, ReplayEngine
 
     config_engine = ConfigEngine(runs_root() / run_id / "data" / "config" / "config.json", SystemClock())
     symbols = list(SYMBOLS)

@@ -282,7 +282,7 @@ def integration_runs_sweep(*, stale_after_s: float = STALE_AFTER_S) -> dict[str,
 
 
 def _push(record: IntegrationRunRecord, step: str) -> None:
-    from failover.realtime import push_failover_message
+    from scalper_site.realtime import push_failover_message
 
     payload = {"runId": record.run_id, "scenarioId": record.scenario_id, "status": record.status, "step": step,
                "success": record.success}

@@ -76,7 +76,7 @@ class DashboardSink:
     name = "dashboard"
 
     def send(self, alert: AlertMessage, suppressed: int) -> None:
-        from failover.realtime import push_failover_message
+        from scalper_site.realtime import push_failover_message
 
         # runId lets the dashboard keep integration runs' alerts out of the product's live list.
         payload = {**alert.to_dict(), "suppressed": suppressed, "runId": alert.run_id}

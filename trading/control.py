@@ -30,7 +30,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from failover import bus
+from scalper_site import bus
 
 HEARTBEAT_TTL_S = 10
 ACK_TTL_S = 300

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
-from trading.localstate import OPEN_LOCAL, ClosedTrade, LocalOrder, LocalPosition
+from trading.engine.localstate import OPEN_LOCAL, ClosedTrade, LocalOrder, LocalPosition
 from trading.models import Fill, Order, Position, PositionStatus, Trade
 
 

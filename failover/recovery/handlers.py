@@ -27,7 +27,7 @@ from failover.recovery.alerts import alert_on_commit
 from trading import control
 from trading.alerts import CRIT
 from trading.domain.config import ConfigError, TradingConfig, parse_config
-from trading.eventlog import EventLog
+from trading.engine.eventlog import EventLog
 from trading.exchange.port import ExchangeError, ExchangePort
 from trading.models import Position, PositionStatus
 

@@ -12,7 +12,7 @@ from failover.domain.process_state import ProcessStateStore
 from failover.domain.types import OrderSnapshot, PositionSnapshot, ProcessState
 from failover.models import PlanStatus
 from failover.tests.conftest import Env
-from trading.eventlog import read_events
+from trading.engine.eventlog import read_events
 from trading.exchange.connect import ExchangeTarget, rest_for
 from trading.exchange.port import AmbiguousSubmitError, PlaceOrder
 from trading.models import Order, OrderStatus, Position

@@ -14,7 +14,7 @@ import redis
 from django.db import connection
 
 from failover import services
-from failover.bus import BusListener
+from scalper_site.bus import BusListener
 from failover.models import PlanStatus, RecoveryStepRecord
 from failover.recovery import runner
 from failover.tests.conftest import Env

@@ -75,7 +75,7 @@ def test_websocket_consumer_receives_every_group_message_sent_from_another_proce
     session = _browser_session_cookie()
     # Fifty pushes, then the process exits at once: the sender thread must deliver all of them, in order.
     sender = (
-        "import django; django.setup(); from failover.realtime import push_failover_message\n"
+        "import django; django.setup(); from scalper_site.realtime import push_failover_message\n"
         "for n in range(50):\n"
         "    push_failover_message(kind='failover.status', payload={'safeMode': True, 'seq': n})"
     )

@@ -7,14 +7,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from trading.core import TradingCore
+from trading.engine.core import TradingCore
 from trading.domain.clock import ManualClock
 from trading.domain.config import DEFAULT_CONFIG, TradingConfig
 from trading.domain.ids import OrderLinkIdFactory
 from trading.domain.orders import OrderRequest, Side
-from trading.eventlog import EventLog
+from trading.engine.eventlog import EventLog
 from trading.exchange.venue import InProcessVenue
-from trading.localstate import NoPersistence, Persistence
+from trading.engine.localstate import NoPersistence, Persistence
 from trading.marketdata.generator import generate_messages
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trading.control import COMMANDS, send_command
-from trading.trader_ops import TraderOps
+from trading.trader.ops import TraderOps
 
 
 def test_every_command_the_client_may_send_has_a_handler_in_the_trader_and_no_more():

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from trading.eventlog import EventLog, read_events
+from trading.engine.eventlog import EventLog, read_events
 
 
 def test_events_are_appended_per_symbol_with_exact_decimals(tmp_path):

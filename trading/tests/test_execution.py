@@ -8,11 +8,11 @@ import pytest
 
 from trading.domain import reasons
 from trading.domain.orders import Side
-from trading.eventlog import read_events
+from trading.engine.eventlog import read_events
 from trading.exchange.port import AmbiguousSubmitError, PlaceOrder
 from trading.exchange.venue import InProcessVenue
-from trading.execution_ops import panic_close_all
-from trading.localstate import FILLED, REJECTED
+from trading.engine.execution_ops import panic_close_all
+from trading.engine.localstate import FILLED, REJECTED
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
 from trading.tests.kit import T0, build_rig
 

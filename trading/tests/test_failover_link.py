@@ -10,7 +10,7 @@ from django.db import OperationalError
 
 from failover.domain.enums import FailureSource, FailureType, utc_now
 from failover.domain.types import FailureEvent
-from trading.failover_link import FailoverLink
+from trading.engine.failover_link import FailoverLink
 
 
 @dataclass

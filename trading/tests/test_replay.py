@@ -6,7 +6,7 @@ import io
 import itertools
 from pathlib import Path
 
-from trading.replay import BacktestEngine, ReplayEngine, replay_main
+from trading.engine.replay import BacktestEngine, ReplayEngine, replay_main
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "market" / "sample.jsonl.gz"
 

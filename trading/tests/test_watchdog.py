@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from trading.domain.config import DEFAULT_CONFIG, TradingConfig
-from trading.watchdog import Watchdog
+from trading.engine.watchdog import Watchdog
 
 
 class Clock:
@@ -46,14 +46,14 @@ def test_a_hot_reload_changes_the_thresholds_the_detectors_judge_by():
 
 
 def test_a_private_silence_below_the_ping_round_is_raised_to_it_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="trading.watchdog"):
+    with caplog.at_level(logging.WARNING, logger="trading.engine.watchdog"):
         watchdog = _watchdog(_config(private_silence_s=5.0), Clock())
     assert watchdog.private.silence_limit_s == 30.0  # ping every 20 s + 10 s for the pong
     assert "private_silence_s=5 is below the ping interval plus pong timeout; using 30 s" in caplog.text
 
 
 def test_a_timer_with_a_callable_interval_reads_it_at_each_run():
-    from trading.trader_ops import Timer
+    from trading.trader.ops import Timer
 
     interval, runs = [5.0], []
     timer = Timer(lambda: interval[0], lambda: runs.append(1), "process-state")

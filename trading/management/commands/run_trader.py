@@ -48,7 +48,7 @@ class Command(BaseCommand):
         symbols = parse_symbols(opts["symbols"])
         data_dir = Path(opts["data_dir"]).resolve() if opts["data_dir"] else settings.DATA_DIR
         if mode == "REPLAY":
-            from trading.replay import replay_main
+            from trading.engine.replay import replay_main
 
             sys.exit(
                 replay_main(
@@ -79,7 +79,7 @@ class Command(BaseCommand):
 
         from failover import services
         from trading import control
-        from trading.trader import Trader, TraderSettings
+        from trading.trader.process import Trader, TraderSettings
 
         trader = Trader(
             TraderSettings(

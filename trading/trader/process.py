@@ -32,18 +32,18 @@ from failover.domain.process_state import (
     startup_failure_event,
 )
 from failover.domain.types import FailureEvent, ProcessState
-from trading.core import FaultHooks, TradingCore
+from trading.engine.core import FaultHooks, TradingCore
 from trading.domain.clock import SystemClock
 from trading.domain.config import ConfigApplied, ConfigEngine, ConfigInvalid
 from trading.domain.ids import OrderLinkIdFactory
-from trading.eventlog import EventLog
+from trading.engine.eventlog import EventLog
 from trading.exchange.connect import ExchangeTarget, rest_for, socket_factory
 from trading.exchange.port import ExchangeError
 from trading.exchange.streams import ManagedStream, private_subscriber, public_subscriber
-from trading.failover_link import FailoverLink
-from trading.snapshots import order_from_local, position_from_local
-from trading.trader_ops import TraderOps
-from trading.watchdog import Watchdog
+from trading.engine.failover_link import FailoverLink
+from trading.engine.snapshots import order_from_local, position_from_local
+from trading.trader.ops import TraderOps
+from trading.engine.watchdog import Watchdog
 
 logger = logging.getLogger("scalper.trader")
 
@@ -309,7 +309,7 @@ class Trader:
                 delay = min(delay * 2, 10.0)
 
     def _start_bus(self) -> Any:
-        from failover.bus import BusListener
+        from scalper_site.bus import BusListener
 
         def on_message(message: dict[str, Any]) -> None:
             if message.get("kind") == "trader.command":

@@ -10,7 +10,7 @@ import uuid
 import pytest
 import redis
 
-from failover.bus import BusListener, channel_name, publish
+from scalper_site.bus import BusListener, channel_name, publish
 from scalper_site.testkit import BASE_DIR, wait_until
 
 pytestmark = pytest.mark.services
@@ -33,7 +33,7 @@ def test_a_message_published_by_another_process_reaches_the_listener(run_id):
     try:
         assert listener.connected.wait(5)
         code = (
-            "import django; django.setup(); from failover.bus import publish; "
+            "import django; django.setup(); from scalper_site.bus import publish; "
             f"assert publish('failover.changed', {{'version': 7}}, run_id={run_id!r})"
         )
         result = subprocess.run(

@@ -29,7 +29,7 @@ from trading.domain.orders import OrderRequest, Side
 from trading.domain.quality import ExecutionQuality
 from trading.domain.risk import AccountState, PositionExposure, RiskEngine
 from trading.domain.statemachine import StateMachine
-from trading.eventlog import EventLog
+from trading.engine.eventlog import EventLog
 from trading.exchange.port import (
     BUY,
     SELL,
@@ -44,7 +44,7 @@ from trading.exchange.port import (
     TemporaryExchangeError,
 )
 from trading.exchange.pybit_rest import parse_execution, parse_order, parse_position
-from trading.localstate import (
+from trading.engine.localstate import (
     CANCELED,
     EXTERNAL_ORDER_RECOVERED,
     EXTERNAL_POSITION_RECOVERED,

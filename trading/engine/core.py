@@ -28,10 +28,10 @@ from trading.domain.pipeline import SymbolSignals
 from trading.domain.quality import ExecutionQuality
 from trading.domain.risk import RiskEngine
 from trading.domain.statemachine import StateMachine, Transition
-from trading.eventlog import EventLog
+from trading.engine.eventlog import EventLog
 from trading.exchange.port import ExchangePort
-from trading.execution import Dispatcher, ExecResult, ExecutionEngine, InlineDispatcher
-from trading.localstate import LocalState, Persistence
+from trading.engine.execution import Dispatcher, ExecResult, ExecutionEngine, InlineDispatcher
+from trading.engine.localstate import LocalState, Persistence
 from trading.marketdata.instruments import InstrumentSpec
 from trading.marketdata.normalise import Normaliser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from failover.domain.enums import OrderSide, OrderStatus, PositionSide
 from failover.domain.types import OrderSnapshot, PositionSnapshot
 from trading.exchange.port import BUY, ExchangeOrder, ExchangePosition
-from trading.localstate import (
+from trading.engine.localstate import (
     CANCELED,
     FILLED,
     NEW,

@@ -1,6 +1,6 @@
 """What the trader does on its pipeline thread besides the pipeline: handlers, timers, commands.
 
-Kept apart from ``trading.trader`` (startup and the loop) so each reads as one
+Kept apart from ``trading.trader.process`` (startup and the loop) so each reads as one
 concept: here, what every queue item means and what runs on a schedule.
 """
 
@@ -20,12 +20,12 @@ from trading.domain import reasons
 from trading.domain.config import DEFAULT_CONFIG
 from trading.domain.orders import Side
 from trading.exchange.port import ExchangeError
-from trading.execution_ops import panic_close_all, sync_from_exchange
-from trading.localstate import INTENT, SUBMITTED
-from trading.snapshots import order_from_exchange, order_from_local, position_from_exchange, position_from_local
+from trading.engine.execution_ops import panic_close_all, sync_from_exchange
+from trading.engine.localstate import INTENT, SUBMITTED
+from trading.engine.snapshots import order_from_exchange, order_from_local, position_from_exchange, position_from_local
 
 if TYPE_CHECKING:
-    from trading.trader import GatewayDispatcher, Trader
+    from trading.trader.process import GatewayDispatcher, Trader
 
 logger = logging.getLogger("scalper.trader")
 

@@ -1,0 +1,1 @@
+"""The trader process: start, loop and stop around the engine (see README.md)."""
