@@ -177,7 +177,7 @@ class TradingCore:
                     self._count(self.execution.submit_entry(request))
                 stage = MARKET_DATA_SERVICE
         except Exception as exc:
-            self._crash(stage, exc, symbol)
+            self.report_crash(stage, exc, symbol)
 
     def _count(self, result: ExecResult) -> None:
         if result.success:
@@ -191,7 +191,7 @@ class TradingCore:
         try:
             self.execution.on_private_message(message)
         except Exception as exc:
-            self._crash(EXECUTION_ENGINE, exc, "")
+            self.report_crash(EXECUTION_ENGINE, exc, "")
 
     def tick(self) -> None:
         """Timers: state machine timeouts and unconfirmed orders."""
@@ -199,13 +199,13 @@ class TradingCore:
         try:
             self.machine.tick(now)
         except Exception as exc:
-            self._crash(STATE_MACHINE, exc, "")
+            self.report_crash(STATE_MACHINE, exc, "")
         try:
             self.execution.resolve_unconfirmed()
         except Exception as exc:
-            self._crash(EXECUTION_ENGINE, exc, "")
+            self.report_crash(EXECUTION_ENGINE, exc, "")
 
-    def _crash(self, stage: str, exc: BaseException, symbol: str) -> None:
+    def report_crash(self, stage: str, exc: BaseException, symbol: str) -> None:
         self.counters.crashes[stage] = self.counters.crashes.get(stage, 0) + 1
         details = {
             "module": stage,

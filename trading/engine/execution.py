@@ -463,7 +463,7 @@ class ExecutionEngine:
             self.events.write(
                 symbol, "POSITION_UPDATE", side=side, qty=remote.size, entryPrice=remote.avg_price, origin=origin
             )
-            self._publish_exposure()
+            self.publish_exposure()
             if local is None:
                 self.machine.on_position_opened(symbol, Side.BUY if side == "LONG" else Side.SELL, now)
             return
@@ -513,10 +513,10 @@ class ExecutionEngine:
             reason=reason,
         )
         self.risk.on_trade_closed(pnl)
-        self._publish_exposure()
+        self.publish_exposure()
         self.machine.on_position_closed(local.symbol, now)
 
-    def _publish_exposure(self) -> None:
+    def publish_exposure(self) -> None:
         self.risk.on_positions(
             PositionExposure(
                 symbol=p.symbol, side=Side.BUY if p.side == "LONG" else Side.SELL, qty=p.qty, price=p.entry_price

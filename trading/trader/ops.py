@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from failover.domain.enums import Phase
+from failover.domain.enums import Phase, utc_now
 from failover.domain.reconcile import diff_orders, diff_positions
 from failover.domain.types import ProcessState
 from trading.domain import reasons
@@ -90,7 +90,7 @@ class TraderOps:
         try:
             done(result, error)
         except Exception as exc:
-            self.core._crash("EXECUTION_ENGINE", exc, "")
+            self.core.report_crash("EXECUTION_ENGINE", exc, "")
         self.write_process_state()
 
     def _on_rest(self, item: tuple) -> None:
@@ -255,7 +255,7 @@ class TraderOps:
         current = trader.store.current
         trader.store.save(
             ProcessState(
-                last_update=trader.store._clock(),
+                last_update=utc_now(),
                 pid=os.getpid(),
                 run_mode=current.run_mode,
                 phase=phase,
@@ -324,7 +324,7 @@ class TraderOps:
         state = self.core.state
         state.reload()
         execution = self.core.execution
-        execution._publish_exposure()
+        execution.publish_exposure()
         now = self.trader.clock.now_ms()
         for position in state.positions.values():
             self.core.machine.on_position_opened(
