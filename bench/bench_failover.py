@@ -46,9 +46,9 @@ import django  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from failover import services  # noqa: E402
-from scalper_site.bus import channel_name  # noqa: E402
 from failover.domain.types import FailureEvent  # noqa: E402
 from failover.models import PlanStatus, RecoveryPlanRecord  # noqa: E402
+from scalper_site.bus import channel_name  # noqa: E402
 from scalper_site.testkit import celery_worker_argv, start_process, stop_process, wait_until  # noqa: E402
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS  # noqa: E402
 from trading.models import Order  # noqa: E402

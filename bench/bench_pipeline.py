@@ -37,10 +37,10 @@ django.setup()
 
 from trading.domain.config import DEFAULT_CONFIG  # noqa: E402
 from trading.domain.pipeline import SignalPipeline  # noqa: E402
+from trading.engine.replay import BacktestEngine  # noqa: E402
 from trading.marketdata.generator import generate_messages  # noqa: E402
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS  # noqa: E402
 from trading.marketdata.normalise import Normaliser  # noqa: E402
-from trading.engine.replay import BacktestEngine  # noqa: E402
 
 T0 = 1_763_479_200_000
 

@@ -38,9 +38,9 @@ DATA, REDIS = embedded("safe-mode")
 from django.core.management import call_command  # noqa: E402
 
 from failover import services  # noqa: E402
-from scalper_site.bus import BusListener  # noqa: E402
 from failover.domain.enums import FailureSource, FailureType, utc_now  # noqa: E402
 from failover.domain.types import FailureEvent  # noqa: E402
+from scalper_site.bus import BusListener  # noqa: E402
 from scalper_site.testkit import celery_worker_argv, free_port, start_process, stop_process, wait_until  # noqa: E402
 from trading.control import read_heartbeat  # noqa: E402
 from trading.engine.failover_link import FailoverLink  # noqa: E402

@@ -5,8 +5,8 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from scalper_site.realtime import FAILOVER_GROUP
 from failover.services import failover_status
+from scalper_site.realtime import FAILOVER_GROUP
 
 # What the page listens to; anything else sent to the group stays server-side.
 FORWARDED_KINDS = frozenset({"failover.status", "failover.run_status", "alert", "integration.progress"})

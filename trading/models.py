@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import models
 
 
-class Side(models.TextChoices):
+class OrderSide(models.TextChoices):
     BUY = "BUY"
     SELL = "SELL"
 
@@ -46,7 +46,7 @@ class Order(models.Model):
     order_link_id = models.CharField(max_length=36)
     exchange_order_id = models.CharField(max_length=64, blank=True, default="")
     symbol = models.CharField(max_length=32, db_index=True)
-    side = models.CharField(max_length=4, choices=Side.choices)
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
     order_type = models.CharField(max_length=8, default="Market")  # Market | Limit, as Bybit names them
     qty = models.DecimalField(max_digits=28, decimal_places=10)
     price = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
@@ -77,7 +77,7 @@ class Fill(models.Model):
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="fills")
     order_link_id = models.CharField(max_length=36, blank=True, default="")
     symbol = models.CharField(max_length=32)
-    side = models.CharField(max_length=4, choices=Side.choices)
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
     price = models.DecimalField(max_digits=28, decimal_places=10)
     qty = models.DecimalField(max_digits=28, decimal_places=10)
     fee = models.DecimalField(max_digits=28, decimal_places=10, default=0)

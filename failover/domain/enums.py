@@ -86,6 +86,16 @@ class OrderSide(StrEnum):
     BUY = "BUY"
     SELL = "SELL"
 
+    @property
+    def sign(self) -> int:
+        """Return +1 for BUY, -1 for SELL."""
+        return 1 if self is OrderSide.BUY else -1
+
+    @property
+    def opposite(self) -> OrderSide:
+        """Return the side that closes a position opened on this side."""
+        return OrderSide.SELL if self is OrderSide.BUY else OrderSide.BUY
+
 
 class OrderStatus(StrEnum):
     NEW = "NEW"

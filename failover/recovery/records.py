@@ -22,7 +22,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
-from scalper_site import bus
 from failover.domain.enums import Clock, utc_now
 from failover.domain.files import atomic_write_json
 from failover.domain.health import HealthThresholds
@@ -35,6 +34,7 @@ from failover.models import (
     RecoveryStepRecord,
     StepStatus,
 )
+from scalper_site import bus
 from scalper_site.realtime import push_failover_message
 from trading.domain.config import DEFAULT_CONFIG, ConfigError, TradingConfig, parse_config
 

@@ -14,10 +14,10 @@ import redis
 from django.db import connection
 
 from failover import services
-from scalper_site.bus import BusListener
 from failover.models import PlanStatus, RecoveryStepRecord
 from failover.recovery import runner
 from failover.tests.conftest import Env
+from scalper_site.bus import BusListener
 from scalper_site.celery import app as celery_app
 from scalper_site.testkit import celery_worker_argv, env_on_test_database, start_process, stop_process, wait_until
 from trading import control

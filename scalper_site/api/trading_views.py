@@ -21,7 +21,7 @@ from scalper_site.api.serializers import (
     page_serializer,
 )
 from trading.control import TraderUnavailable
-from trading.models import AlertLevel, PositionSide, Side
+from trading.models import AlertLevel, OrderSide, PositionSide
 
 TAG = ["trading"]
 
@@ -113,7 +113,7 @@ class OrderListView(APIView):
     @extend_schema_serializer(component_name="Order")
     class OutputSerializer(serializers.Serializer):
         symbol = serializers.CharField()
-        side = enum_field(Side.values, name="OrderSide")
+        side = enum_field(OrderSide.values, name="OrderSide")
         clientOrderId = serializers.CharField(source="order_link_id")
         exchangeOrderId = serializers.SerializerMethodField()
         price = _number(allow_null=True)

@@ -23,8 +23,8 @@ from django.test import Client
 
 from failover import services
 from failover.domain.types import FailureEvent
-from scalper_site.realtime import push_failover_message
 from failover.recovery import runner
+from scalper_site.realtime import push_failover_message
 from scalper_site.testkit import BASE_DIR, env_on_test_database
 
 ORIGIN = (b"origin", b"http://127.0.0.1")

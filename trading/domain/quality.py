@@ -20,14 +20,14 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from failover.domain.enums import OrderSide
 from trading.domain.clock import Clock
 from trading.domain.config import QualityConfig
-from trading.domain.orders import Side
 
 BPS = 10_000.0
 
 
-def slippage_bps(side: Side, expected_price: float, fill_price: float) -> float:
+def slippage_bps(side: OrderSide, expected_price: float, fill_price: float) -> float:
     """Return the slippage of a fill in bps of the expected price, adverse positive."""
     if expected_price <= 0.0:
         raise ValueError("expected_price must be positive")
@@ -113,7 +113,7 @@ class ExecutionQuality:
         self._threshold = config.quality_threshold
         self._recovery = config.recovery_threshold
 
-    def record_fill(self, symbol: str, side: Side, expected_price: float, fill_price: float) -> float:
+    def record_fill(self, symbol: str, side: OrderSide, expected_price: float, fill_price: float) -> float:
         """Record a fill against the price the order expected; return its slippage in bps."""
         slip = slippage_bps(side, expected_price, fill_price)
         tracker = self._trackers.get(symbol)

@@ -17,10 +17,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from failover.domain.enums import OrderSide
 from trading.domain import reasons
 from trading.domain.clock import Clock, utc_day
 from trading.domain.config import RiskConfig
-from trading.domain.orders import OrderRequest, Side
+from trading.domain.orders import OrderRequest
 from trading.domain.quality import ExecutionQuality
 from trading.marketdata.instruments import InstrumentSpec
 
@@ -46,7 +47,7 @@ class AccountState:
 @dataclass(frozen=True, slots=True)
 class PositionExposure:
     symbol: str
-    side: Side
+    side: OrderSide
     qty: Decimal
     price: Decimal  # mark price when known, else entry price
 
@@ -61,7 +62,7 @@ class RiskDecision:
     allowed: bool
     reason: str  # a code from ``trading.domain.reasons``
     symbol: str
-    side: Side
+    side: OrderSide
     qty: Decimal = _ZERO
     price: Decimal | None = None  # tick-rounded entry price
     stop_price: Decimal | None = None
@@ -209,7 +210,7 @@ class RiskEngine:
             return self._refuse(request, reasons.INVALID_STOP_DISTANCE, f"stop distance {request.stop_distance}")
 
         tick = spec.tick_size
-        buy = side is Side.BUY
+        buy = side is OrderSide.BUY
         price = round_to_step(_dec(request.reference_price), tick, ROUND_FLOOR if buy else ROUND_CEILING)
         distance = _dec(request.stop_distance)
         if buy:
@@ -253,7 +254,7 @@ class RiskEngine:
             message=f"risk {risk_amount:.4f} over stop distance {real_distance}",
         )
 
-    def check_exit(self, symbol: str, side: Side, qty: Decimal) -> RiskDecision:
+    def check_exit(self, symbol: str, side: OrderSide, qty: Decimal) -> RiskDecision:
         """Allow a reduce-only or closing order, always."""
         return RiskDecision(
             allowed=True,

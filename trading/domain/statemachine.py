@@ -24,9 +24,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
+from failover.domain.enums import OrderSide
 from trading.domain.config import TradingConfig
 from trading.domain.features import BPS, Features
-from trading.domain.orders import OrderRequest, Side
+from trading.domain.orders import OrderRequest
 from trading.domain.scoring import Score
 
 EntryGate = Callable[[str], str | None]  # symbol -> reason entries are blocked, or None
@@ -87,7 +88,7 @@ class SymbolStateContext:
     def __init__(self, symbol: str, now_ms: int = 0) -> None:
         self.symbol = symbol
         self.state = State.IDLE
-        self.side: Side | None = None  # the signal side in WATCH/ARM, the position side in IN_POSITION
+        self.side: OrderSide | None = None  # the signal side in WATCH/ARM, the position side in IN_POSITION
         self.since_ms = now_ms  # when the current state was entered
         self.last_reason = ""
         self.transitions = 0
@@ -168,9 +169,9 @@ class StateMachine:
         else:
             return None
         if score.long >= score.short:
-            side, value = Side.BUY, score.long
+            side, value = OrderSide.BUY, score.long
         else:
-            side, value = Side.SELL, score.short
+            side, value = OrderSide.SELL, score.short
 
         if state is State.IDLE:
             if value >= self._watch:
@@ -200,7 +201,7 @@ class StateMachine:
             side=side,
             reference_price=features.price,
             stop_distance=self._stop_distance(features),
-            reason=ENTRY_SIGNAL_LONG if side is Side.BUY else ENTRY_SIGNAL_SHORT,
+            reason=ENTRY_SIGNAL_LONG if side is OrderSide.BUY else ENTRY_SIGNAL_SHORT,
             score=value,
             ts=now_ms,
         )
@@ -213,7 +214,7 @@ class StateMachine:
         for ctx in self._contexts.values():
             self._expire(ctx, now_ms)
 
-    def on_position_opened(self, symbol: str, side: Side, now_ms: int, reason: str = ENTRY_FILLED) -> None:
+    def on_position_opened(self, symbol: str, side: OrderSide, now_ms: int, reason: str = ENTRY_FILLED) -> None:
         """Record a fill or a recovered exchange position: the symbol is IN_POSITION."""
         ctx = self.context(symbol)
         ctx.side = side

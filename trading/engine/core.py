@@ -29,9 +29,9 @@ from trading.domain.quality import ExecutionQuality
 from trading.domain.risk import RiskEngine
 from trading.domain.statemachine import StateMachine, Transition
 from trading.engine.eventlog import EventLog
-from trading.exchange.port import ExchangePort
 from trading.engine.execution import Dispatcher, ExecResult, ExecutionEngine, InlineDispatcher
 from trading.engine.localstate import LocalState, Persistence
+from trading.exchange.port import ExchangePort
 from trading.marketdata.instruments import InstrumentSpec
 from trading.marketdata.normalise import Normaliser
 

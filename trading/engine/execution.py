@@ -22,28 +22,15 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
+from failover.domain.enums import OrderSide
 from trading.domain import reasons
 from trading.domain.clock import Clock
 from trading.domain.ids import OrderLinkIdFactory
-from trading.domain.orders import OrderRequest, Side
+from trading.domain.orders import OrderRequest
 from trading.domain.quality import ExecutionQuality
 from trading.domain.risk import AccountState, PositionExposure, RiskEngine
 from trading.domain.statemachine import StateMachine
 from trading.engine.eventlog import EventLog
-from trading.exchange.port import (
-    BUY,
-    SELL,
-    AmbiguousSubmitError,
-    DuplicateOrderLinkId,
-    ExchangeOrder,
-    ExchangePort,
-    ExchangePosition,
-    Execution,
-    OrderRejected,
-    PlaceOrder,
-    TemporaryExchangeError,
-)
-from trading.exchange.pybit_rest import parse_execution, parse_order, parse_position
 from trading.engine.localstate import (
     CANCELED,
     EXTERNAL_ORDER_RECOVERED,
@@ -59,6 +46,20 @@ from trading.engine.localstate import (
     LocalState,
     local_status,
 )
+from trading.exchange.port import (
+    BUY,
+    SELL,
+    AmbiguousSubmitError,
+    DuplicateOrderLinkId,
+    ExchangeOrder,
+    ExchangePort,
+    ExchangePosition,
+    Execution,
+    OrderRejected,
+    PlaceOrder,
+    TemporaryExchangeError,
+)
+from trading.exchange.pybit_rest import parse_execution, parse_order, parse_position
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ class ExecutionEngine:
         pending = [o for o in self.state.open_orders(symbol) if o.reduce_only]
         if pending:
             return ExecResult(True, EXIT_ALREADY_PENDING, pending[0].order_link_id)
-        side = Side.SELL if position.side == "LONG" else Side.BUY
+        side = OrderSide.SELL if position.side == "LONG" else OrderSide.BUY
         self.risk.check_exit(symbol, side, position.qty)  # always allowed; kept for the audit trail
         now = self.clock.now_ms()
         order = LocalOrder(
@@ -383,7 +384,7 @@ class ExecutionEngine:
         if updated.purpose != "ENTRY":
             return
         if status == FILLED and local.status != FILLED and updated.expected_price and remote.avg_price > 0:
-            side = Side(updated.side)
+            side = OrderSide(updated.side)
             slip = self.quality.record_fill(remote.symbol, side, float(updated.expected_price), float(remote.avg_price))
             self.events.write(
                 remote.symbol,
@@ -465,7 +466,7 @@ class ExecutionEngine:
             )
             self.publish_exposure()
             if local is None:
-                self.machine.on_position_opened(symbol, Side.BUY if side == "LONG" else Side.SELL, now)
+                self.machine.on_position_opened(symbol, OrderSide.BUY if side == "LONG" else OrderSide.SELL, now)
             return
         if local is not None:
             self._close_local(local, reason="CLOSED", now=now, mark=remote.mark_price)
@@ -519,7 +520,7 @@ class ExecutionEngine:
     def publish_exposure(self) -> None:
         self.risk.on_positions(
             PositionExposure(
-                symbol=p.symbol, side=Side.BUY if p.side == "LONG" else Side.SELL, qty=p.qty, price=p.entry_price
+                symbol=p.symbol, side=OrderSide.BUY if p.side == "LONG" else OrderSide.SELL, qty=p.qty, price=p.entry_price
             )
             for p in self.state.positions.values()
         )

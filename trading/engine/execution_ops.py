@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from trading.exchange.port import BUY, SELL, ExchangeError, ExchangePosition, PlaceOrder
 from trading.engine.execution import ExecutionEngine
 from trading.engine.localstate import CANCELED, INTENT, SUBMITTED, ZERO, LocalOrder
+from trading.exchange.port import BUY, SELL, ExchangeError, ExchangePosition, PlaceOrder
 
 
 def sync_from_exchange(engine: ExecutionEngine) -> dict[str, int]:

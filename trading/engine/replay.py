@@ -18,13 +18,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from trading.engine.core import TradingCore
 from trading.domain.clock import ManualClock
 from trading.domain.config import DEFAULT_CONFIG, TradingConfig
 from trading.domain.ids import OrderLinkIdFactory
+from trading.engine.core import TradingCore
 from trading.engine.eventlog import EventLog
-from trading.exchange.venue import InProcessVenue
 from trading.engine.localstate import ClosedTrade, NoPersistence
+from trading.exchange.venue import InProcessVenue
 from trading.marketdata.generator import generate_messages
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
 from trading.marketdata.jsonl import read_messages

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from failover.domain.enums import OrderSide, OrderStatus, PositionSide
 from failover.domain.types import OrderSnapshot, PositionSnapshot
-from trading.exchange.port import BUY, ExchangeOrder, ExchangePosition
 from trading.engine.localstate import (
     CANCELED,
     FILLED,
@@ -15,6 +14,7 @@ from trading.engine.localstate import (
     LocalPosition,
     local_status,
 )
+from trading.exchange.port import BUY, ExchangeOrder, ExchangePosition
 
 # Local statuses before the exchange confirmed anything count as NEW in the snapshot:
 # the order may be live on the exchange, which is exactly what a successor must check.

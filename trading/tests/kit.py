@@ -7,14 +7,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from trading.engine.core import TradingCore
+from failover.domain.enums import OrderSide
 from trading.domain.clock import ManualClock
 from trading.domain.config import DEFAULT_CONFIG, TradingConfig
 from trading.domain.ids import OrderLinkIdFactory
-from trading.domain.orders import OrderRequest, Side
+from trading.domain.orders import OrderRequest
+from trading.engine.core import TradingCore
 from trading.engine.eventlog import EventLog
-from trading.exchange.venue import InProcessVenue
 from trading.engine.localstate import NoPersistence, Persistence
+from trading.exchange.venue import InProcessVenue
 from trading.marketdata.generator import generate_messages
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
 
@@ -46,7 +47,7 @@ class Rig:
         book = self.venue.engine.books[symbol]
         return float((book.best_bid()[0] + book.best_ask()[0]) / 2)
 
-    def request(self, symbol: str, side: Side = Side.BUY, stop_bps: float = 50.0) -> OrderRequest:
+    def request(self, symbol: str, side: OrderSide = OrderSide.BUY, stop_bps: float = 50.0) -> OrderRequest:
         mid = self.mid(symbol)
         return OrderRequest(
             symbol=symbol,
@@ -58,7 +59,7 @@ class Rig:
             ts=self.clock.now_ms(),
         )
 
-    def enter(self, symbol: str, side: Side = Side.BUY):
+    def enter(self, symbol: str, side: OrderSide = OrderSide.BUY):
         result = self.core.execution.submit_entry(self.request(symbol, side))
         self.pump()
         return result

@@ -6,13 +6,13 @@ from decimal import Decimal
 
 import pytest
 
+from failover.domain.enums import OrderSide
 from trading.domain import reasons
-from trading.domain.orders import Side
 from trading.engine.eventlog import read_events
-from trading.exchange.port import AmbiguousSubmitError, PlaceOrder
-from trading.exchange.venue import InProcessVenue
 from trading.engine.execution_ops import panic_close_all
 from trading.engine.localstate import FILLED, REJECTED
+from trading.exchange.port import AmbiguousSubmitError, PlaceOrder
+from trading.exchange.venue import InProcessVenue
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
 from trading.tests.kit import T0, build_rig
 
@@ -161,7 +161,7 @@ def test_hostile_private_messages_never_take_the_engine_down(tmp_path, hostile):
 def test_panic_close_cancels_orders_closes_positions_and_refreshes_risk(tmp_path):
     rig = build_rig(["BTCUSDT", "ETHUSDT"], tmp_path)
     rig.enter("BTCUSDT")
-    rig.enter("ETHUSDT", Side.SELL)
+    rig.enter("ETHUSDT", OrderSide.SELL)
     book = rig.venue.engine.books["BTCUSDT"]
     far_below = (book.best_bid()[0] * Decimal("0.95")).quantize(Decimal("0.1"))
     rig.venue.place_order(

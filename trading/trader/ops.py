@@ -13,16 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from failover.domain.enums import Phase, utc_now
+from failover.domain.enums import OrderSide, Phase, utc_now
 from failover.domain.reconcile import diff_orders, diff_positions
 from failover.domain.types import ProcessState
 from trading.domain import reasons
 from trading.domain.config import DEFAULT_CONFIG
-from trading.domain.orders import Side
-from trading.exchange.port import ExchangeError
 from trading.engine.execution_ops import panic_close_all, sync_from_exchange
 from trading.engine.localstate import INTENT, SUBMITTED
 from trading.engine.snapshots import order_from_exchange, order_from_local, position_from_exchange, position_from_local
+from trading.exchange.port import ExchangeError
 
 if TYPE_CHECKING:
     from trading.trader.process import GatewayDispatcher, Trader
@@ -328,7 +327,7 @@ class TraderOps:
         now = self.trader.clock.now_ms()
         for position in state.positions.values():
             self.core.machine.on_position_opened(
-                position.symbol, Side.BUY if position.side == "LONG" else Side.SELL, now, reason="STATE_RELOADED"
+                position.symbol, OrderSide.BUY if position.side == "LONG" else OrderSide.SELL, now, reason="STATE_RELOADED"
             )
         for symbol, ctx in self.core.machine.contexts().items():
             if ctx.state.value == "IN_POSITION" and symbol not in state.positions:

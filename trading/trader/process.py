@@ -32,18 +32,18 @@ from failover.domain.process_state import (
     startup_failure_event,
 )
 from failover.domain.types import FailureEvent, ProcessState
-from trading.engine.core import FaultHooks, TradingCore
 from trading.domain.clock import SystemClock
 from trading.domain.config import ConfigApplied, ConfigEngine, ConfigInvalid
 from trading.domain.ids import OrderLinkIdFactory
+from trading.engine.core import FaultHooks, TradingCore
 from trading.engine.eventlog import EventLog
+from trading.engine.failover_link import FailoverLink
+from trading.engine.snapshots import order_from_local, position_from_local
+from trading.engine.watchdog import Watchdog
 from trading.exchange.connect import ExchangeTarget, rest_for, socket_factory
 from trading.exchange.port import ExchangeError
 from trading.exchange.streams import ManagedStream, private_subscriber, public_subscriber
-from trading.engine.failover_link import FailoverLink
-from trading.engine.snapshots import order_from_local, position_from_local
 from trading.trader.ops import TraderOps
-from trading.engine.watchdog import Watchdog
 
 logger = logging.getLogger("scalper.trader")
 

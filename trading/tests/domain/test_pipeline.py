@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from failover.domain.enums import OrderSide
 from trading.domain import reasons
 from trading.domain.clock import ManualClock
 from trading.domain.config import ConfigApplied
-from trading.domain.orders import OrderRequest, Side
+from trading.domain.orders import OrderRequest
 from trading.domain.pipeline import SignalPipeline
 from trading.domain.statemachine import State
 from trading.marketdata.events import BOOK, TRADE, MarketEvent
@@ -37,7 +38,7 @@ def test_pipeline_turns_a_rising_market_into_one_long_request() -> None:
     # 0.6 entry threshold on the 8th book (index 14): ARM. The trade right after it fires.
     assert [i for i, _ in fired] == [15]
     request = fired[0][1]
-    assert (request.symbol, request.side, request.reason) == ("BTCUSDT", Side.BUY, "ENTRY_SIGNAL_LONG")
+    assert (request.symbol, request.side, request.reason) == ("BTCUSDT", OrderSide.BUY, "ENTRY_SIGNAL_LONG")
     assert request.reference_price == events[14].price  # the mid, not the trade print
     assert request.ts == events[15].ts_ms
     assert request.stop_distance > 0.0

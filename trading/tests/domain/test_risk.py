@@ -4,9 +4,10 @@ from decimal import ROUND_CEILING, Decimal
 
 import pytest
 
+from failover.domain.enums import OrderSide
 from trading.domain import reasons
 from trading.domain.clock import MS_PER_DAY, ManualClock
-from trading.domain.orders import OrderRequest, Side
+from trading.domain.orders import OrderRequest
 from trading.domain.quality import ExecutionQuality
 from trading.domain.risk import AccountState, PositionExposure, RiskEngine, round_to_step
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
@@ -43,7 +44,7 @@ def engine(clock: ManualClock | None = None, quality: ExecutionQuality | None = 
 
 
 def request(
-    symbol: str = "BTCUSDT", side: Side = Side.BUY, price: float = 50000.05, stop: float = 100.0
+    symbol: str = "BTCUSDT", side: OrderSide = OrderSide.BUY, price: float = 50000.05, stop: float = 100.0
 ) -> OrderRequest:
     return OrderRequest(
         symbol=symbol, side=side, reference_price=price, stop_distance=stop, reason="TEST", score=0.7, ts=T0
@@ -51,7 +52,7 @@ def request(
 
 
 def position(symbol: str, qty: str, price: str) -> PositionExposure:
-    return PositionExposure(symbol=symbol, side=Side.BUY, qty=Decimal(qty), price=Decimal(price))
+    return PositionExposure(symbol=symbol, side=OrderSide.BUY, qty=Decimal(qty), price=Decimal(price))
 
 
 def test_risk_sizes_long_entry_from_risk_and_stop() -> None:
@@ -67,7 +68,7 @@ def test_risk_sizes_long_entry_from_risk_and_stop() -> None:
 
 
 def test_risk_sizes_short_entry_with_prices_rounded_for_a_sell() -> None:
-    decision = engine().check_entry(request(side=Side.SELL), EQUITY)
+    decision = engine().check_entry(request(side=OrderSide.SELL), EQUITY)
 
     assert decision.allowed is True
     assert str(decision.price) == "50000.10"  # a sell rounds up
@@ -179,7 +180,7 @@ def test_risk_refuses_entry_in_safe_mode_but_allows_exit() -> None:
     risk.set_global_block(reasons.SAFE_MODE_ACTIVE)
 
     decision = risk.check_entry(request(), EQUITY)
-    exit_decision = risk.check_exit("BTCUSDT", Side.SELL, Decimal("0.25"))
+    exit_decision = risk.check_exit("BTCUSDT", OrderSide.SELL, Decimal("0.25"))
 
     assert (decision.allowed, decision.reason) == (False, reasons.SAFE_MODE_ACTIVE)
     assert (exit_decision.allowed, exit_decision.reason, exit_decision.reduce_only) == (
@@ -198,7 +199,7 @@ def test_risk_refuses_entry_when_trading_disabled_but_allows_exit() -> None:
     risk.set_trading_enabled(False)
 
     assert risk.check_entry(request(), EQUITY).reason == reasons.TRADING_DISABLED
-    assert risk.check_exit("BTCUSDT", Side.SELL, Decimal("1")).allowed is True
+    assert risk.check_exit("BTCUSDT", OrderSide.SELL, Decimal("1")).allowed is True
 
 
 def test_risk_reload_with_unchanged_switch_keeps_runtime_disable() -> None:
@@ -225,7 +226,7 @@ def test_risk_daily_loss_switches_risk_off_for_the_rest_of_the_utc_day() -> None
 
     decision = risk.check_entry(request(), EQUITY)
     assert (decision.allowed, decision.reason) == (False, reasons.RISK_OFF_DAILY_LOSS)
-    assert risk.check_exit("BTCUSDT", Side.SELL, Decimal("0.25")).allowed is True
+    assert risk.check_exit("BTCUSDT", OrderSide.SELL, Decimal("0.25")).allowed is True
     assert risk.entry_block_reason("ETHUSDT") == reasons.RISK_OFF_DAILY_LOSS
 
     clock.set((T0 // MS_PER_DAY + 1) * MS_PER_DAY - 1)  # 23:59:59.999 the same day
@@ -252,7 +253,7 @@ def test_risk_blocks_only_the_symbol_with_poor_execution_quality() -> None:
     clock = ManualClock(T0)
     quality = ExecutionQuality(CONFIG.quality, clock)
     risk = engine(clock, quality)
-    quality.record_fill("BTCUSDT", Side.BUY, 50000.0, 50250.0)  # 50 bps adverse
+    quality.record_fill("BTCUSDT", OrderSide.BUY, 50000.0, 50250.0)  # 50 bps adverse
 
     btc = risk.check_entry(request(), EQUITY)
     eth = risk.check_entry(request(symbol="ETHUSDT", price=3000.0, stop=10.0), EQUITY)

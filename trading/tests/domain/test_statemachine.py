@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from failover.domain.enums import OrderSide
 from trading.domain import reasons
-from trading.domain.orders import OrderRequest, Side
+from trading.domain.orders import OrderRequest
 from trading.domain.statemachine import (
     ARM_TIMEOUT,
     COOLDOWN_OVER,
@@ -72,7 +73,7 @@ def test_statemachine_walks_idle_watch_arm_and_emits_order_request() -> None:
 
     assert request == OrderRequest(
         symbol=SYM,
-        side=Side.BUY,
+        side=OrderSide.BUY,
         reference_price=100.0,
         stop_distance=pytest.approx(0.3),
         reason=ENTRY_SIGNAL_LONG,
@@ -96,7 +97,7 @@ def test_statemachine_emits_sell_request_on_short_score() -> None:
     request = signal(sm, 200, short=0.8, long=0.1)
 
     assert request is not None
-    assert (request.side, request.reason, request.score) == (Side.SELL, ENTRY_SIGNAL_SHORT, 0.8)
+    assert (request.side, request.reason, request.score) == (OrderSide.SELL, ENTRY_SIGNAL_SHORT, 0.8)
 
 
 def test_statemachine_stop_distance_has_a_floor() -> None:
@@ -116,7 +117,7 @@ def test_statemachine_fill_then_close_then_cooldown_then_idle() -> None:
     arm(sm)
     signal(sm, 200, long=0.7)
 
-    sm.on_position_opened(SYM, Side.BUY, 250)
+    sm.on_position_opened(SYM, OrderSide.BUY, 250)
     assert sm.state(SYM) is State.IN_POSITION
     assert signal(sm, 10_000, long=0.9) is None  # no timeout and no new entry while in position
     assert sm.state(SYM) is State.IN_POSITION
@@ -163,7 +164,7 @@ def test_statemachine_order_request_timeout_cools_down_and_late_fill_still_count
     assert sm.state(SYM) is State.COOLDOWN
     assert log[-1].reason == ORDER_REQUEST_TIMEOUT
 
-    sm.on_position_opened(SYM, Side.BUY, 2300)
+    sm.on_position_opened(SYM, OrderSide.BUY, 2300)
     assert sm.state(SYM) is State.IN_POSITION
 
 
@@ -253,9 +254,9 @@ def test_statemachine_clear_idle_state_never_touches_positions() -> None:
     sm, _ = machine()
     signal(sm, 0, long=0.4, symbol="WATCHUSDT")
     arm(sm, symbol="ARMUSDT")
-    sm.on_position_opened("COOLUSDT", Side.BUY, 0)
+    sm.on_position_opened("COOLUSDT", OrderSide.BUY, 0)
     sm.on_position_closed("COOLUSDT", 50)
-    sm.on_position_opened("POSUSDT", Side.SELL, 0)
+    sm.on_position_opened("POSUSDT", OrderSide.SELL, 0)
     arm(sm, symbol="REQUSDT")
     signal(sm, 200, long=0.7, symbol="REQUSDT")
     signal(sm, 0, long=0.4, symbol="KEEPUSDT")
@@ -272,7 +273,7 @@ def test_statemachine_clear_idle_state_never_touches_positions() -> None:
         "KEEPUSDT": State.WATCH,
     }
     assert sm.reset_symbol("POSUSDT") is False
-    assert sm.context("POSUSDT").side is Side.SELL
+    assert sm.context("POSUSDT").side is OrderSide.SELL
 
 
 def test_statemachine_state_names_are_the_spec_names() -> None:
