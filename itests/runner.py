@@ -54,7 +54,7 @@ class _Heartbeat:
 def engines_for(run_id: str) -> tuple[Any, Any, Any, Any]:
     """Return the engines a scenario's ``setup_env`` takes: config, replay, backtest and the failover manager."""
     from failover import services as failover_manager
-    from trading.domain.clock import SystemClock
+    from failover.domain.clock import SystemClock
     from trading.domain.config import ConfigEngine
     from trading.engine.replay import BacktestEngine, ReplayEngine
 

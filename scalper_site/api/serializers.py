@@ -14,8 +14,8 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import serializers
 
+from failover.domain.clock import iso_ms
 from failover.models import FailureType, StepStatus, StepType
-from trading.domain.clock import iso_ms
 
 
 class StrictBooleanField(serializers.BooleanField):

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from trading.domain.clock import Clock
+from failover.domain.clock import Clock
 
 logger = logging.getLogger(__name__)
 

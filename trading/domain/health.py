@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from trading.domain.clock import Clock, iso_ms
+from failover.domain.clock import Clock, iso_ms
 
 
 class HealthStatus(StrEnum):

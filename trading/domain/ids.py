@@ -21,7 +21,7 @@ import re
 import time
 from datetime import UTC, datetime
 
-from trading.domain.clock import Clock
+from failover.domain.clock import Clock
 
 MAX_LEN = 36
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from failover.domain.clock import Clock
 from failover.domain.enums import OrderSide
-from trading.domain.clock import Clock
 from trading.domain.config import QualityConfig
 
 BPS = 10_000.0

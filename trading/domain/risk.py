@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from failover.domain.clock import Clock, utc_day
 from failover.domain.enums import OrderSide
 from trading.domain import reasons
-from trading.domain.clock import Clock, utc_day
 from trading.domain.config import RiskConfig
 from trading.domain.orders import OrderRequest
 from trading.domain.quality import ExecutionQuality

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from failover.domain.clock import Clock
 from trading.domain import reasons
-from trading.domain.clock import Clock
 from trading.domain.config import TradingConfig
 from trading.domain.ids import OrderLinkIdFactory
 from trading.domain.latency import LatencyMonitor

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
+from failover.domain.clock import Clock
 from failover.domain.enums import OrderSide
 from trading.domain import reasons
-from trading.domain.clock import Clock
 from trading.domain.ids import OrderLinkIdFactory
 from trading.domain.orders import OrderRequest
 from trading.domain.quality import ExecutionQuality

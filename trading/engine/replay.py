@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from trading.domain.clock import ManualClock
+from failover.domain.clock import ManualClock
 from trading.domain.config import DEFAULT_CONFIG, TradingConfig
 from trading.domain.ids import OrderLinkIdFactory
 from trading.engine.core import TradingCore

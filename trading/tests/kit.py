@@ -7,8 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from failover.domain.clock import ManualClock
 from failover.domain.enums import OrderSide
-from trading.domain.clock import ManualClock
 from trading.domain.config import DEFAULT_CONFIG, TradingConfig
 from trading.domain.ids import OrderLinkIdFactory
 from trading.domain.orders import OrderRequest

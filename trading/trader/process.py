@@ -23,6 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from failover.domain.clock import SystemClock
 from failover.domain.enums import FailureSource, FailureType, Phase, RunMode, utc_now
 from failover.domain.process_state import (
     ProcessStateCorrupt,
@@ -32,7 +33,6 @@ from failover.domain.process_state import (
     startup_failure_event,
 )
 from failover.domain.types import FailureEvent, ProcessState
-from trading.domain.clock import SystemClock
 from trading.domain.config import ConfigApplied, ConfigEngine, ConfigInvalid
 from trading.domain.ids import OrderLinkIdFactory
 from trading.engine.core import FaultHooks, TradingCore

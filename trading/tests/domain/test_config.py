@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trading.domain.clock import ManualClock
+from failover.domain.clock import ManualClock
 from trading.domain.config import (
     DEFAULT_CONFIG,
     SOURCE_DEFAULT,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from trading.domain.clock import ManualClock, iso_ms
+from failover.domain.clock import ManualClock, iso_ms
 from trading.domain.health import HealthBuilder, HealthStatus
 from trading.tests.domain.kit import T0
 

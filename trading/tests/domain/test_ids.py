@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from trading.domain.clock import MS_PER_DAY, ManualClock
+from failover.domain.clock import MS_PER_DAY, ManualClock
 from trading.domain.ids import OrderLinkIdFactory, base36, default_instance
 from trading.tests.domain.kit import T0
 

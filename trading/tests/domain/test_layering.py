@@ -9,7 +9,7 @@ import trading
 REPO = Path(trading.__file__).resolve().parent.parent
 MODULES = [
     "alerts",
-    "clock",
+    
     "config",
     "features",
     "health",

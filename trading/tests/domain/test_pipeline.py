@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+from failover.domain.clock import ManualClock
 from failover.domain.enums import OrderSide
 from trading.domain import reasons
-from trading.domain.clock import ManualClock
 from trading.domain.config import ConfigApplied
 from trading.domain.orders import OrderRequest
 from trading.domain.pipeline import SignalPipeline

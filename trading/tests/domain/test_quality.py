@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from failover.domain.clock import ManualClock
 from failover.domain.enums import OrderSide
-from trading.domain.clock import ManualClock
 from trading.domain.quality import ExecutionQuality, slippage_bps
 from trading.tests.domain.kit import T0, make_config
 

@@ -4,9 +4,9 @@ from decimal import ROUND_CEILING, Decimal
 
 import pytest
 
+from failover.domain.clock import MS_PER_DAY, ManualClock
 from failover.domain.enums import OrderSide
 from trading.domain import reasons
-from trading.domain.clock import MS_PER_DAY, ManualClock
 from trading.domain.orders import OrderRequest
 from trading.domain.quality import ExecutionQuality
 from trading.domain.risk import AccountState, PositionExposure, RiskEngine, round_to_step

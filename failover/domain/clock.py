@@ -1,8 +1,9 @@
-"""Time sources for the domain: the wall clock and a manual clock for tests.
+"""The one clock of the domain: the wall clock and a manual clock for tests.
 
 Every engine that needs "now" takes a ``Clock`` in its constructor, so replay,
 simulation and tests drive time explicitly and nothing reads the wall clock
-behind the caller's back.
+behind the caller's back. A clock tells epoch milliseconds (the hot path's unit)
+and, from the same reading, an aware UTC datetime (the failover records' unit).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ MS_PER_DAY = 86_400_000
 
 
 class Clock(Protocol):
-    """Tell the current time as integer milliseconds since the Unix epoch (UTC)."""
+    """Tell the current time as integer milliseconds since the Unix epoch (UTC), or as a UTC datetime."""
 
     def now_ms(self) -> int: ...
+
+    def now(self) -> datetime: ...
 
 
 class SystemClock:
@@ -28,6 +31,10 @@ class SystemClock:
     def now_ms(self) -> int:
         """Return the wall-clock time in epoch milliseconds."""
         return time.time_ns() // 1_000_000
+
+    def now(self) -> datetime:
+        """Return the wall-clock time as an aware UTC datetime."""
+        return datetime.now(tz=UTC)
 
 
 class ManualClock:
@@ -41,6 +48,10 @@ class ManualClock:
     def now_ms(self) -> int:
         """Return the held time."""
         return self._now_ms
+
+    def now(self) -> datetime:
+        """Return the held time as an aware UTC datetime."""
+        return datetime.fromtimestamp(self._now_ms / 1000, tz=UTC)
 
     def set(self, now_ms: int) -> None:
         """Jump to ``now_ms``."""
