@@ -1,6 +1,10 @@
+"""Read-only admin pages for the trading rows."""
+
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
 
 from trading.models import Alert, Fill, Order, Position, Trade
 
@@ -8,13 +12,13 @@ from trading.models import Alert, Fill, Order, Position, Trade
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Trading rows are written by the trader and recovery steps; the admin only reads them."""
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 

@@ -22,7 +22,7 @@ import requests
 
 logger = logging.getLogger(__name__)
 
-INFO, WARN, CRIT = "INFO", "WARN", "CRIT"
+WARN, CRIT = "WARN", "CRIT"
 
 
 @dataclass(frozen=True)
@@ -139,17 +139,6 @@ class Policy(Protocol):
     def should_emit(self, alert: AlertMessage, now_ms: int) -> tuple[bool, int]:
         """Return (emit, suppressed_since_last) for this alert."""
         ...
-
-
-class DomainPolicy:
-    """Adapt ``trading.domain.alerts.AlertPolicy`` (dedupe and throttle) to the engine's interface."""
-
-    def __init__(self, policy: Any) -> None:
-        self._policy = policy
-
-    def should_emit(self, alert: AlertMessage, now_ms: int) -> tuple[bool, int]:
-        suppressed = self._policy.check(alert, now_ms)
-        return suppressed is not None, suppressed or 0
 
 
 class AlertEngine:

@@ -8,9 +8,8 @@ CRIT that follows it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 from trading.domain.config import AlertsConfig
 
@@ -25,7 +24,7 @@ _RANK = {AlertLevel.INFO: 0, AlertLevel.WARN: 1, AlertLevel.CRIT: 2}
 
 
 class AlertLike(Protocol):
-    """Any alert object the policy can judge (``Alert`` here, or an edge's own message type)."""
+    """Any alert object the policy can judge (each edge brings its own message type)."""
 
     @property
     def level(self) -> str: ...
@@ -40,21 +39,6 @@ class AlertLike(Protocol):
 def alert_key(alert: AlertLike) -> tuple[str, str | None]:
     """Return the dedupe key (type, symbol); an empty symbol counts as none."""
     return (alert.type, alert.symbol or None)
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    level: AlertLevel
-    type: str  # e.g. CONFIG_INVALID, SAFE_MODE_ON, SLIPPAGE_SPIKE
-    message: str
-    symbol: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    ts: int = 0  # epoch ms
-
-    @property
-    def key(self) -> tuple[str, str | None]:
-        """Return the dedupe key (type, symbol)."""
-        return alert_key(self)
 
 
 class _KeyState:
@@ -98,12 +82,3 @@ class AlertPolicy:
         state.last_level = level
         state.suppressed = 0
         return carried
-
-    def should_emit(self, alert: AlertLike, now_ms: int) -> bool:
-        """Tell whether ``alert`` should be sent now (and count it as suppressed if not)."""
-        return self.check(alert, now_ms) is not None
-
-    def suppressed_count(self, alert_type: str, symbol: str | None = None) -> int:
-        """Return how many alerts of this key were suppressed since it was last sent."""
-        state = self._keys.get((alert_type, symbol or None))
-        return state.suppressed if state is not None else 0

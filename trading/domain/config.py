@@ -15,7 +15,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -37,13 +36,14 @@ def _greater_than(info: ValidationInfo, value: float, other: str) -> None:
 
 
 class FeatureConfig(_Section):
-    vol_half_life_ms: float = Field(30_000.0, gt=0, le=86_400_000)
-    vol_horizon_ms: float = Field(60_000.0, gt=0, le=86_400_000)  # vol_bps is the 1-sigma move over this horizon
-    flow_half_life_ms: float = Field(5_000.0, gt=0, le=86_400_000)
-    vwap_half_life_ms: float = Field(60_000.0, gt=0, le=86_400_000)
-    momentum_fast_half_life_ms: float = Field(2_000.0, gt=0, le=86_400_000)
-    momentum_slow_half_life_ms: float = Field(15_000.0, gt=0, le=86_400_000)
-    warmup_events: int = Field(50, ge=1, le=1_000_000)
+    vol_half_life_ms: float = Field(default=30_000.0, gt=0, le=86_400_000)
+    # vol_bps is the 1-sigma move over this horizon
+    vol_horizon_ms: float = Field(default=60_000.0, gt=0, le=86_400_000)
+    flow_half_life_ms: float = Field(default=5_000.0, gt=0, le=86_400_000)
+    vwap_half_life_ms: float = Field(default=60_000.0, gt=0, le=86_400_000)
+    momentum_fast_half_life_ms: float = Field(default=2_000.0, gt=0, le=86_400_000)
+    momentum_slow_half_life_ms: float = Field(default=15_000.0, gt=0, le=86_400_000)
+    warmup_events: int = Field(default=50, ge=1, le=1_000_000)
 
     @field_validator("momentum_slow_half_life_ms")
     @classmethod
@@ -53,11 +53,11 @@ class FeatureConfig(_Section):
 
 
 class RegimeConfig(_Section):
-    high_vol_enter_bps: float = Field(60.0, gt=0)
-    high_vol_exit_bps: float = Field(45.0, gt=0)
-    trend_enter: float = Field(1.0, gt=0)  # |slow momentum| / volatility that starts a trend
-    trend_exit: float = Field(0.5, ge=0)  # ... and below which the trend ends
-    confirm_updates: int = Field(3, ge=1, le=10_000)
+    high_vol_enter_bps: float = Field(default=60.0, gt=0)
+    high_vol_exit_bps: float = Field(default=45.0, gt=0)
+    trend_enter: float = Field(default=1.0, gt=0)  # |slow momentum| / volatility that starts a trend
+    trend_exit: float = Field(default=0.5, ge=0)  # ... and below which the trend ends
+    confirm_updates: int = Field(default=3, ge=1, le=10_000)
 
     @field_validator("high_vol_exit_bps")
     @classmethod
@@ -77,11 +77,11 @@ class RegimeConfig(_Section):
 
 
 class ScoringWeights(_Section):
-    momentum_fast: float = Field(0.3, ge=-10, le=10)
-    momentum_slow: float = Field(0.2, ge=-10, le=10)
-    order_flow: float = Field(0.3, ge=-10, le=10)
-    vwap: float = Field(0.1, ge=-10, le=10)
-    regime: float = Field(0.1, ge=-10, le=10)
+    momentum_fast: float = Field(default=0.3, ge=-10, le=10)
+    momentum_slow: float = Field(default=0.2, ge=-10, le=10)
+    order_flow: float = Field(default=0.3, ge=-10, le=10)
+    vwap: float = Field(default=0.1, ge=-10, le=10)
+    regime: float = Field(default=0.1, ge=-10, le=10)
 
     @model_validator(mode="after")
     def _not_all_zero(self) -> ScoringWeights:
@@ -98,13 +98,13 @@ class ScoringWeights(_Section):
 
 class ScoringConfig(_Section):
     weights: ScoringWeights = ScoringWeights()
-    momentum_scale_bps: float = Field(10.0, gt=0)  # momentum that counts as full conviction
-    vwap_scale_bps: float = Field(20.0, gt=0)
-    max_spread_bps: float = Field(10.0, gt=0)  # spread at which the spread penalty is full
-    spread_penalty: float = Field(0.5, ge=0, le=1)
-    high_vol_factor: float = Field(0.5, ge=0, le=1)  # scores are multiplied by this in HIGH_VOL
-    watch_threshold: float = Field(0.35, gt=0, le=1)
-    entry_threshold: float = Field(0.6, gt=0, le=1)
+    momentum_scale_bps: float = Field(default=10.0, gt=0)  # momentum that counts as full conviction
+    vwap_scale_bps: float = Field(default=20.0, gt=0)
+    max_spread_bps: float = Field(default=10.0, gt=0)  # spread at which the spread penalty is full
+    spread_penalty: float = Field(default=0.5, ge=0, le=1)
+    high_vol_factor: float = Field(default=0.5, ge=0, le=1)  # scores are multiplied by this in HIGH_VOL
+    watch_threshold: float = Field(default=0.35, gt=0, le=1)
+    entry_threshold: float = Field(default=0.6, gt=0, le=1)
 
     @field_validator("entry_threshold")
     @classmethod
@@ -116,30 +116,31 @@ class ScoringConfig(_Section):
 
 
 class StateMachineConfig(_Section):
-    watch_timeout_ms: int = Field(30_000, gt=0, le=86_400_000)
-    arm_timeout_ms: int = Field(5_000, gt=0, le=86_400_000)
-    order_request_timeout_ms: int = Field(10_000, gt=0, le=86_400_000)
-    cooldown_ms: int = Field(60_000, ge=0, le=86_400_000)
+    watch_timeout_ms: int = Field(default=30_000, gt=0, le=86_400_000)
+    arm_timeout_ms: int = Field(default=5_000, gt=0, le=86_400_000)
+    order_request_timeout_ms: int = Field(default=10_000, gt=0, le=86_400_000)
+    cooldown_ms: int = Field(default=60_000, ge=0, le=86_400_000)
 
 
 class RiskConfig(_Section):
     trading_enabled: bool = True
-    risk_per_trade_pct: float = Field(0.25, gt=0, le=5)  # of equity lost if the stop is hit
-    max_open_positions: int = Field(3, ge=1, le=100)
-    max_heat_pct: float = Field(300.0, gt=0, le=10_000)  # total notional / equity, in percent
-    daily_loss_limit_pct: float = Field(2.0, gt=0, le=100)
-    default_leverage: int = Field(5, ge=1, le=100)
-    stop_vol_multiple: float = Field(1.5, gt=0, le=100)  # stop distance = multiple x vol_bps x price
-    min_stop_bps: float = Field(5.0, ge=0, le=5_000)  # floor so a dead-calm market does not size huge
-    take_profit_multiple: float = Field(2.0, gt=0, le=100)  # take profit distance = multiple x stop distance
+    risk_per_trade_pct: float = Field(default=0.25, gt=0, le=5)  # of equity lost if the stop is hit
+    max_open_positions: int = Field(default=3, ge=1, le=100)
+    max_heat_pct: float = Field(default=300.0, gt=0, le=10_000)  # total notional / equity, in percent
+    daily_loss_limit_pct: float = Field(default=2.0, gt=0, le=100)
+    default_leverage: int = Field(default=5, ge=1, le=100)
+    stop_vol_multiple: float = Field(default=1.5, gt=0, le=100)  # stop distance = multiple x vol_bps x price
+    min_stop_bps: float = Field(default=5.0, ge=0, le=5_000)  # floor so a dead-calm market does not size huge
+    take_profit_multiple: float = Field(default=2.0, gt=0, le=100)  # take profit distance = multiple x stop distance
 
 
 class QualityConfig(_Section):
-    slippage_window: int = Field(20, ge=1, le=10_000)  # fills kept per symbol
-    slippage_window_s: float = Field(900.0, gt=0, le=604_800)  # older fills age out, so a blocked symbol recovers
-    max_slippage_bps: float = Field(20.0, gt=0)  # average adverse slippage at which the score reaches 0
-    quality_threshold: float = Field(50.0, ge=0, le=100)
-    recovery_threshold: float = Field(70.0, ge=0, le=100)
+    slippage_window: int = Field(default=20, ge=1, le=10_000)  # fills kept per symbol
+    # older fills age out, so a blocked symbol recovers
+    slippage_window_s: float = Field(default=900.0, gt=0, le=604_800)
+    max_slippage_bps: float = Field(default=20.0, gt=0)  # average adverse slippage at which the score reaches 0
+    quality_threshold: float = Field(default=50.0, ge=0, le=100)
+    recovery_threshold: float = Field(default=70.0, ge=0, le=100)
 
     @field_validator("recovery_threshold")
     @classmethod
@@ -149,9 +150,9 @@ class QualityConfig(_Section):
 
 
 class LatencyConfig(_Section):
-    window: int = Field(1024, ge=16, le=65_536)  # samples kept per channel
-    warn_ms: float = Field(250.0, gt=0)
-    error_ms: float = Field(1_000.0, gt=0)
+    window: int = Field(default=1024, ge=16, le=65_536)  # samples kept per channel
+    warn_ms: float = Field(default=250.0, gt=0)
+    error_ms: float = Field(default=1_000.0, gt=0)
 
     @field_validator("error_ms")
     @classmethod
@@ -161,24 +162,26 @@ class LatencyConfig(_Section):
 
 
 class DetectorConfig(_Section):
-    rest_failures_unavailable: int = Field(3, ge=1, le=1_000)  # consecutive REST failures -> EXCHANGE_UNAVAILABLE
-    public_reconnects_max: int = Field(3, ge=1, le=1_000)  # reconnects within the window -> PUBLIC_WS_DEGRADED
-    public_reconnects_window_s: float = Field(60.0, gt=0, le=86_400)
-    market_data_stale_s: float = Field(10.0, gt=0, le=3_600)
-    private_silence_s: float = Field(30.0, gt=0, le=3_600)
-    latency_avg_ms: float = Field(500.0, gt=0)
-    latency_sustain_s: float = Field(10.0, gt=0, le=3_600)
-    packet_loss_window_s: float = Field(60.0, gt=0, le=86_400)
-    module_crash_quiet_s: float = Field(5.0, gt=0, le=3_600)  # MODULE_CRASH holds until no crash for this long
+    # consecutive REST failures -> EXCHANGE_UNAVAILABLE
+    rest_failures_unavailable: int = Field(default=3, ge=1, le=1_000)
+    public_reconnects_max: int = Field(default=3, ge=1, le=1_000)  # reconnects within the window -> PUBLIC_WS_DEGRADED
+    public_reconnects_window_s: float = Field(default=60.0, gt=0, le=86_400)
+    market_data_stale_s: float = Field(default=10.0, gt=0, le=3_600)
+    private_silence_s: float = Field(default=30.0, gt=0, le=3_600)
+    latency_avg_ms: float = Field(default=500.0, gt=0)
+    latency_sustain_s: float = Field(default=10.0, gt=0, le=3_600)
+    packet_loss_window_s: float = Field(default=60.0, gt=0, le=86_400)
+    module_crash_quiet_s: float = Field(default=5.0, gt=0, le=3_600)  # MODULE_CRASH holds until no crash for this long
 
 
 class FailoverConfig(_Section):
-    safe_mode_warn_after_s: float = Field(300.0, gt=0, le=86_400)
-    recovery_warn_after_s: float = Field(300.0, gt=0, le=86_400)  # the spec's "e.g. > 5 min"
-    recovery_error_after_s: float = Field(900.0, gt=0, le=86_400)
-    process_state_interval_s: float = Field(5.0, ge=5, le=15)
-    recent_order_window_ms: int = Field(30_000, gt=0, le=3_600_000)
-    state_confirm_timeout_s: float = Field(10.0, gt=0, le=3_600)  # unconfirmed failover state -> treat as safe mode
+    safe_mode_warn_after_s: float = Field(default=300.0, gt=0, le=86_400)
+    recovery_warn_after_s: float = Field(default=300.0, gt=0, le=86_400)  # the spec's "e.g. > 5 min"
+    recovery_error_after_s: float = Field(default=900.0, gt=0, le=86_400)
+    process_state_interval_s: float = Field(default=5.0, ge=5, le=15)
+    recent_order_window_ms: int = Field(default=30_000, gt=0, le=3_600_000)
+    # unconfirmed failover state -> treat as safe mode
+    state_confirm_timeout_s: float = Field(default=10.0, gt=0, le=3_600)
     detectors: DetectorConfig = DetectorConfig()
 
     @field_validator("recovery_error_after_s")
@@ -189,16 +192,16 @@ class FailoverConfig(_Section):
 
 
 class AlertsConfig(_Section):
-    dedupe_window_s: float = Field(60.0, ge=0, le=86_400)
-    crit_dedupe_window_s: float = Field(10.0, ge=0, le=86_400)
+    dedupe_window_s: float = Field(default=60.0, ge=0, le=86_400)
+    crit_dedupe_window_s: float = Field(default=10.0, ge=0, le=86_400)
 
 
 class HealthConfig(_Section):
-    stale_after_s: float = Field(30.0, gt=0, le=86_400)
+    stale_after_s: float = Field(default=30.0, gt=0, le=86_400)
 
 
 class TradingConfig(_Section):
-    version: int = Field(1, ge=1)
+    version: int = Field(default=1, ge=1)
     features: FeatureConfig = FeatureConfig()
     regime: RegimeConfig = RegimeConfig()
     scoring: ScoringConfig = ScoringConfig()
@@ -382,8 +385,3 @@ class ConfigEngine:
             except Exception:
                 # One broken listener must not keep the others from hearing about it.
                 logger.exception("config listener %r failed", listener)
-
-
-def config_to_dict(config: TradingConfig) -> dict[str, Any]:
-    """Return ``config`` as plain JSON-ready data (for the API and process state)."""
-    return config.model_dump(mode="json")

@@ -25,7 +25,7 @@ BPS = 10_000.0
 
 
 class Features:
-    """The latest features of one symbol; the engine reuses this object, so copy it to keep it."""
+    """The latest features of one symbol; the engine reuses this object, so copy out the values you keep."""
 
     __slots__ = (
         "symbol",
@@ -61,17 +61,6 @@ class Features:
         self.mom_slow_bps = 0.0  # ... slow half-life
         self.updates = 0  # price observations that produced a return
         self.ready = False
-
-    def copy(self) -> Features:
-        """Return an independent copy."""
-        other = Features(self.symbol)
-        for name in Features.__slots__:
-            setattr(other, name, getattr(self, name))
-        return other
-
-    def as_dict(self) -> dict[str, float | int | str | bool]:
-        """Return the features as a plain dict (for event logs)."""
-        return {name: getattr(self, name) for name in Features.__slots__}
 
 
 class FeatureEngine:

@@ -27,7 +27,6 @@ MAX_LEN = 36
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_]{1,6}$")
 _INSTANCE_RE = re.compile(r"^[a-z0-9]{1,13}$")
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 
 
 def base36(value: int, width: int = 0) -> str:
@@ -71,7 +70,3 @@ class OrderLinkIdFactory:
         if len(link_id) > MAX_LEN:
             raise OverflowError(f"order id counter exhausted for instance {self.instance}")
         return link_id
-
-    def owns(self, link_id: str) -> bool:
-        """Tell whether ``link_id`` was made by this product (any process), i.e. carries our prefix."""
-        return link_id.startswith(self.prefix + "-") and bool(_ID_RE.match(link_id))

@@ -18,7 +18,6 @@ unblocked only when it climbs back to ``recovery_threshold`` or more
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 from failover.domain.clock import Clock
 from failover.domain.enums import OrderSide
@@ -58,9 +57,6 @@ class SlippageTracker:
                 samples.popleft()
             self._resum()
 
-    def __len__(self) -> int:
-        return len(self._samples)
-
     def mean_adverse_bps(self) -> float:
         """Return the mean adverse slippage of the kept fills (0 when none)."""
         n = len(self._samples)
@@ -71,27 +67,6 @@ class SlippageTracker:
         self._sum = sum(s for _, s in self._samples)
 
 
-@dataclass(frozen=True, slots=True)
-class SymbolQuality:
-    symbol: str
-    score: float
-    blocked: bool
-    fills: int
-    mean_adverse_bps: float
-    last_slippage_bps: float
-
-    def to_dict(self) -> dict[str, object]:
-        """Return camelCase data for the API."""
-        return {
-            "symbol": self.symbol,
-            "score": self.score,
-            "blockNewEntries": self.blocked,
-            "fills": self.fills,
-            "meanAdverseSlippageBps": self.mean_adverse_bps,
-            "lastSlippageBps": self.last_slippage_bps,
-        }
-
-
 class ExecutionQuality:
     """Score every symbol's execution and decide which symbols may not open positions."""
 
@@ -99,7 +74,6 @@ class ExecutionQuality:
         self._clock = clock
         self._trackers: dict[str, SlippageTracker] = {}
         self._blocked: set[str] = set()
-        self._last: dict[str, float] = {}
         self.apply_config(config)
 
     def apply_config(self, config: QualityConfig) -> None:
@@ -122,7 +96,6 @@ class ExecutionQuality:
         now = self._clock.now_ms()
         tracker.prune(now)
         tracker.add(now, slip)
-        self._last[symbol] = slip
         self._judge(symbol, tracker)
         return slip
 
@@ -141,25 +114,6 @@ class ExecutionQuality:
             return False
         tracker.prune(self._clock.now_ms())
         return self._judge(symbol, tracker)
-
-    def blocked_symbols(self) -> list[str]:
-        """Return the symbols blocked right now, sorted."""
-        return sorted(s for s in list(self._blocked) if self.block_new_entries(s))
-
-    def snapshot(self) -> dict[str, SymbolQuality]:
-        """Return every tracked symbol's quality."""
-        out = {}
-        for symbol, tracker in self._trackers.items():
-            blocked = self.block_new_entries(symbol)
-            out[symbol] = SymbolQuality(
-                symbol=symbol,
-                score=self._score(tracker),
-                blocked=blocked,
-                fills=len(tracker),
-                mean_adverse_bps=tracker.mean_adverse_bps(),
-                last_slippage_bps=self._last.get(symbol, 0.0),
-            )
-        return out
 
     def _score(self, tracker: SlippageTracker) -> float:
         score = 100.0 * (1.0 - tracker.mean_adverse_bps() / self._max_bps)

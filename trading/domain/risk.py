@@ -116,11 +116,6 @@ class RiskEngine:
         """Block (reason, e.g. SAFE_MODE_ACTIVE) or unblock (None) every new entry."""
         self._global_block = reason
 
-    @property
-    def global_block(self) -> str | None:
-        """Return the reason entries are globally blocked, or None."""
-        return self._global_block
-
     def set_trading_enabled(self, enabled: bool) -> None:
         """Switch new entries on or off at runtime (recovery step DISABLE_TRADING)."""
         self.trading_enabled = enabled
@@ -189,7 +184,7 @@ class RiskEngine:
 
     def check_entry(self, request: OrderRequest, account: AccountState) -> RiskDecision:
         """Decide whether ``request`` may open a position, and size it."""
-        symbol, side = request.symbol, request.side
+        symbol = request.symbol
         self.on_equity(account.equity)
         blocked = self.entry_block_reason(symbol)
         if blocked is not None:
@@ -197,20 +192,47 @@ class RiskEngine:
         spec = self._instruments.get(symbol)
         if spec is None:
             return self._refuse(request, reasons.UNKNOWN_INSTRUMENT, f"no instrument filters for {symbol}")
+        refused = self._check_limits(request, account.equity)
+        if refused is not None:
+            return refused
+        return self._sized_entry(request, spec, account.equity)
+
+    def check_exit(self, symbol: str, side: OrderSide, qty: Decimal) -> RiskDecision:
+        """Allow a reduce-only or closing order, always."""
+        return RiskDecision(
+            allowed=True,
+            reason=reasons.REDUCE_ONLY_ALLOWED,
+            symbol=symbol,
+            side=side,
+            qty=qty,
+            reduce_only=True,
+            message="closing and reduce-only orders are never blocked",
+        )
+
+    # -- internals --------------------------------------------------------------
+
+    def _refuse(self, request: OrderRequest, reason: str, message: str) -> RiskDecision:
+        return RiskDecision(allowed=False, reason=reason, symbol=request.symbol, side=request.side, message=message)
+
+    def _check_limits(self, request: OrderRequest, equity: Decimal) -> RiskDecision | None:
+        """Refuse on the position limits, the equity or the request's own numbers; None when all pass."""
+        symbol = request.symbol
         if symbol in self._positions:
             return self._refuse(request, reasons.POSITION_ALREADY_OPEN, f"{symbol} already holds a position")
         if len(self._positions) >= self._max_open:
             return self._refuse(request, reasons.MAX_OPEN_POSITIONS, f"{len(self._positions)} of {self._max_open} open")
-        equity = account.equity
         if not equity > 0:
             return self._refuse(request, reasons.INVALID_EQUITY, f"equity {equity}")
         if not (request.reference_price > 0.0 and request.reference_price < float("inf")):
             return self._refuse(request, reasons.INVALID_PRICE, f"reference price {request.reference_price}")
         if not (request.stop_distance > 0.0 and request.stop_distance < float("inf")):
             return self._refuse(request, reasons.INVALID_STOP_DISTANCE, f"stop distance {request.stop_distance}")
+        return None
 
+    def _sized_entry(self, request: OrderRequest, spec: InstrumentSpec, equity: Decimal) -> RiskDecision:
+        """Round entry, stop and take profit to the tick, size to the risk budget, then check minimums and heat."""
         tick = spec.tick_size
-        buy = side is OrderSide.BUY
+        buy = request.side is OrderSide.BUY
         price = round_to_step(_dec(request.reference_price), tick, ROUND_FLOOR if buy else ROUND_CEILING)
         distance = _dec(request.stop_distance)
         if buy:
@@ -244,8 +266,8 @@ class RiskEngine:
         return RiskDecision(
             allowed=True,
             reason=reasons.ALLOWED,
-            symbol=symbol,
-            side=side,
+            symbol=request.symbol,
+            side=request.side,
             qty=qty,
             price=price,
             stop_price=stop,
@@ -253,35 +275,6 @@ class RiskEngine:
             leverage=self._leverage,
             message=f"risk {risk_amount:.4f} over stop distance {real_distance}",
         )
-
-    def check_exit(self, symbol: str, side: OrderSide, qty: Decimal) -> RiskDecision:
-        """Allow a reduce-only or closing order, always."""
-        return RiskDecision(
-            allowed=True,
-            reason=reasons.REDUCE_ONLY_ALLOWED,
-            symbol=symbol,
-            side=side,
-            qty=qty,
-            reduce_only=True,
-            message="closing and reduce-only orders are never blocked",
-        )
-
-    def snapshot(self) -> dict[str, object]:
-        """Return the risk state as camelCase data for the API and health."""
-        return {
-            "tradingEnabled": self.trading_enabled,
-            "globalBlock": self._global_block,
-            "riskOff": self.risk_off,
-            "dailyPnl": str(self._daily_pnl),
-            "dayStartEquity": None if self._day_start_equity is None else str(self._day_start_equity),
-            "openPositions": len(self._positions),
-            "exposure": str(self._exposure),
-        }
-
-    # -- internals --------------------------------------------------------------
-
-    def _refuse(self, request: OrderRequest, reason: str, message: str) -> RiskDecision:
-        return RiskDecision(allowed=False, reason=reason, symbol=request.symbol, side=request.side, message=message)
 
     def _roll_day(self) -> None:
         day = utc_day(self._clock.now_ms())

@@ -55,20 +55,6 @@ class Score:
         self.regime = 0.0
         self.ts_ms = 0
 
-    def explain(self) -> dict[str, float]:
-        """Return the contributions and results as a dict (for logs)."""
-        return {
-            "momentum_fast": self.momentum_fast,
-            "momentum_slow": self.momentum_slow,
-            "order_flow": self.order_flow,
-            "vwap": self.vwap,
-            "regime": self.regime,
-            "direction": self.direction,
-            "factor": self.factor,
-            "long": self.long,
-            "short": self.short,
-        }
-
 
 class ScoringEngine:
     """Score one symbol; deterministic for the same features, regime and config."""

@@ -78,11 +78,9 @@ class SymbolStateContext:
         "side",
         "since_ms",
         "last_reason",
-        "transitions",
         "suppressed",
         "last_suppressed_reason",
         "suppressed_this_arm",
-        "last_request",
     )
 
     def __init__(self, symbol: str, now_ms: int = 0) -> None:
@@ -91,23 +89,9 @@ class SymbolStateContext:
         self.side: OrderSide | None = None  # the signal side in WATCH/ARM, the position side in IN_POSITION
         self.since_ms = now_ms  # when the current state was entered
         self.last_reason = ""
-        self.transitions = 0
         self.suppressed = 0  # entries the gate suppressed
         self.last_suppressed_reason: str | None = None
         self.suppressed_this_arm = False
-        self.last_request: OrderRequest | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        """Return the context as plain data (for process state and the dashboard)."""
-        return {
-            "symbol": self.symbol,
-            "state": self.state.value,
-            "side": self.side.value if self.side else None,
-            "sinceMs": self.since_ms,
-            "lastReason": self.last_reason,
-            "suppressed": self.suppressed,
-            "lastSuppressedReason": self.last_suppressed_reason,
-        }
 
 
 class StateMachine:
@@ -189,25 +173,7 @@ class StateMachine:
                 ctx.suppressed_this_arm = False
                 self._move(ctx, State.ARM, SIGNAL_ARM, now_ms)
             return None
-        if value < self._entry:
-            self._move(ctx, State.WATCH, SIGNAL_WEAKENED, now_ms)
-            return None
-        blocked = self._gate(symbol)
-        if blocked is not None:
-            self._suppress(ctx, blocked)
-            return None
-        request = OrderRequest(
-            symbol=symbol,
-            side=side,
-            reference_price=features.price,
-            stop_distance=self._stop_distance(features),
-            reason=ENTRY_SIGNAL_LONG if side is OrderSide.BUY else ENTRY_SIGNAL_SHORT,
-            score=value,
-            ts=now_ms,
-        )
-        ctx.last_request = request
-        self._move(ctx, State.ORDER_REQUEST, request.reason, now_ms)
-        return request
+        return self._step_armed(ctx, side, value, features, now_ms)
 
     def tick(self, now_ms: int) -> None:
         """Apply timeouts to every symbol (call it when no market data arrives)."""
@@ -261,6 +227,30 @@ class StateMachine:
                 cleared.append(symbol)
         return cleared
 
+    def _step_armed(
+        self, ctx: SymbolStateContext, side: OrderSide, value: float, features: Features, now_ms: int
+    ) -> OrderRequest | None:
+        """Fire from ARM while the score holds at entry strength and the gate is open."""
+        if value < self._entry:
+            self._move(ctx, State.WATCH, SIGNAL_WEAKENED, now_ms)
+            return None
+        symbol = ctx.symbol
+        blocked = self._gate(symbol)
+        if blocked is not None:
+            self._suppress(ctx, blocked)
+            return None
+        request = OrderRequest(
+            symbol=symbol,
+            side=side,
+            reference_price=features.price,
+            stop_distance=self._stop_distance(features),
+            reason=ENTRY_SIGNAL_LONG if side is OrderSide.BUY else ENTRY_SIGNAL_SHORT,
+            score=value,
+            ts=now_ms,
+        )
+        self._move(ctx, State.ORDER_REQUEST, request.reason, now_ms)
+        return request
+
     def _stop_distance(self, features: Features) -> float:
         price = features.price
         by_vol = self._stop_mult * features.vol_bps / BPS * price
@@ -301,7 +291,6 @@ class StateMachine:
         ctx.state = to
         ctx.since_ms = now_ms
         ctx.last_reason = reason
-        ctx.transitions += 1
         if to is not State.ARM:
             ctx.suppressed_this_arm = False
         if self._on_transition is not None:

@@ -59,7 +59,6 @@ def test_quality_spike_on_one_symbol_blocks_only_that_symbol() -> None:
     assert quality.block_new_entries("BTCUSDT") is True
     assert quality.block_new_entries("ETHUSDT") is False
     assert quality.block_new_entries("SOLUSDT") is False
-    assert quality.blocked_symbols() == ["BTCUSDT"]
 
 
 def test_quality_block_lifts_only_above_recovery_threshold() -> None:
@@ -88,19 +87,3 @@ def test_quality_block_lifts_when_the_spike_ages_out() -> None:
 
     assert quality.block_new_entries("BTCUSDT") is False
     assert quality.score("BTCUSDT") == 100.0
-
-
-def test_quality_snapshot_reports_each_symbol() -> None:
-    quality, _ = tracker()
-    quality.record_fill("BTCUSDT", OrderSide.BUY, 100.0, 100.1)
-
-    snap = quality.snapshot()["BTCUSDT"].to_dict()
-
-    assert snap == {
-        "symbol": "BTCUSDT",
-        "score": approx(50.0),
-        "blockNewEntries": False,
-        "fills": 1,
-        "meanAdverseSlippageBps": approx(10.0),
-        "lastSlippageBps": approx(10.0),
-    }

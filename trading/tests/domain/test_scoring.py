@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from trading.domain.regime import Regime
-from trading.domain.scoring import ScoringEngine
+from trading.domain.scoring import Score, ScoringEngine
 from trading.tests.domain.kit import make_config, make_features
 
 WEIGHTS = {"momentum_fast": 0.3, "momentum_slow": 0.2, "order_flow": 0.3, "vwap": 0.1, "regime": 0.1}
@@ -41,7 +41,7 @@ def test_scoring_long_score_with_contributions() -> None:
     assert s.factor == approx(0.9)  # 1 - 0.5 * (2 / 10)
     assert s.long == approx(0.495)
     assert s.short == 0.0
-    assert s.explain()["long"] == s.long
+    assert s.momentum_fast + s.momentum_slow + s.order_flow + s.vwap + s.regime == approx(s.direction)
 
 
 def test_scoring_high_vol_halves_and_drops_regime_term() -> None:
@@ -89,7 +89,8 @@ def test_scoring_is_zero_before_features_are_ready() -> None:
 
 
 def test_scoring_is_deterministic() -> None:
-    first = ScoringEngine(CONFIG).update(bullish(), Regime.RANGE).explain()
-    second = ScoringEngine(CONFIG).update(bullish(), Regime.RANGE).explain()
+    first = ScoringEngine(CONFIG).update(bullish(), Regime.RANGE)
+    second = ScoringEngine(CONFIG).update(bullish(), Regime.RANGE)
 
-    assert first == second
+    assert first is not second
+    assert [getattr(first, name) for name in Score.__slots__] == [getattr(second, name) for name in Score.__slots__]
