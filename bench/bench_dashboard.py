@@ -150,6 +150,7 @@ async def saturate(url: str, headers: dict[str, str]) -> float:
 async def push_latency(ws_url: str, cookie: str, origin: str, helper: subprocess.Popen) -> list[float]:
     """Alternate safe mode on/off CHANGES times; return change-start -> websocket message, in ms."""
     latencies: list[float] = []
+    assert helper.stdin is not None and helper.stdout is not None  # both piped
     async with websockets.connect(ws_url, additional_headers={"Cookie": cookie, "Origin": origin}) as socket:
         first = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
         assert first["type"] == "failover.status", first
@@ -184,6 +185,7 @@ def main() -> int:
                          "--port", str(port), "--log-level", "warning", "--no-access-log"], log=log)
     helper = subprocess.Popen([sys.executable, "-c", HELPER], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert helper.stdin is not None and helper.stdout is not None  # both piped
     ok = True
     try:
         wait_until(lambda: requests.get(f"{base}/accounts/login/", timeout=2).status_code == 200, timeout=60,

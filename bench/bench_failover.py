@@ -46,7 +46,7 @@ import django  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from failover import services  # noqa: E402
-from failover.domain.types import FailureEvent  # noqa: E402
+from failover.domain.types import FailureEvent, FailureType  # noqa: E402
 from failover.models import PlanStatus, RecoveryPlanRecord  # noqa: E402
 from scalper_site.bus import channel_name  # noqa: E402
 from scalper_site.testkit import celery_worker_argv, start_process, stop_process, wait_until  # noqa: E402
@@ -72,7 +72,7 @@ for m in p.listen():
 
 
 def _event(kind: str) -> FailureEvent:
-    return FailureEvent(timestamp=datetime.now(UTC), type=kind, source="BENCH", message="bench")
+    return FailureEvent(timestamp=datetime.now(UTC), type=FailureType(kind), source="BENCH", message="bench")
 
 
 def _wait_done(**match: str) -> None:
@@ -124,6 +124,7 @@ def bench_plans(sim: SimServer, folder: Path) -> None:
         for _ in range(5):
             started = time.perf_counter()
             state = services.failure_report(event=_event("PROCESS_RESTART"), run_id=run_id)
+            assert state.current_plan is not None and state.current_plan.plan_id  # a report always has a plan
             plan_id = state.current_plan.plan_id
             _wait_done(plan_id=plan_id)
             times.append(time.perf_counter() - started)
@@ -137,6 +138,7 @@ def bench_notify(redis_url: str) -> None:
     bare_channel = f"bench-bare-{uuid.uuid4().hex[:6]}"
     child = subprocess.Popen([sys.executable, "-c", LISTENER, redis_url, channel_name(run_id), bare_channel],
                              stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None  # piped
     assert child.stdout.readline().strip() == "ready"
     import redis
 

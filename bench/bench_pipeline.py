@@ -8,7 +8,8 @@ Measured in one process, on the same generated messages:
 - pipeline: the whole REPLAY path per message: the in-process venue (the
   simulator's matching engine keeping its book), the normaliser, features,
   regime, scoring, state machine, risk and execution;
-- stages: the signal stages alone on pre-decoded events, to show where time goes;
+- stages: the SignalPipeline (what TradingCore runs per event) alone on
+  pre-decoded events, to show where time goes;
 - memory: peak RSS, and RSS sampled through a run over 10 symbols (it must
   stay flat: no growth with time).
 

@@ -30,6 +30,7 @@ import logging  # noqa: E402
 import websocket  # noqa: E402
 
 from trading.simexchange.control import SimControl  # noqa: E402
+from trading.simexchange.core import SimExchange  # noqa: E402
 from trading.simexchange.pybit_target import sim_http, sim_websocket  # noqa: E402
 from trading.simexchange.server import SimServer  # noqa: E402
 
@@ -99,8 +100,13 @@ def bench_fanout(sim: SimServer, subscribers: int, messages: int) -> tuple[float
         threading.Thread(target=pump, daemon=True).start()
     frame = {"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 0,
              "data": [{"T": 0, "s": "BTCUSDT", "S": "Buy", "v": "0.001", "p": "50000.0", "i": "x", "BT": False}]}
+
+    def broadcast(s: SimExchange) -> None:
+        for _ in range(messages):
+            s.hub.publish_public(frame)
+
     started = time.perf_counter()
-    sim.call(lambda s: [s.hub.publish_public(frame) for _ in range(messages)])
+    sim.call(broadcast)
     bare = wait_all(raw_counters, messages, started)
     for s in raw_socks:
         s.close()
@@ -115,8 +121,13 @@ def bench_fanout(sim: SimServer, subscribers: int, messages: int) -> tuple[float
     trades = [{"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 0,
                "data": [{"T": 0, "s": "BTCUSDT", "S": "Buy", "v": "0.001", "p": f"{50000 + i % 7}.0"}]}
               for i in range(messages)]
+
+    def play_all(s: SimExchange) -> None:
+        for t in trades:
+            s.play(t)
+
     started = time.perf_counter()
-    sim.call(lambda s: [s.play(t) for t in trades])
+    sim.call(play_all)
     played = wait_all(counters, messages, started)
     for ws in sockets:
         ws.exit()

@@ -30,7 +30,10 @@ from scalper_site.testkit import celery_worker_argv, free_port, start_process, s
 from trading.control import read_heartbeat  # noqa: E402
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS  # noqa: E402
 
-IMPORTS = "import trading.trader.process, trading.engine.core, failover.services, pybit.unified_trading; import time; time.sleep(5)"
+IMPORTS = (
+    "import trading.trader.process, trading.engine.core, failover.services, pybit.unified_trading; "
+    "import time; time.sleep(5)"
+)
 
 
 def mb(process: psutil.Process) -> float:

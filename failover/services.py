@@ -19,7 +19,8 @@ from typing import Any
 from django.db import transaction
 
 from failover.domain import health as domain_health
-from failover.domain.enums import DETECTED_IN_PROCESS
+from failover.domain.clock import ManualClock
+from failover.domain.enums import DETECTED_IN_PROCESS, RESTART_TYPES
 from failover.domain.plans import merge_plan
 from failover.domain.types import FailoverState, FailureEvent, FailureType
 from failover.models import FailoverStateRecord, FailureEventRecord, OperatorAction, PlanStatus
@@ -29,11 +30,9 @@ from failover.recovery.records import ManagedFailoverState
 
 __all__ = [
     "ManagedFailoverState", "RecoveryNotRetryable", "SafeModeExitRefused", "environment_register",
-    "failover_health", "failover_state_get", "failover_status", "failure_cleared", "failure_report",
-    "recovery_retry", "safe_mode_enter", "safe_mode_exit",
+    "failover_gate", "failover_health", "failover_state_get", "failover_status", "failure_cleared", "failure_report",
+    "operator_action_record", "recovery_retry", "safe_mode_enter", "safe_mode_exit",
 ]
-
-_RESTARTS = frozenset({FailureType.PROCESS_RESTART, FailureType.UNEXPECTED_SHUTDOWN})
 
 
 class SafeModeExitRefused(Exception):
@@ -48,7 +47,8 @@ class RecoveryNotRetryable(Exception):
     """There is no FAILED or WAITING_OPERATOR plan to retry."""
 
 
-def _audit(*, run_id: str, user: str, action: str, details: dict[str, Any]) -> None:
+def operator_action_record(*, run_id: str = "", user: str, action: str, details: dict[str, Any]) -> None:
+    """Audit what an operator did (or was refused): who, which action, with what, in which environment."""
     OperatorAction.objects.create(run_id=run_id, at=records.now(), username=user, action=action, details=details)
 
 
@@ -100,16 +100,16 @@ def failure_report(*, event: FailureEvent, run_id: str = "", symbols: Sequence[s
         if not row.safe_mode:
             row.safe_mode, row.since = True, at
         row.reason, row.planned, row.last_failure = event.type.value, False, failure
-        if event.type in _RESTARTS:
+        if event.type in RESTART_TYPES:
             # The process that held these conditions is gone; the new one reports again what still holds.
             row.active_failures = [t for t in row.active_failures if t not in DETECTED_IN_PROCESS]
         if event.type.value not in row.active_failures:
             row.active_failures = [*row.active_failures, event.type.value]
         folder = records.data_dir(row)
-        previous = records.previous_process_state(folder) if event.type in _RESTARTS else None
+        previous = records.previous_process_state(folder) if event.type in RESTART_TYPES else None
         current = records.live_plan(row)
         merged = merge_plan(None if current is None else records.plan_from_record(current), event,
-                            clock=lambda: at, symbols=list(symbols or (row.context or {}).get("symbols", [])),
+                            clock=ManualClock.at(at), symbols=list(symbols or (row.context or {}).get("symbols", [])),
                             previous_state=previous, plan_id=_plan_id(at))
         if current is not None and merged.plan_id == current.plan_id:
             plan = records.plan_save(merged, run_id=run_id, failure=None, record=current)
@@ -151,7 +151,8 @@ def safe_mode_enter(*, run_id: str = "", reason: str, user: str, planned: bool =
         if not row.safe_mode:
             row.safe_mode, row.since = True, records.now()
         row.reason, row.planned, row.operator_hold = reason, planned, True
-        _audit(run_id=run_id, user=user, action="SAFE_MODE_ENTER", details={"reason": reason, "planned": planned})
+        operator_action_record(run_id=run_id, user=user, action="SAFE_MODE_ENTER",
+                               details={"reason": reason, "planned": planned})
         return records.state_commit(row)
 
 
@@ -175,11 +176,11 @@ def safe_mode_exit(*, run_id: str = "", user: str, force: bool = False) -> Manag
         if not blockers or force:
             before = {"safeMode": row.safe_mode, "reason": row.reason}
             row.safe_mode, row.reason, row.since, row.planned, row.operator_hold = False, None, None, False, False
-            _audit(run_id=run_id, user=user, action="SAFE_MODE_EXIT",
-                   details={"forced": force, "overrode": blockers, "before": before})
+            operator_action_record(run_id=run_id, user=user, action="SAFE_MODE_EXIT",
+                                   details={"forced": force, "overrode": blockers, "before": before})
             return records.state_commit(row)
     # The refusal is audited in its own transaction: the one above changed nothing.
-    _audit(run_id=run_id, user=user, action="SAFE_MODE_EXIT_REFUSED", details={"blockers": blockers})
+    operator_action_record(run_id=run_id, user=user, action="SAFE_MODE_EXIT_REFUSED", details={"blockers": blockers})
     raise SafeModeExitRefused(blockers)
 
 
@@ -190,8 +191,8 @@ def recovery_retry(*, run_id: str = "", user: str) -> ManagedFailoverState:
         plan = records.live_plan(row)
         if plan is None or plan.status not in (PlanStatus.FAILED, PlanStatus.WAITING_OPERATOR):
             raise RecoveryNotRetryable("no failed recovery plan to retry")
-        _audit(run_id=run_id, user=user, action="RECOVERY_RETRY",
-               details={"planId": plan.plan_id, "previousStatus": plan.status, "attempts": plan.attempts})
+        details = {"planId": plan.plan_id, "previousStatus": plan.status, "attempts": plan.attempts}
+        operator_action_record(run_id=run_id, user=user, action="RECOVERY_RETRY", details=details)
         plan.attempts = 0
         runner.plan_restart(row, plan)
         state = records.state_commit(row)

@@ -11,6 +11,7 @@ started, also after a failure or a timeout, and the pids are recorded through
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -18,9 +19,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import requests
 from django.conf import settings
 from django.db import connection
 
@@ -76,8 +79,9 @@ def write_config(data_dir: Path, **sections: dict[str, Any]) -> Path:
 
 def eager_config(data_dir: Path, **sections: dict[str, Any]) -> Path:
     """Write a config that trades often enough for a short run (the shipped one waits for strong signals)."""
-    return write_config(data_dir, **{"scoring": {"watch_threshold": 0.2, "entry_threshold": 0.3},
-                                     "state_machine": {"cooldown_ms": 2000}, **sections})
+    eager: dict[str, dict[str, Any]] = {"scoring": {"watch_threshold": 0.2, "entry_threshold": 0.3},
+                                        "state_machine": {"cooldown_ms": 2000}}
+    return write_config(data_dir, **{**eager, **sections})
 
 
 class IsolatedEnvironment:
@@ -154,7 +158,7 @@ class IsolatedEnvironment:
         )
         self._start("worker", celery_worker_argv(name=self.run_id))
         for name, marker in (("sim", "listening"), ("worker", "ready.")):
-            wait_until(lambda n=name, m=marker: self._ready(n, m), timeout=timeout, interval=0.1,
+            wait_until(functools.partial(self._ready, name, marker), timeout=timeout, interval=0.1,
                        what=f"the {name} to start (log {self.logs / (name + '.log')})")
         return self
 
@@ -182,20 +186,21 @@ class IsolatedEnvironment:
         self._changed()
         return code
 
-    def trader_alive(self) -> bool:
-        return self.trader is not None and self.trader.poll() is None
-
     # -- reads ------------------------------------------------------------------
 
     def exchange(self) -> dict[str, Any]:
         """Return the simulator's truth: open orders, positions, wallet, faults."""
         return self.control.state()
 
-    def events(self, symbol: str = "_SYSTEM") -> list[dict[str, Any]]:
-        """Return the run's event log of ``symbol`` (``_SYSTEM`` for failures, commands, failover changes)."""
-        from itests.probes import read_events
-
-        return read_events(self.data, symbol)
+    def best_bid(self, symbol: str) -> Decimal:
+        """Return the best bid of ``symbol``, read as any client reads it: the public V5 order book."""
+        resp = requests.get(f"{self.sim_url}/v5/market/orderbook", params={"category": "linear", "symbol": symbol},
+                            timeout=self.control.timeout)
+        resp.raise_for_status()
+        body = resp.json()
+        if body.get("retCode") != 0:
+            raise RuntimeError(f"order book of {symbol}: {body.get('retCode')} {body.get('retMsg')}")
+        return Decimal(body["result"]["b"][0][0])
 
     # -- stop -------------------------------------------------------------------
 

@@ -1,7 +1,10 @@
-"""Reads of the system's own state for one run: failover rows, plans, alerts, trades, heartbeat, event logs.
+"""Reads of the system's own state for one run: failover state, plans, alerts, trades, heartbeat, event logs.
 
 Scenarios judge the product only through these (and the simulator's truth), so
 every verdict in a report points at something an operator can look at too.
+They go through the product's public reads (``failover.selectors``,
+``trading.selectors``, ``failover.services.failover_health``,
+``trading.control.read_heartbeat``), never its models.
 """
 
 from __future__ import annotations
@@ -13,8 +16,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from failover.models import FailoverStateRecord, FailureEventRecord, RecoveryPlanRecord
-from trading.models import Alert, Order, Position, Trade
+from failover.domain.types import FailureEvent
+from failover.selectors import (
+    ManagedFailoverState,
+    failover_state_find,
+    failure_events_list,
+    recovery_plan_get,
+    recovery_plans_list,
+)
+from failover.services import failover_health
+from trading.control import read_heartbeat
+from trading.selectors import alerts_list, orders_open, positions_open, trades_count, trades_list
+
+RESTING = ("NEW", "PARTIALLY_FILLED")  # order statuses the exchange holds open
 
 
 def jsonable(value: Any) -> Any:
@@ -36,66 +50,73 @@ def jsonable(value: Any) -> Any:
 # -- failover -------------------------------------------------------------------------
 
 
-def state(run_id: str) -> FailoverStateRecord | None:
-    return FailoverStateRecord.objects.filter(run_id=run_id).select_related("current_plan", "last_failure").first()
+def state(run_id: str) -> ManagedFailoverState:
+    """Return the run's failover state; raise LookupError before its trader's first report."""
+    found = failover_state_find(run_id=run_id)
+    if found is None:
+        raise LookupError(f"run {run_id} has no failover state yet")
+    return found
 
 
 def version(run_id: str) -> int:
-    row = state(run_id)
-    return -1 if row is None else row.version
+    found = failover_state_find(run_id=run_id)
+    return -1 if found is None else found.version
 
 
 def failures(run_id: str) -> list[str]:
     """Return the run's failure types in the order they were reported."""
-    return list(
-        FailureEventRecord.objects.filter(run_id=run_id).order_by("timestamp", "id").values_list("type", flat=True)
-    )
+    return [event.type.value for event in failure_events_list(run_id=run_id)]
 
 
-def failure(run_id: str, failure_type: str) -> FailureEventRecord | None:
-    return FailureEventRecord.objects.filter(run_id=run_id, type=failure_type).order_by("timestamp", "id").first()
+def failure(run_id: str, failure_type: str) -> FailureEvent | None:
+    """Return the first ``failure_type`` failure reported in the run."""
+    found = failure_events_list(run_id=run_id, failure_type=failure_type)
+    return found[0] if found else None
 
 
-def plan_steps(plan: RecoveryPlanRecord | None) -> list[tuple[str, str]]:
-    return [] if plan is None else list(plan.steps.order_by("position").values_list("type", "status"))
+def plan_steps(plan: dict[str, Any] | None) -> list[tuple[str, str]]:
+    return [] if plan is None else [(step["type"], step["status"]) for step in plan["steps"]]
 
 
-def plan_for(run_id: str, failure_type: str) -> RecoveryPlanRecord | None:
+def plan_for(run_id: str, failure_type: str) -> dict[str, Any] | None:
     """Return the newest plan that covers ``failure_type`` (generated for it or extended by it)."""
-    for plan in RecoveryPlanRecord.objects.filter(run_id=run_id).order_by("-generated_at", "-id"):
-        if plan.failure_type == failure_type or failure_type in (plan.merged_failure_types or []):
-            return plan
-    return None
+    plans = recovery_plans_list(run_id=run_id, failure_type=failure_type)
+    return plans[0] if plans else None
+
+
+def plans_since(run_id: str, since: datetime) -> list[dict[str, Any]]:
+    """Return the run's plans generated at or after ``since``, newest first."""
+    return recovery_plans_list(run_id=run_id, generated_since=since)
 
 
 def state_summary(run_id: str) -> dict[str, Any]:
-    row = state(run_id)
-    if row is None:
+    found = failover_state_find(run_id=run_id)
+    if found is None:
         return {"state": None}
-    plan = row.current_plan
+    current = found.current_plan
+    plan = None if current is None or current.plan_id is None else recovery_plan_get(
+        plan_id=current.plan_id)
     return {
-        "safeMode": row.safe_mode,
-        "reason": row.reason,
-        "version": row.version,
-        "activeFailures": list(row.active_failures),
-        "configFallback": row.config_fallback,
-        "plan": None if plan is None else {"status": plan.status, "failureType": plan.failure_type,
+        "safeMode": found.safe_mode,
+        "reason": found.reason,
+        "version": found.version,
+        "activeFailures": list(found.active_failures),
+        "configFallback": found.config_fallback,
+        "plan": None if plan is None else {"status": plan["status"], "failureType": plan["failure_type"],
                                            "steps": plan_steps(plan)},
         "failures": failures(run_id),
     }
 
 
-def safe_mode_off_after(run_id: str, after_version: int) -> FailoverStateRecord | None:
-    row = state(run_id)
-    return row if row is not None and row.version > after_version and not row.safe_mode else None
+def safe_mode_off_after(run_id: str, after_version: int) -> ManagedFailoverState | None:
+    found = failover_state_find(run_id=run_id)
+    return found if found is not None and found.version > after_version and not found.safe_mode else None
 
 
 # -- health, heartbeat -------------------------------------------------------------------
 
 
 def heartbeat(run_id: str) -> dict[str, Any] | None:
-    from trading.control import read_heartbeat
-
     return read_heartbeat(run_id=run_id)
 
 
@@ -106,8 +127,6 @@ def streams_connected(beat: dict[str, Any] | None) -> bool:
 
 def health_snapshot(run_id: str) -> dict[str, dict[str, Any]]:
     """Return the failover health entries plus one for the trader's streams (ERROR when not connected)."""
-    from failover.services import failover_health
-
     snapshot = dict(failover_health(run_id=run_id))
     beat = heartbeat(run_id)
     if beat is None:
@@ -123,19 +142,21 @@ def health_snapshot(run_id: str) -> dict[str, dict[str, Any]]:
 
 
 def trades(run_id: str) -> int:
-    return Trade.objects.filter(run_id=run_id).count()
+    return trades_count(run_id=run_id)
+
+
+def closed_trades(run_id: str) -> list[dict[str, Any]]:
+    """Return the run's trades, oldest first: symbol, side, qty, realized_pnl, closed_at."""
+    return trades_list(run_id=run_id)
 
 
 def alerts(run_id: str, level: str | None = None) -> list[tuple[str, str]]:
-    rows = Alert.objects.filter(run_id=run_id)
-    if level:
-        rows = rows.filter(level=level)
-    return list(rows.order_by("created_at", "id").values_list("level", "type"))
+    return [(a["level"], a["type"]) for a in alerts_list(run_id=run_id, level=level)]
 
 
 def open_positions(run_id: str) -> list[tuple[str, str, Decimal]]:
-    rows = Position.objects.filter(run_id=run_id, status="OPEN").values_list("symbol", "side", "qty")
-    return sorted((s, side, Decimal(q).normalize()) for s, side, q in rows)
+    rows = positions_open(run_id=run_id)
+    return sorted((p["symbol"], p["side"], Decimal(p["qty"]).normalize()) for p in rows)
 
 
 def exchange_positions(exchange: dict[str, Any]) -> list[tuple[str, str, Decimal]]:
@@ -147,11 +168,18 @@ def exchange_positions(exchange: dict[str, Any]) -> list[tuple[str, str, Decimal
 
 
 def open_order_links(run_id: str) -> set[str]:
-    return set(
-        Order.objects.filter(run_id=run_id, status__in=["NEW", "PARTIALLY_FILLED"]).values_list(
-            "order_link_id", flat=True
-        )
-    )
+    """Return the orderLinkIds of the run's orders resting on the exchange (NEW, PARTIALLY_FILLED)."""
+    return {o["order_link_id"] for o in orders_open(run_id=run_id) if o["status"] in RESTING}
+
+
+def open_order_ids(run_id: str) -> set[str]:
+    """Return the exchange's order ids of the run's orders resting on the exchange."""
+    return {o["exchange_order_id"] for o in orders_open(run_id=run_id) if o["status"] in RESTING}
+
+
+def unfinished_orders(run_id: str) -> list[tuple[str, str]]:
+    """Return (orderLinkId, status) of every run order not finished yet, intents included."""
+    return [(o["order_link_id"], o["status"]) for o in orders_open(run_id=run_id)]
 
 
 def exchange_order_links(exchange: dict[str, Any]) -> set[str]:
@@ -162,6 +190,7 @@ def exchange_order_links(exchange: dict[str, Any]) -> set[str]:
 
 
 def read_events(data_dir: Path, symbol: str = "_SYSTEM") -> list[dict[str, Any]]:
+    """Return the run's logged events of ``symbol`` (``_SYSTEM``: failures, commands, failover changes)."""
     path = data_dir / "events" / f"{symbol}.jsonl"
     if not path.exists():
         return []
@@ -177,10 +206,8 @@ def read_events(data_dir: Path, symbol: str = "_SYSTEM") -> list[dict[str, Any]]
 def time_in_safe_mode_ms(events: list[dict[str, Any]], *, now_ms: int | None = None) -> int:
     """Add up the time the traders spent in safe mode, from their FAILOVER_STATE and stop events."""
     total, since = 0, None
-    last = 0
     for event in sorted(events, key=lambda e: e.get("tsMs", 0)):
         ts = int(event.get("tsMs", 0))
-        last = max(last, ts)
         kind = event.get("event")
         if kind == "FAILOVER_STATE":
             if event.get("safeMode") and since is None:
@@ -199,8 +226,8 @@ def run_metrics(run_id: str, data_dir: Path | None) -> dict[str, Any]:
     events = read_events(data_dir) if data_dir is not None else []
     return {
         "tradesExecuted": trades(run_id),
-        "alertsCount": Alert.objects.filter(run_id=run_id).count(),
-        "critAlerts": Alert.objects.filter(run_id=run_id, level="CRIT").count(),
+        "alertsCount": len(alerts(run_id)),
+        "critAlerts": len(alerts(run_id, "CRIT")),
         "failures": failures(run_id),
         "timeInSafeModeMs": time_in_safe_mode_ms(events),
     }

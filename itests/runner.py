@@ -16,14 +16,16 @@ from typing import Any
 
 from django.db import close_old_connections
 
+from failover.domain.clock import SystemClock
 from itests import services
-from itests.environment import SYMBOLS, runs_root
+from itests.environment import runs_root
 from itests.models import IntegrationRunRecord
 from itests.scenario import IntegrationResult, IntegrationScenario
 from itests.scenarios import SCENARIOS, scenario_class
+from trading.domain.config import ConfigEngine
 
 logger = logging.getLogger(__name__)
-ProgressPrinter = Callable[[IntegrationRunRecord, str], None]
+ProgressPrinter = Callable[[IntegrationRunRecord | None, str], None]
 HEARTBEAT_EVERY_S = 5.0
 
 
@@ -51,16 +53,9 @@ class _Heartbeat:
             close_old_connections()
 
 
-def engines_for(run_id: str) -> tuple[Any, Any, Any, Any]:
-    """Return the engines a scenario's ``setup_env`` takes: config, replay, backtest and the failover manager."""
-    from failover import services as failover_manager
-    from failover.domain.clock import SystemClock
-    from trading.domain.config import ConfigEngine
-    from trading.engine.replay import BacktestEngine, ReplayEngine
-
-    config_engine = ConfigEngine(runs_root() / run_id / "data" / "config" / "config.json", SystemClock())
-    symbols = list(SYMBOLS)
-    return config_engine, ReplayEngine(symbols=symbols), BacktestEngine(symbols=symbols), failover_manager
+def config_engine_for(run_id: str) -> ConfigEngine:
+    """Return the config engine of the run's data folder, what a scenario's ``setup_env`` takes."""
+    return ConfigEngine(runs_root() / run_id / "data" / "config" / "config.json", SystemClock())
 
 
 def execute(record: IntegrationRunRecord, *, options: dict[str, Any] | None = None,
@@ -80,7 +75,7 @@ def execute(record: IntegrationRunRecord, *, options: dict[str, Any] | None = No
         started = datetime.now(UTC)
         try:
             progress("setup")
-            scenario.setup_env(*engines_for(record.run_id))
+            scenario.setup_env(config_engine_for(record.run_id))
             progress("run")
             result = scenario.run()
         except Exception as exc:  # setup itself failed: still a report, never a stuck run
@@ -105,7 +100,10 @@ def _broken(cls: type[IntegrationScenario], started: datetime, exc: BaseExceptio
 
 
 class IntegrationRunner:
-    """List scenarios and run them in this process (the CLI and the test suite); reports as the spec shapes them."""
+    """Run scenarios in this process (the CLI and the test suite); reports as the spec shapes them.
+
+    The spec's ``listScenarios`` is ``services.scenarios_list``: the dashboard lists them without a runner.
+    """
 
     def __init__(self, *, requested_by: str = "cli", options: dict[str, Any] | None = None,
                  printer: ProgressPrinter | None = None) -> None:
@@ -113,13 +111,8 @@ class IntegrationRunner:
         self.options = options or {}
         self.printer = printer
 
-    def list_scenarios(self) -> list[dict[str, str]]:
-        """Return every scenario's IntegrationScenarioMeta."""
-        return [cls.meta() for cls in SCENARIOS]
-
     def run_scenario(self, scenario_id: str, *, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run one scenario now; return its IntegrationRunReport (raises UnknownScenario)."""
-        scenario_class(scenario_id)
         record = services.run_record_start(scenario_id=scenario_id, user=self.requested_by)
         return execute(record, options={**self.options, **(options or {})}, printer=self.printer)
 

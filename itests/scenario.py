@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from itests import probes
 from itests.environment import IsolatedEnvironment
+from trading.domain.config import ConfigEngine
 
 ProgressFn = Callable[[str], None]
 
@@ -92,20 +93,15 @@ class IntegrationScenario(abc.ABC):
         """Return the IntegrationScenarioMeta of this scenario."""
         return {"id": cls.id, "name": cls.name, "description": cls.description}
 
-    @classmethod
-    def card(cls) -> dict[str, Any]:
-        return {**cls.meta(), "prerequisite": cls.prerequisite, "action": cls.action,
-                "expectedEvents": list(cls.expected_events), "passCriteria": list(cls.pass_criteria),
-                "timeLimitS": cls.time_limit_s}
-
     # -- the three phases ---------------------------------------------------------
 
-    def setup_env(self, config_engine: Any, replay_engine: Any, backtest_engine: Any, failover_manager: Any) -> None:
-        """Create the run's environment; keep the engines the scenario checks against."""
+    def setup_env(self, config_engine: ConfigEngine) -> None:
+        """Create the run's environment; keep the config engine a scenario checks planted files against.
+
+        The spec's ``setupEnv`` also names a replay engine, a backtest engine and the failover manager: no
+        scenario replays or backtests, and the failover state is read through ``probes``.
+        """
         self.config_engine = config_engine
-        self.replay_engine = replay_engine
-        self.backtest_engine = backtest_engine
-        self.failover = failover_manager
         self.env = IsolatedEnvironment(run_id=self.run_id, on_change=self._on_environment,
                                        speed=float(self.options.get("speed", 20.0)))
         self.prepare(self.env)

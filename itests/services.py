@@ -4,6 +4,8 @@ A run is a row: QUEUED (waiting for the one run slot), RUNNING, DONE (with
 ``success`` and the report). Every transition is one transaction; progress is
 pushed to the dashboard as ``integration.progress``. One run at a time: a
 queued run is claimed only when no run is RUNNING and it is the oldest QUEUED.
+A run's chain is sent by task name through the Celery app, so the tasks module
+depends on this one and never the other way round.
 """
 
 from __future__ import annotations
@@ -16,25 +18,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from celery import chain, current_app
+from celery.canvas import Signature
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from itests.environment import stop_recorded
 from itests.models import IntegrationRunRecord, RunStatus
+from itests.scenarios import SCENARIOS, UnknownScenario, scenario_class
+from scalper_site.realtime import push_failover_message
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "UnknownScenario", "integration_run_enqueue", "integration_run_get", "integration_run_report",
-    "integration_run_summary", "integration_runs_list", "integration_runs_sweep", "reports_dir", "scenarios_list",
+    "integration_run_summary", "integration_runs_list", "integration_runs_sweep", "reports_dir", "scenario_check",
+    "scenarios_list",
 ]
 
 STALE_AFTER_S = 60.0  # a RUNNING run whose heartbeat is older than this has lost its process
-
-
-class UnknownScenario(ValueError):
-    """No scenario has this id."""
-
+RUN_MARGIN_S = 60  # on top of the scenario's own time limit: setup, teardown, report
 
 def _iso(at: datetime | None) -> str | None:
     if at is None:
@@ -51,17 +55,12 @@ def reports_dir() -> Path:
 
 def scenarios_list() -> list[dict[str, str]]:
     """Return the IntegrationScenarioMeta of every scenario, in the spec's order."""
-    from itests.scenarios import SCENARIOS
-
     return [cls.meta() for cls in SCENARIOS]
 
 
 def scenario_check(scenario_id: str) -> None:
     """Raise UnknownScenario when no scenario has ``scenario_id``."""
-    from itests.scenarios import SCENARIOS_BY_ID
-
-    if scenario_id not in SCENARIOS_BY_ID:
-        raise UnknownScenario(f"unknown scenario {scenario_id!r}; known: {', '.join(SCENARIOS_BY_ID)}")
+    scenario_class(scenario_id)
 
 
 def integration_run_enqueue(*, scenario_id: str, user: str = "") -> IntegrationRunRecord:
@@ -225,8 +224,6 @@ def run_finish(*, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
 
 def run_abandon(*, run_id: str, why: str) -> dict[str, Any] | None:
     """Stop what a run left running and finish it failed with ``why`` (teardown after a lost worker, the sweeper)."""
-    from itests.environment import stop_recorded
-
     record = integration_run_get(run_id=run_id)
     if record is None or record.status == RunStatus.DONE:
         return None
@@ -252,10 +249,29 @@ def _write_report(run_id: str, report: dict[str, Any]) -> Path:
 # -- the queue ----------------------------------------------------------------------------------
 
 
-def _dispatch(run_id: str) -> None:
-    from itests.tasks import integration_chain
+def integration_queue() -> str | None:
+    """Return the queue of integration chains: ``ITESTS_QUEUE`` when set, else the default queue."""
+    return getattr(settings, "ITESTS_QUEUE", "") or None
 
-    integration_chain(run_id=run_id, token=uuid.uuid4().hex).apply_async()
+
+def _dispatch(run_id: str) -> None:
+    """Send the run's chain ``itests.setup_run -> itests.run_scenario -> itests.teardown_run`` under a new token.
+
+    The run task's time limits come from the scenario's own.
+    """
+    record = integration_run_get(run_id=run_id)
+    limit = int(scenario_class(record.scenario_id).time_limit_s) + RUN_MARGIN_S if record else 600
+    queue = integration_queue()
+    ids = {"run_id": run_id, "token": uuid.uuid4().hex}
+
+    def task(name: str) -> Signature:
+        return current_app.signature(name, kwargs=dict(ids), immutable=True).set(queue=queue)
+
+    chain(
+        task("itests.setup_run"),
+        task("itests.run_scenario").set(soft_time_limit=limit, time_limit=limit + 30),
+        task("itests.teardown_run"),
+    ).apply_async()
 
 
 def dispatch_next() -> str | None:
@@ -282,8 +298,6 @@ def integration_runs_sweep(*, stale_after_s: float = STALE_AFTER_S) -> dict[str,
 
 
 def _push(record: IntegrationRunRecord, step: str) -> None:
-    from scalper_site.realtime import push_failover_message
-
     payload = {"runId": record.run_id, "scenarioId": record.scenario_id, "status": record.status, "step": step,
                "success": record.success}
 

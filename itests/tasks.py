@@ -6,26 +6,18 @@ duplicate chain or a redelivered message (``acks_late``) is harmless; ``run``
 never starts a scenario twice. ``teardown`` runs after ``run`` in the chain,
 and ``run``'s ``on_failure`` (time limit, lost worker) sends it too, so what a
 run started is always stopped; the sweeper finishes runs whose worker is gone.
+``services`` sends the chain by these task names; nothing imports this module
+but Celery.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from celery import chain, shared_task
-from django.conf import settings
+from celery import shared_task
 
 from itests import services
-
-logger = logging.getLogger(__name__)
-
-RUN_MARGIN_S = 60  # on top of the scenario's own time limit: setup, teardown, report
-
-
-def integration_queue() -> str | None:
-    """Return the queue of integration chains: ``ITESTS_QUEUE`` when set, else the default queue."""
-    return getattr(settings, "ITESTS_QUEUE", "") or None
+from itests.runner import execute
 
 
 @shared_task(name="itests.setup_run", acks_late=True, soft_time_limit=30, time_limit=60)
@@ -41,15 +33,13 @@ def _run_failed(self: Any, exc: BaseException, task_id: str, args: tuple, kwargs
     """The run task died (hard time limit, lost worker): make sure teardown still happens."""
     teardown_run.apply_async(kwargs={"run_id": kwargs["run_id"], "token": kwargs["token"],
                                      "why": f"run task failed: {type(exc).__name__}: {exc}"},
-                             queue=integration_queue())
+                             queue=services.integration_queue())
 
 
 @shared_task(name="itests.run_scenario", bind=True, acks_late=True, on_failure=_run_failed,
              soft_time_limit=600, time_limit=660)
 def run_scenario(self: Any, *, run_id: str, token: str) -> str:
     """Run the claimed scenario in this worker; its own teardown stops what it started."""
-    from itests.runner import execute
-
     record = services.run_owned(run_id=run_id, token=token)
     if record is None:
         return "not owned"
@@ -74,17 +64,3 @@ def sweep_runs(*, stale_after_s: float = services.STALE_AFTER_S) -> dict[str, li
     """Finish runs left behind by a lost process and restart the queue."""
     return services.integration_runs_sweep(stale_after_s=stale_after_s)
 
-
-def integration_chain(*, run_id: str, token: str) -> Any:
-    """Return the chain setup -> run -> teardown of one run, with the run task's limits from its scenario."""
-    from itests.scenarios import scenario_class
-
-    record = services.integration_run_get(run_id=run_id)
-    limit = int(scenario_class(record.scenario_id).time_limit_s) + RUN_MARGIN_S if record else 600
-    queue = integration_queue()
-    return chain(
-        setup_run.si(run_id=run_id, token=token).set(queue=queue),
-        run_scenario.si(run_id=run_id, token=token).set(queue=queue, soft_time_limit=limit,
-                                                        time_limit=limit + 30),
-        teardown_run.si(run_id=run_id, token=token).set(queue=queue),
-    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -114,8 +115,9 @@ if EMBEDDED:
         }
     }
 else:
-    DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL"), conn_max_age=0)}
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", True):
+    _database: dict[str, Any] = dict(dj_database_url.parse(env_str("DATABASE_URL"), conn_max_age=0))
+    DATABASES = {"default": _database}
+    if _database["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", True):
         # Under ASGI every request runs its sync code on a fresh thread, so without a pool
         # each one would open a new connection (about 10 ms here). The pool keeps them.
         # A connection not had within the timeout is an error (the pool logs why it could not connect):
@@ -125,7 +127,7 @@ else:
             "max_size": env_int("DATABASE_POOL_SIZE", 10),
             "timeout": env_int("DATABASE_POOL_TIMEOUT", 5),
         }
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
+        _database.setdefault("OPTIONS", {})["pool"] = pool
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -203,6 +205,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+
+# The module whose functions the trader calls to register, report and clear failures and read the gate
+# (the shape is trading.trader.ports.FailoverServices): named here so trading never imports the failover app.
+SCALPER_FAILOVER_SERVICES = "failover.services"
 
 # Bybit credentials come only from the environment. SIM mode uses the
 # simulator's documented test key pair, never these.

@@ -20,5 +20,4 @@ urlpatterns = [
     # Nothing answers without authentication, the schema included (drf-spectacular serves it to anyone by default).
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="api-schema"),
     path("api/", include("scalper_site.api.urls")),
-    path("api/", include("failover.urls")),
 ]

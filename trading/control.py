@@ -14,8 +14,10 @@ Heartbeat (JSON at ``scalper:trader:<env>:heartbeat``, expires after 10 s)::
      "restFailuresInARow": 0, "latencyAvgMs": {"rest": 2.1, "ws": 5.0},
      "config": {"valid": true, "source": "file"}}
 
-Commands (bus kind ``trader.command``): ``reload_state``, ``clear_local_state``,
-``rebuild_streams``, ``reload_config``, ``panic_close``, ``arm_fault``.
+Commands (bus kind ``trader.command``): the names in
+``trading.trader.commands.COMMAND_NAMES`` (``reload_state``,
+``clear_local_state``, ``rebuild_streams``, ``reload_config``, ``panic_close``,
+``close_position``, ``arm_fault``).
 The acknowledgement (JSON at ``scalper:trader:<env>:ack:<commandId>``, kept 5
 minutes) is ``{"ok": bool, "result": {...}, "error": str | null}``.
 """
@@ -31,13 +33,11 @@ import redis
 from django.conf import settings
 
 from scalper_site import bus
+from trading.trader.commands import COMMAND_NAMES
 
 HEARTBEAT_TTL_S = 10
 ACK_TTL_S = 300
-COMMANDS = frozenset(
-    {"reload_state", "clear_local_state", "rebuild_streams", "reload_config", "panic_close", "close_position",
-     "arm_fault"}
-)
+COMMANDS = frozenset(COMMAND_NAMES)  # defined once, beside the trader's handlers
 
 
 class TraderUnavailable(RuntimeError):

@@ -1,20 +1,22 @@
 """Readers and writers for the spec's JSON shapes: typed checks with a path in every error.
 
-Kept separate from ``types.py`` so the models there read as data, and so every
-shape reports a bad field the same way: ``openOrdersSnapshot[1].side: expected
-one of BUY, SELL, got 'LONG'``.
+Kept separate from the value modules (``failure``, ``snapshots``,
+``recovery_plan``) so the values there read as data, and so every shape reports
+a bad field the same way: ``openOrdersSnapshot[1].side: expected one of BUY,
+SELL, got 'LONG'``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 E = TypeVar("E", bound=StrEnum)
+T = TypeVar("T")
 
 
 class SchemaError(ValueError):
@@ -31,6 +33,28 @@ class SchemaError(ValueError):
             return SchemaError(prefix, self.problem)
         joiner = "" if self.path.startswith("[") else "."
         return SchemaError(f"{prefix}{joiner}{self.path}", self.problem)
+
+
+def assign(obj: object, name: str, value: Any) -> None:
+    """Set a field of a frozen dataclass from its ``__post_init__`` (the normalised value replaces the given one)."""
+    object.__setattr__(obj, name, value)
+
+
+def read(path: str, build: Callable[[], T]) -> T:
+    """Run ``build`` and put ``path`` in front of any schema error it raises."""
+    try:
+        return build()
+    except SchemaError as exc:
+        raise exc.under(path) if path else exc from None
+
+
+def items(cls: type[T], values: Any, name: str) -> tuple[T, ...]:
+    """Return ``values`` as a tuple, each an instance of ``cls``."""
+    found = tuple(array(values, name))
+    for i, item in enumerate(found):
+        if not isinstance(item, cls):
+            raise SchemaError(join(name, i), f"expected {cls.__name__}, got {type(item).__name__}")
+    return found
 
 
 def join(path: str, key: str | int) -> str:
@@ -169,7 +193,7 @@ def details(value: Any, path: str) -> dict[str, Any]:
         if not isinstance(key, str):
             raise SchemaError(path, f"keys must be strings, got {_show(key)}")
     try:
-        return json.loads(json.dumps(dict(data), allow_nan=False))
+        return cast(dict[str, Any], json.loads(json.dumps(dict(data), allow_nan=False)))
     except (TypeError, ValueError) as exc:
         raise SchemaError(path, f"must be JSON-serialisable: {exc}") from None
 

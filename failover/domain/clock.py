@@ -9,10 +9,11 @@ and, from the same reading, an aware UTC datetime (the failover records' unit).
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 MS_PER_DAY = 86_400_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Clock(Protocol):
@@ -21,6 +22,10 @@ class Clock(Protocol):
     def now_ms(self) -> int: ...
 
     def now(self) -> datetime: ...
+
+    def monotonic_ms(self) -> int:
+        """Tell milliseconds on a clock that never steps back (for ages and deadlines, not for dates)."""
+        ...
 
 
 class SystemClock:
@@ -36,6 +41,10 @@ class SystemClock:
         """Return the wall-clock time as an aware UTC datetime."""
         return datetime.now(tz=UTC)
 
+    def monotonic_ms(self) -> int:
+        """Return the machine's monotonic clock in milliseconds (unaffected by wall-clock steps)."""
+        return time.monotonic_ns() // 1_000_000
+
 
 class ManualClock:
     """Hold a time that only moves when told to (tests, replay)."""
@@ -45,13 +54,22 @@ class ManualClock:
     def __init__(self, start_ms: int = 0) -> None:
         self._now_ms = int(start_ms)
 
+    @classmethod
+    def at(cls, moment: datetime) -> ManualClock:
+        """Return a clock held at ``moment`` (to the millisecond), e.g. to stamp several values with one instant."""
+        return cls(to_epoch_ms(moment))
+
     def now_ms(self) -> int:
         """Return the held time."""
         return self._now_ms
 
+    def monotonic_ms(self) -> int:
+        """Return the held time: it only moves when told to, so it never steps back unless set back."""
+        return self._now_ms
+
     def now(self) -> datetime:
         """Return the held time as an aware UTC datetime."""
-        return datetime.fromtimestamp(self._now_ms / 1000, tz=UTC)
+        return from_epoch_ms(self._now_ms)
 
     def set(self, now_ms: int) -> None:
         """Jump to ``now_ms``."""
@@ -61,6 +79,16 @@ class ManualClock:
         """Move forward by ``delta_ms`` and return the new time."""
         self._now_ms += int(delta_ms)
         return self._now_ms
+
+
+def from_epoch_ms(ts_ms: int) -> datetime:
+    """Return epoch milliseconds as an aware UTC datetime (exact: no float rounding)."""
+    return _EPOCH + timedelta(milliseconds=ts_ms)
+
+
+def to_epoch_ms(moment: datetime) -> int:
+    """Return an aware datetime as epoch milliseconds, truncated (exact: no float rounding)."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def utc_day(ts_ms: int) -> int:

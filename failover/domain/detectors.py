@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
+from failover.domain.clock import Clock
 from failover.domain.reconcile import OrderDiff, PositionDiff, is_in_sync
-from failover.domain.types import Clock, FailureEvent, FailureSource, FailureType
+from failover.domain.types import FailureEvent, FailureSource, FailureType
 
 
 class Detector:
@@ -34,10 +35,6 @@ class Detector:
     @property
     def is_active(self) -> bool:
         return self._active_since is not None
-
-    @property
-    def active_since(self) -> datetime | None:
-        return self._active_since
 
     def cleared(self) -> bool:
         """Return True once after the condition has ended, then False until it starts and ends again."""
@@ -90,7 +87,7 @@ class RestFailureDetector(Detector):
         """Count one failed request; return the event when the count reaches the threshold."""
         self.consecutive_failures += 1
         return self._settle(
-            self.consecutive_failures >= self.threshold, self._clock(),
+            self.consecutive_failures >= self.threshold, self._clock.now(),
             f"Exchange REST unavailable: {self.consecutive_failures} consecutive failures",
             {"consecutiveFailures": self.consecutive_failures, "lastError": error, "statusCode": status_code},
         )
@@ -98,7 +95,7 @@ class RestFailureDetector(Detector):
     def record_success(self) -> None:
         """Reset the count: the exchange answered."""
         self.consecutive_failures = 0
-        self._settle(False, self._clock(), "", {})
+        self._settle(False, self._clock.now(), "", {})
 
 
 class StreamsDownDetector(Detector):
@@ -114,7 +111,7 @@ class StreamsDownDetector(Detector):
 
     def observe(self, *, private_connected: bool, public_connected: bool) -> FailureEvent | None:
         """Record both streams' state and evaluate."""
-        now = self._clock()
+        now = self._clock.now()
         if private_connected or public_connected:
             self._both_down_since = None
         elif self._both_down_since is None:
@@ -123,7 +120,7 @@ class StreamsDownDetector(Detector):
 
     def check(self) -> FailureEvent | None:
         """Evaluate with the last observed states (both down long enough?)."""
-        now = self._clock()
+        now = self._clock.now()
         down_s = _seconds(self._both_down_since, now)
         holds = self._both_down_since is not None and down_s >= self.grace_s
         return self._settle(holds, now, "Private and public streams are both down",
@@ -147,12 +144,12 @@ class PrivateStreamDetector(Detector):
         self.disconnect_grace_s = disconnect_grace_s
         self._connected = False
         self._gave_up = False
-        self._disconnected_since: datetime | None = clock()
+        self._disconnected_since: datetime | None = clock.now()
         self._last_message_at: datetime | None = None
         self.reconnect_attempts = 0
 
     def on_connected(self) -> FailureEvent | None:
-        now = self._clock()
+        now = self._clock.now()
         self._connected, self._gave_up = True, False
         self._disconnected_since, self._last_message_at = None, now  # a fresh authenticated connect is a sign of life
         return self.check()
@@ -160,7 +157,7 @@ class PrivateStreamDetector(Detector):
     def on_disconnected(self) -> FailureEvent | None:
         if self._connected:
             self._connected = False
-            self._disconnected_since = self._clock()
+            self._disconnected_since = self._clock.now()
         return self.check()
 
     def on_reconnect_attempt(self) -> None:
@@ -168,18 +165,18 @@ class PrivateStreamDetector(Detector):
 
     def on_message(self) -> FailureEvent | None:
         """Record any message or pong on the stream."""
-        self._last_message_at = self._clock()
+        self._last_message_at = self._clock.now()
         return self.check()
 
     def on_gave_up(self) -> FailureEvent | None:
         """Record that the client stopped reconnecting: nothing will bring the stream back by itself."""
         self._connected, self._gave_up = False, True
         if self._disconnected_since is None:
-            self._disconnected_since = self._clock()
+            self._disconnected_since = self._clock.now()
         return self.check()
 
     def check(self) -> FailureEvent | None:
-        now = self._clock()
+        now = self._clock.now()
         reason = None
         if self._gave_up:
             reason = "GAVE_UP"
@@ -218,24 +215,24 @@ class PublicStreamDetector(Detector):
 
     def set_symbols(self, symbols: Iterable[str]) -> None:
         """Watch ``symbols``; a newly watched symbol gets ``stale_after_s`` from now for its first data."""
-        now = self._clock()
+        now = self._clock.now()
         self._last_data = {s: self._last_data.get(s, now) for s in dict.fromkeys(symbols)}
 
     def on_reconnect(self) -> FailureEvent | None:
-        self._reconnects.append(self._clock())
+        self._reconnects.append(self._clock.now())
         return self.check()
 
     def on_market_data(self, symbol: str) -> FailureEvent | None:
         if symbol in self._last_data:
-            self._last_data[symbol] = self._clock()
+            self._last_data[symbol] = self._clock.now()
         return self.check()
 
     def stale_symbols(self) -> list[str]:
-        now = self._clock()
+        now = self._clock.now()
         return [s for s, at in self._last_data.items() if _seconds(at, now) > self.stale_after_s]
 
     def check(self) -> FailureEvent | None:
-        now = self._clock()
+        now = self._clock.now()
         _prune(self._reconnects, now, self.reconnect_window_s)
         stale = self.stale_symbols()
         flapping = len(self._reconnects) > self.max_reconnects
@@ -267,17 +264,17 @@ class LatencyDetector(Detector):
         self._above_since: datetime | None = None
 
     def record(self, latency_ms: float) -> FailureEvent | None:
-        self._samples.append((self._clock(), float(latency_ms)))
+        self._samples.append((self._clock.now(), float(latency_ms)))
         return self.check()
 
     def average_ms(self) -> float | None:
-        now = self._clock()
+        now = self._clock.now()
         while self._samples and (now - self._samples[0][0]).total_seconds() > self.window_s:
             self._samples.popleft()
         return sum(ms for _, ms in self._samples) / len(self._samples) if self._samples else None
 
     def check(self) -> FailureEvent | None:
-        now = self._clock()
+        now = self._clock.now()
         average = self.average_ms()
         if average is None:
             return None
@@ -318,7 +315,7 @@ class PacketLossDetector(Detector):
         self._reconnects: deque[datetime] = deque()
 
     def record_failure(self) -> FailureEvent | None:
-        self._run.append(self._clock())
+        self._run.append(self._clock.now())
         return self.check()
 
     def record_success(self) -> FailureEvent | None:
@@ -328,11 +325,11 @@ class PacketLossDetector(Detector):
         return self.check()
 
     def record_reconnect(self) -> FailureEvent | None:
-        self._reconnects.append(self._clock())
+        self._reconnects.append(self._clock.now())
         return self.check()
 
     def check(self) -> FailureEvent | None:
-        now = self._clock()
+        now = self._clock.now()
         _prune(self._failures, now, self.window_s)
         _prune(self._reconnects, now, self.window_s)
         in_outage = len(self._run) >= self.unavailable_threshold
@@ -364,7 +361,7 @@ class ReconciliationDetector(Detector):
         self.consecutive_out_of_sync = 0
 
     def observe(self, positions: PositionDiff | None = None, orders: OrderDiff | None = None) -> FailureEvent | None:
-        now = self._clock()
+        now = self._clock.now()
         in_sync = is_in_sync(positions, orders)
         self.consecutive_out_of_sync = 0 if in_sync else self.consecutive_out_of_sync + 1
         details: dict[str, Any] = {}
@@ -401,7 +398,7 @@ class ModuleCrashDetector(Detector):
 
     def record_crash(self, module: str, message: str, details: dict[str, Any]) -> FailureEvent | None:
         """Count one crash of ``module``; return the event at the episode's first crash of this module."""
-        now = self._clock()
+        now = self._clock.now()
         self._last_crash = now
         self.crashes += 1
         if module in self._modules:
@@ -415,7 +412,7 @@ class ModuleCrashDetector(Detector):
 
     def check(self) -> FailureEvent | None:
         """End the episode once no module has crashed for ``quiet_s``."""
-        now = self._clock()
+        now = self._clock.now()
         if self._active_since is not None and _seconds(self._last_crash, now) >= self.quiet_s:
             self._modules.clear()
             self.crashes = 0

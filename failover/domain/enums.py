@@ -7,16 +7,16 @@ Every enum is a ``StrEnum``, so a member is its JSON value (``str(member)`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
-Clock = Callable[[], datetime]
-"""Returns the current time, timezone-aware; injected so tests never read the wall clock."""
-
 
 def utc_now() -> datetime:
-    """Return the current UTC time (the production clock)."""
+    """Return the current UTC time, to stamp one value built outside the hot path.
+
+    Code that reads time repeatedly (detectors, the process state store, plans)
+    takes a ``failover.domain.clock.Clock`` instead, so tests can move time.
+    """
     return datetime.now(UTC)
 
 
@@ -42,6 +42,10 @@ DETECTED_IN_PROCESS = frozenset({
 })
 """Conditions a trader process's own detectors hold and clear. They die with the process: after a restart
 the new process measures afresh and reports again what still holds, so a restart forgets them."""
+
+RESTART_TYPES = frozenset({FailureType.PROCESS_RESTART, FailureType.UNEXPECTED_SHUTDOWN})
+"""The failures that say the previous trader process is gone: a new plan supersedes the running one, the
+types in ``DETECTED_IN_PROCESS`` are dropped, and order intents older than the plan are resolved at once."""
 
 
 class FailureSource(StrEnum):

@@ -1,4 +1,9 @@
-"""Health rules for ``services.failoverManager`` and ``services.recoveryEngine`` (spec 10).
+"""Health (spec 10): the status vocabulary, one service's entry, the snapshot, and the failover rules.
+
+A snapshot's overall status is the worst of its services'. The web layer
+turns the trader's heartbeat into services (``scalper_site.api.health``);
+the rules for ``services.failoverManager`` and ``services.recoveryEngine``
+are here:
 
 failoverManager: safe mode OFF is OK; ON for an operator's planned reason is
 OK; ON for a failure is OK while it is young (the system is handling it) and
@@ -12,12 +17,13 @@ measured from the plan's first step.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from failover.domain._codec import format_ts, to_ms
+from failover.domain._codec import format_opt_ts, format_ts, parse_opt_ts, to_ms
 from failover.domain.steps import current_step, plan_started_at
 from failover.domain.types import FailoverState, PlanStatus, RecoveryPlan
 
@@ -28,9 +34,59 @@ class HealthStatus(StrEnum):
     ERROR = "ERROR"
 
 
+_RANK = {HealthStatus.OK: 0, HealthStatus.WARN: 1, HealthStatus.ERROR: 2}
+
+
+def worst(statuses: Iterable[HealthStatus]) -> HealthStatus:
+    """Return the most severe status (OK when there is none)."""
+    return max(statuses, key=_RANK.__getitem__, default=HealthStatus.OK)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceHealth:
+    """One entry of ``HealthSnapshot.services``; ``last_update_at`` is None for a service never heard from."""
+
+    status: HealthStatus
+    last_update_at: datetime | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the contract's camelCase shape."""
+        return {"status": self.status.value, "lastUpdateAt": format_opt_ts(self.last_update_at),
+                "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServiceHealth:
+        """Read an entry back from its ``to_dict`` shape."""
+        return cls(HealthStatus(data["status"]), parse_opt_ts(data.get("lastUpdateAt"), "lastUpdateAt"),
+                   data.get("message", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """Every service's entry, by name, and the overall status: the worst of theirs."""
+
+    timestamp: datetime
+    status: HealthStatus
+    services: dict[str, ServiceHealth]
+
+    @classmethod
+    def of(cls, services: Mapping[str, ServiceHealth], *, at: datetime) -> HealthSnapshot:
+        """Return the snapshot of ``services`` (sorted by name) taken ``at``."""
+        return cls(at, worst(s.status for s in services.values()), dict(sorted(services.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the contract's camelCase shape."""
+        return {
+            "timestamp": format_ts(self.timestamp),
+            "status": self.status.value,
+            "services": {name: service.to_dict() for name, service in self.services.items()},
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class HealthThresholds:
-    """How long safe mode and recovery may last before health complains (the lead maps these from config)."""
+    """How long safe mode and recovery may last before health complains (mapped from the config)."""
 
     safe_mode_warn_after_s: float = 300.0
     recovery_warn_after_s: float = 300.0  # the spec's "e.g. > 5 min"
@@ -41,18 +97,6 @@ class HealthThresholds:
             raise ValueError("need 0 < recovery_warn_after_s <= recovery_error_after_s")
         if self.safe_mode_warn_after_s <= 0:
             raise ValueError("safe_mode_warn_after_s must be > 0")
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceHealth:
-    """One entry of ``HealthSnapshot.services``."""
-
-    status: HealthStatus
-    last_update_at: datetime
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status.value, "lastUpdateAt": format_ts(self.last_update_at), "message": self.message}
 
 
 def _duration(seconds: float) -> str:

@@ -37,6 +37,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from failover.domain.clock import Clock
+from failover.domain.enums import RESTART_TYPES
 from failover.domain.steps import (  # re-exported: the transition API belongs with the plans
     IllegalTransition,
     current_step,
@@ -50,7 +52,6 @@ from failover.domain.steps import (  # re-exported: the transition API belongs w
     start_step,
 )
 from failover.domain.types import (
-    Clock,
     FailureEvent,
     FailureType,
     PlanStatus,
@@ -77,7 +78,6 @@ STEP_ORDER: tuple[StepType, ...] = (
     StepType.CLEAR_LOCAL_STATE,
 )
 _RANK = {step_type: i for i, step_type in enumerate(STEP_ORDER)}
-_RESTARTS = frozenset({FailureType.PROCESS_RESTART, FailureType.UNEXPECTED_SHUTDOWN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +249,11 @@ def generate_plan(
     plan_id: str | None = None,
 ) -> RecoveryPlan:
     """Build a fresh plan for ``event``: the table's steps, all PENDING, numbered ``step-001`` on."""
-    now = clock()
+    return _generate(event, now=clock.now(), symbols=symbols, previous_state=previous_state, plan_id=plan_id)
+
+
+def _generate(event: FailureEvent, *, now: datetime, symbols: Sequence[str], previous_state: ProcessState | None,
+              plan_id: str | None) -> RecoveryPlan:
     rule = plan_rule(event.type, previous_state)
     steps = tuple(
         RecoveryStep(id=f"step-{i:03d}", type=step_type, status=StepStatus.PENDING, created_at=now,
@@ -280,25 +284,25 @@ def merge_plan(
     (with ``supersedes`` set) when it was superseded, and a new one without
     ``supersedes`` when there was nothing to merge into.
     """
+    now = clock.now()
     if current_plan is None or current_plan.status is PlanStatus.DONE:
         taken = [] if current_plan is None else [current_plan.plan_id]
-        return generate_plan(new_event, clock=clock, symbols=symbols, previous_state=previous_state,
-                             plan_id=plan_id or _plan_id(clock(), taken))
-    if current_plan.status is PlanStatus.FAILED or new_event.type in _RESTARTS:
-        return _supersede(current_plan, new_event, clock=clock, symbols=symbols, previous_state=previous_state,
+        return _generate(new_event, now=now, symbols=symbols, previous_state=previous_state,
+                         plan_id=plan_id or _plan_id(now, taken))
+    if current_plan.status is PlanStatus.FAILED or new_event.type in RESTART_TYPES:
+        return _supersede(current_plan, new_event, now=now, symbols=symbols, previous_state=previous_state,
                           plan_id=plan_id)
-    return _extend(current_plan, new_event, clock=clock, symbols=symbols, previous_state=previous_state)
+    return _extend(current_plan, new_event, now=now, symbols=symbols, previous_state=previous_state)
 
 
 def _covered_types(plan: RecoveryPlan) -> list[FailureType]:
     return [t for t in (plan.failure_type, *plan.merged_failure_types) if t is not None]
 
 
-def _supersede(current: RecoveryPlan, event: FailureEvent, *, clock: Clock, symbols: Sequence[str],
+def _supersede(current: RecoveryPlan, event: FailureEvent, *, now: datetime, symbols: Sequence[str],
                previous_state: ProcessState | None, plan_id: str | None) -> RecoveryPlan:
-    now = clock()
-    fresh = generate_plan(event, clock=lambda: now, symbols=symbols, previous_state=previous_state,
-                          plan_id=plan_id or _plan_id(now, [current.plan_id]))
+    fresh = _generate(event, now=now, symbols=symbols, previous_state=previous_state,
+                      plan_id=plan_id or _plan_id(now, [current.plan_id]))
     wanted = {s.type: dict(s.details) for s in fresh.pending_steps}
     for old in current.pending_steps:  # every type the old plan had not finished is carried over
         scope = {k: v for k, v in old.details.items() if k in _SCOPE_KEYS}
@@ -317,9 +321,8 @@ def _supersede(current: RecoveryPlan, event: FailureEvent, *, clock: Clock, symb
     )
 
 
-def _extend(current: RecoveryPlan, event: FailureEvent, *, clock: Clock, symbols: Sequence[str],
+def _extend(current: RecoveryPlan, event: FailureEvent, *, now: datetime, symbols: Sequence[str],
             previous_state: ProcessState | None) -> RecoveryPlan:
-    now = clock()
     pending = list(current.pending_steps)
     head = pending.pop(0) if pending and pending[0].status is StepStatus.RUNNING else None
     waiting = {step.type: i for i, step in enumerate(pending)}  # PENDING steps, one per type at most

@@ -21,16 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from failover.domain._codec import SchemaError, format_ts
+from failover.domain.clock import Clock, SystemClock
 from failover.domain.files import TEMP_SUFFIX, atomic_write_json, move_aside, temp_prefix
-from failover.domain.types import (
-    Clock,
-    FailureEvent,
-    FailureSource,
-    FailureType,
-    Phase,
-    ProcessState,
-    utc_now,
-)
+from failover.domain.types import FailureEvent, FailureSource, FailureType, Phase, ProcessState
 
 _FIELDS = frozenset(f.name for f in fields(ProcessState))
 _GRACEFUL_PHASES = frozenset({Phase.STOPPING, Phase.IDLE})
@@ -81,9 +74,9 @@ class ProcessStateStore:
     the newest state in memory.
     """
 
-    def __init__(self, path: str | os.PathLike[str], clock: Clock = utc_now) -> None:
+    def __init__(self, path: str | os.PathLike[str], clock: Clock | None = None) -> None:
         self._path = Path(path)
-        self._clock = clock
+        self._clock: Clock = SystemClock() if clock is None else clock
         self._lock = threading.RLock()
         self._current: ProcessState | None = None
 
@@ -108,7 +101,7 @@ class ProcessStateStore:
                 state = ProcessState.from_dict(json.loads(raw.decode("utf-8")))
             except (UnicodeDecodeError, json.JSONDecodeError, SchemaError) as exc:
                 self._current = None
-                moved_to = move_aside(self._path, self._clock())
+                moved_to = move_aside(self._path, self._clock.now())
                 raise ProcessStateCorrupt(self._path, moved_to, _describe(exc)) from exc
             self._current = state
             return state
@@ -129,7 +122,7 @@ class ProcessStateStore:
         with self._lock:
             if self._current is None:
                 raise ProcessStateMissing("save() or load() a ProcessState before update()")
-            partial.setdefault("last_update", self._clock())
+            partial.setdefault("last_update", self._clock.now())
             state = replace(self._current, **partial)  # re-runs every check of ProcessState
             self.save(state)
             return state

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
-from failover.domain.enums import Clock, utc_now
+from failover.domain.clock import Clock, SystemClock
 from failover.domain.files import atomic_write_json
 from failover.domain.health import HealthThresholds
 from failover.domain.types import FailoverState, FailureEvent, ProcessState, RecoveryPlan, RecoveryStep, SchemaError
@@ -40,21 +40,14 @@ from trading.domain.config import DEFAULT_CONFIG, ConfigError, TradingConfig, pa
 
 logger = logging.getLogger(__name__)
 
-_clock: Clock = utc_now
+CLOCK: Clock = SystemClock()  # the FailoverManager's clock: every "now" of the service reads it
 POSITION_OFFSET = 1_000_000  # moves step rows out of the way while a merge renumbers them
 LIVE_PLAN_STATUSES = (PlanStatus.PENDING, PlanStatus.RUNNING, PlanStatus.FAILED, PlanStatus.WAITING_OPERATOR)
 
 
 def now() -> datetime:
     """Return the service clock's time (aware UTC)."""
-    return _clock()
-
-
-def set_clock(clock: Clock) -> Clock:
-    """Replace the service clock (tests); return the previous one."""
-    global _clock
-    previous, _clock = _clock, clock
-    return previous
+    return CLOCK.now()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +147,8 @@ def plan_save(plan: RecoveryPlan, *, run_id: str, failure: FailureEventRecord | 
               record: RecoveryPlanRecord | None = None) -> RecoveryPlanRecord:
     """Persist a domain plan: create the plan row or update it, upsert its steps in the plan's order."""
     if record is None:
+        if plan.failure_type is None:  # generate_plan always names it, and the row requires it
+            raise ValueError(f"plan {plan.plan_id} names no failure type")
         record = RecoveryPlanRecord.objects.create(
             plan_id=plan.plan_id, run_id=run_id, failure=failure, failure_type=plan.failure_type.value,
             status=PlanStatus.PENDING, generated_at=plan.last_generated_at, last_generated_at=plan.last_generated_at,
@@ -304,7 +299,7 @@ def gate_read(run_id: str) -> Gate:
     return Gate(*row)
 
 
-def state_commit(row: FailoverStateRecord, *, fields: list[str] | None = None) -> ManagedFailoverState:
+def state_commit(row: FailoverStateRecord) -> ManagedFailoverState:
     """Save a transition: bump ``version``, mirror the plan, notify the bus and the dashboard on commit."""
     row.version += 1
     row.updated_at = now()

@@ -11,15 +11,15 @@ the exchange and is CANCELED.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from failover.domain import enums
 from failover.domain.reconcile import diff_orders, diff_positions
 from failover.domain.types import OrderSnapshot, PositionSnapshot
 from failover.recovery import records
-from failover.recovery.handlers import StepContext, StepFailed, trader_command, write_event
+from failover.recovery.kit import StepContext, StepFailed, trader_command, write_event
 from trading.exchange.port import ExchangeError, ExchangeOrder, ExchangePosition
 from trading.models import Order, OrderStatus, Origin, Position, PositionStatus
 
@@ -28,8 +28,10 @@ _BYBIT_STATUS = {
     "New": OrderStatus.NEW, "Untriggered": OrderStatus.NEW, "PartiallyFilled": OrderStatus.PARTIALLY_FILLED,
     "Filled": OrderStatus.FILLED, "Rejected": OrderStatus.REJECTED,
 }  # anything else (Cancelled, Deactivated, PartiallyFilledCanceled, ...) is CANCELED
-_SNAPSHOT_STATUS = {OrderStatus.NEW: "NEW", OrderStatus.PARTIALLY_FILLED: "PARTIALLY_FILLED",
-                    OrderStatus.FILLED: "FILLED"}
+_SNAPSHOT_STATUS = {
+    OrderStatus.NEW: enums.OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED: enums.OrderStatus.PARTIALLY_FILLED,
+    OrderStatus.FILLED: enums.OrderStatus.FILLED,
+}  # anything else is CANCELED
 INTENT_STATUSES = (OrderStatus.INTENT, OrderStatus.SUBMITTED)
 OPEN_CONFIRMED = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 
@@ -43,19 +45,16 @@ def _long(side: str) -> bool:
 
 
 def _local_position(p: Position) -> PositionSnapshot:
-    return PositionSnapshot(symbol=p.symbol, side=p.side, entry_price=float(p.entry_price), qty=float(p.qty),
-                            leverage=float(p.leverage) or 1.0, pnl_unrealized=float(p.pnl_unrealized),
+    return PositionSnapshot(symbol=p.symbol, side=enums.PositionSide(p.side), entry_price=float(p.entry_price),
+                            qty=float(p.qty), leverage=float(p.leverage) or 1.0, pnl_unrealized=float(p.pnl_unrealized),
                             exchange_position_id=p.exchange_position_id or None)
 
 
 def _exchange_position(x: ExchangePosition) -> PositionSnapshot:
-    return PositionSnapshot(symbol=x.symbol, side="LONG" if _long(x.side) else "SHORT",
+    side = enums.PositionSide.LONG if _long(x.side) else enums.PositionSide.SHORT
+    return PositionSnapshot(symbol=x.symbol, side=side,
                             entry_price=float(x.avg_price), qty=float(x.size), leverage=float(x.leverage) or 1.0,
                             pnl_unrealized=float(x.unrealised_pnl))
-
-
-def _num(value: Any) -> Decimal:
-    return Decimal(str(value))
 
 
 def resync_positions(ctx: StepContext) -> dict[str, Any]:
@@ -133,16 +132,17 @@ def _position_events(ctx: StepContext, evidence: dict[str, Any], diff: Any) -> N
 
 
 def _local_order(o: Order) -> OrderSnapshot:
-    return OrderSnapshot(symbol=o.symbol, side=o.side, client_order_id=o.order_link_id,
+    return OrderSnapshot(symbol=o.symbol, side=enums.OrderSide(o.side), client_order_id=o.order_link_id,
                          exchange_order_id=o.exchange_order_id or None, price=float(o.price or 0),
-                         qty=float(o.qty), status=_SNAPSHOT_STATUS.get(o.status, "CANCELED"))
+                         qty=float(o.qty), status=_SNAPSHOT_STATUS.get(o.status, enums.OrderStatus.CANCELED))
 
 
 def _exchange_order(x: ExchangeOrder) -> OrderSnapshot:
     status = _BYBIT_STATUS.get(x.status, OrderStatus.CANCELED)
-    return OrderSnapshot(symbol=x.symbol, side="BUY" if _long(x.side) else "SELL",
+    return OrderSnapshot(symbol=x.symbol, side=enums.OrderSide.BUY if _long(x.side) else enums.OrderSide.SELL,
                          client_order_id=x.order_link_id or None, exchange_order_id=x.order_id or None,
-                         price=float(x.price), qty=float(x.qty), status=_SNAPSHOT_STATUS.get(status, "CANCELED"))
+                         price=float(x.price), qty=float(x.qty),
+                         status=_SNAPSHOT_STATUS.get(status, enums.OrderStatus.CANCELED))
 
 
 def _resolve_intents(ctx: StepContext, now_ms: int, window_ms: int) -> list[dict[str, Any]]:
@@ -195,8 +195,8 @@ def resync_orders(ctx: StepContext) -> dict[str, Any]:
     diff = diff_orders([_local_order(o) for o in rows.values()], [_exchange_order(x) for x in theirs],
                        now_ms=now_ms, recent_window_ms=window_ms,
                        created_ms_of=lambda snap: created.get(snap.client_order_id or ""))
-    by_id = {x.order_id: x for x in theirs}
-    applied = []
+    by_id: dict[str | None, ExchangeOrder] = {x.order_id or None: x for x in theirs}  # keyed as the snapshots
+    applied: list[dict[str, Any]] = []
     with transaction.atomic():
         for snap in diff.adopt:
             x = by_id[snap.exchange_order_id]

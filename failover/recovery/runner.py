@@ -24,12 +24,14 @@ from django.db import transaction
 from django.db.models import Max, Q
 
 from failover.domain import steps as transitions
+from failover.domain.enums import RESTART_TYPES
 from failover.domain.steps import safe_mode_exit_allowed
 from failover.domain.types import ProcessState
 from failover.models import FailoverStateRecord, PlanStatus, RecoveryPlanRecord, RecoveryStepRecord, StepStatus
 from failover.recovery import records
 from failover.recovery.alerts import alert_on_commit
-from failover.recovery.handlers import StepContext, StepFailed, handler_for
+from failover.recovery.handlers import handler_for
+from failover.recovery.kit import StepContext, StepFailed
 from trading.alerts import CRIT
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,6 @@ BEAT_EVERY_S = 1.0
 # Failure types no detector clears: their plan completing is their end. (MODULE_CRASH is held by the
 # trader's crash detector until its modules run clean: a plan can finish while a module still throws.)
 CLEARED_BY_PLAN = frozenset({"PROCESS_RESTART", "UNEXPECTED_SHUTDOWN", "DATA_CORRUPTION", "NON_SYNC_STATE"})
-_RESTARTS = frozenset({"PROCESS_RESTART", "UNEXPECTED_SHUTDOWN"})
 
 
 # -- safe mode rule ------------------------------------------------------------------
@@ -101,7 +102,7 @@ def _context(row: FailoverStateRecord, plan: RecoveryPlanRecord, rows: list[Reco
     return StepContext(
         run_id=row.run_id, step_type=step.type, details=dict(step.details or {}), context=dict(row.context or {}),
         folder=folder, config=records.environment_config(folder), previous_state=previous,
-        restart_cutoff=plan.generated_at if covered & _RESTARTS else None,
+        restart_cutoff=plan.generated_at if covered & RESTART_TYPES else None,
     )
 
 

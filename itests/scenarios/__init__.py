@@ -1,4 +1,8 @@
-"""Every integration scenario of the spec, in its order, then the spec's 3 a.m. night: one module per scenario."""
+"""Every integration scenario of the spec, in its order, then the spec's 3 a.m. night: one module per scenario.
+
+This package is the registry: the services, the runner and the CLI look
+scenarios up here by id, and it imports nothing of theirs.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,11 @@ from itests.scenarios.scenario_b_module_crash import ModuleCrash
 from itests.scenarios.scenario_c_clean_restart import CleanRestart
 from itests.scenarios.scenario_d_storm import NightStorm
 
+
+class UnknownScenario(ValueError):
+    """No scenario has this id."""
+
+
 SCENARIOS: tuple[type[IntegrationScenario], ...] = (
     HappyPath, PrivateWsDisconnect, ProcessRestartRecovery, ConfigInvalidScenario, SlippageSpike, PanicClose,
     SoftExchangeOutage, ModuleCrash, CleanRestart, NightStorm,
@@ -23,8 +32,6 @@ SCENARIOS_BY_ID: dict[str, type[IntegrationScenario]] = {cls.id: cls for cls in 
 
 def scenario_class(scenario_id: str) -> type[IntegrationScenario]:
     """Return the scenario class of ``scenario_id``; raise ``UnknownScenario``."""
-    from itests.services import UnknownScenario
-
     try:
         return SCENARIOS_BY_ID[scenario_id]
     except KeyError:

@@ -52,4 +52,4 @@ class PrivateWsDisconnect(IntegrationScenario):
         beat = self.beat() or {}
         self.expect("the private stream is connected", True,
                     (beat.get("streams") or {}).get("private", {}).get("connected"))
-        self.expect("PRIVATE_WS_DISCONNECTED is no longer active", [], probes.state(run).active_failures)
+        self.expect("PRIVATE_WS_DISCONNECTED is no longer active", [], list(probes.state(run).active_failures))

@@ -9,13 +9,6 @@ from decimal import Decimal
 from itests import probes
 from itests.environment import IsolatedEnvironment
 from itests.scenario import IntegrationScenario
-from trading.models import Order, Position
-from trading.simexchange.pybit_target import sim_http
-
-
-def _local_open_order_ids(run_id: str) -> set[str]:
-    return set(Order.objects.filter(run_id=run_id, status__in=["NEW", "PARTIALLY_FILLED"])
-               .values_list("exchange_order_id", flat=True))
 
 
 class ProcessRestartRecovery(IntegrationScenario):
@@ -35,15 +28,15 @@ class ProcessRestartRecovery(IntegrationScenario):
         version = probes.version(run)
         self.progress("open a position and rest an order on the exchange; let the trader adopt them")
         env.control.open_position("BTCUSDT", "Buy", "0.010")
-        bid = Decimal(sim_http(env.sim_url).get_orderbook(category="linear", symbol="ETHUSDT")["result"]["b"][0][0])
+        bid = env.best_bid("ETHUSDT")
         resting = env.control.place_order("ETHUSDT", "Buy", "0.10", order_type="Limit",
                                           price=str((bid * Decimal("0.97")).quantize(Decimal("0.01"))))
         self.wait_for("the trader tracks the open position and the resting order",
                       lambda: probes.open_positions(run) == [("BTCUSDT", "LONG", Decimal("0.01"))]
-                      and resting["orderId"] in _local_open_order_ids(run)
+                      and resting["orderId"] in probes.open_order_ids(run)
                       and probes.safe_mode_off_after(run, version),
                       timeout=45, expected={"positions": [("BTCUSDT", "LONG", "0.01")], "order": resting["orderId"]},
-                      actual=lambda: {"positions": probes.open_positions(run), "orders": _local_open_order_ids(run),
+                      actual=lambda: {"positions": probes.open_positions(run), "orders": probes.open_order_ids(run),
                                       "state": probes.state_summary(run)})
         self.progress("SIGKILL the trader")
         self.trader_may_exit(True)
@@ -67,9 +60,9 @@ class ProcessRestartRecovery(IntegrationScenario):
                     probes.open_positions(run), fatal=False)
         self.expect("the exchange still holds the position (nothing closed or opened twice)",
                     [("BTCUSDT", "LONG", Decimal("0.01"))], probes.exchange_positions(exchange), fatal=False)
-        duplicates = Position.objects.filter(run_id=run, status="OPEN", symbol="BTCUSDT").count()
+        duplicates = sum(1 for symbol, _, _ in probes.open_positions(run) if symbol == "BTCUSDT")
         self.expect("no duplicate position (one open BTCUSDT row)", 1, duplicates, fatal=False)
         exchange_ids = {o["orderId"] for o in exchange["orders"]}
         self.expect("no zombie order: local open orders equal the exchange's", exchange_ids,
-                    _local_open_order_ids(run), fatal=False)
+                    probes.open_order_ids(run), fatal=False)
         self.expect("the resting order survived and was not sent again", {resting["orderId"]}, exchange_ids)

@@ -9,8 +9,6 @@ from itests import probes
 from itests.environment import IsolatedEnvironment
 from itests.scenario import IntegrationScenario
 from trading.control import send_command
-from trading.models import Order, Trade
-from trading.simexchange.pybit_target import sim_http
 
 OPENED = [("BTCUSDT", "LONG", Decimal("0.01")), ("ETHUSDT", "SHORT", Decimal("0.1"))]
 
@@ -33,7 +31,7 @@ class PanicClose(IntegrationScenario):
         self.progress("open two positions and rest an order behind the trader's back")
         env.control.open_position("BTCUSDT", "Buy", "0.010")
         env.control.open_position("ETHUSDT", "Sell", "0.10")
-        bid = Decimal(sim_http(env.sim_url).get_orderbook(category="linear", symbol="ETHUSDT")["result"]["b"][0][0])
+        bid = env.best_bid("ETHUSDT")
         env.control.place_order("ETHUSDT", "Buy", "0.10", order_type="Limit",
                                 price=str((bid * Decimal("0.95")).quantize(Decimal("0.01"))))
         self.wait_for("the trader tracks both positions and the order after its resync",
@@ -57,22 +55,18 @@ class PanicClose(IntegrationScenario):
         self.expect("no order is open on the exchange", [], exchange["orders"], fatal=False)
         self.wait_for("no position is open locally", lambda: probes.open_positions(run) == [], timeout=15,
                       expected=[], actual=lambda: probes.open_positions(run))
-        def still_open() -> list[tuple[str, str]]:
-            return list(Order.objects.filter(run_id=run, status__in=["INTENT", "SUBMITTED", "NEW", "PARTIALLY_FILLED"])
-                        .values_list("order_link_id", "status"))
-
-        self.wait_for("every local order is cancelled or filled", lambda: not still_open(), timeout=15,
-                      expected=[], actual=still_open)
+        self.wait_for("every local order is cancelled or filled", lambda: not probes.unfinished_orders(run),
+                      timeout=15, expected=[], actual=lambda: probes.unfinished_orders(run))
         self.wait_for("a closing trade per position in the trade log",
                       lambda: probes.trades(run) - trades_before >= len(OPENED), timeout=15,
                       expected=f">= {len(OPENED)} new trades", actual=lambda: probes.trades(run) - trades_before)
-        closed = sorted(Trade.objects.filter(run_id=run).values_list("symbol", "side"))
+        trades = probes.closed_trades(run)
+        closed = sorted((t["symbol"], t["side"]) for t in trades)
         self.expect("the closing trades are the positions that were open", sorted((s, side) for s, side, _ in OPENED),
                     closed, fatal=False)
         self.expect("risk heat is 0 after the close", Decimal(0), Decimal(str(result.get("heatPct", "nan"))),
                     fatal=False)
-        booked = sum((pnl for pnl in Trade.objects.filter(run_id=run).values_list("realized_pnl", flat=True)),
-                     Decimal(0))
+        booked = sum((t["realized_pnl"] for t in trades), Decimal(0))
         cents = Decimal("0.00000001")  # the Trade table keeps 10 places; compare what both can hold
         self.expect("daily PnL is refreshed with the closing trades' realised PnL", booked.quantize(cents),
                     Decimal(str(result.get("dailyPnl", "nan"))).quantize(cents), fatal=False)

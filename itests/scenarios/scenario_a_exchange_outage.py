@@ -28,7 +28,7 @@ class SoftExchangeOutage(IntegrationScenario):
         """Reconnect attempts so far: the recovery plan's tries (backoff 5 s, 10 s, 20 s) and stream reopenings."""
         beat = self.beat() or {}
         plan = probes.plan_for(self.run_id, "EXCHANGE_UNAVAILABLE")
-        return {"planAttempts": plan.attempts if plan is not None else 0,
+        return {"planAttempts": plan["attempts"] if plan is not None else 0,
                 "streamRebuilds": sum(int(s.get("rebuilds", 0)) for s in (beat.get("streams") or {}).values()),
                 "publicReconnects": int((beat.get("marketData") or {}).get("publicReconnects", 0))}
 

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
-from failover.models import FailureEventRecord
 from itests import probes
 from itests.environment import IsolatedEnvironment
 from itests.scenario import IntegrationScenario
 from trading.control import send_command
 
 MESSAGE = "itest TEST_B: deliberate FeatureEngine failure"
-
-
-_NO_PLAN = SimpleNamespace(status=None)
 
 
 class ModuleCrash(IntegrationScenario):
@@ -53,20 +48,20 @@ class ModuleCrash(IntegrationScenario):
         self.expect("the failover state is in safe mode", True, probes.state(run).safe_mode)
         # The module throws on every update: the plan runs once, and safe mode is held past it.
         self.wait_for("the MODULE_CRASH plan is carried out",
-                      lambda: (probes.plan_for(run, "MODULE_CRASH") or _NO_PLAN).status == "DONE", timeout=30,
+                      lambda: (probes.plan_for(run, "MODULE_CRASH") or {}).get("status") == "DONE", timeout=30,
                       expected="DONE", actual=lambda: probes.plan_steps(probes.plan_for(run, "MODULE_CRASH")))
         time.sleep(1.0)
         self.expect("safe mode stays ON while the module still throws, with its plan done", True,
                     probes.state(run).safe_mode)
         self.expect("one MODULE_CRASH report however often the module throws", 1,
-                    FailureEventRecord.objects.filter(run_id=run, type="MODULE_CRASH").count())
+                    probes.failures(run).count("MODULE_CRASH"))
         plan = probes.plan_for(run, "MODULE_CRASH")
         self.expect("the plan keeps its three steps", [("RESYNC_POSITIONS", "DONE"), ("RESYNC_ORDERS", "DONE"),
                                                        ("CLEAR_LOCAL_STATE", "DONE")], probes.plan_steps(plan))
         self.progress("disarm the fault; the module restarts and runs clean")
         disarmed_ms = int(time.time() * 1000)
         send_command("arm_fault", run_id=run, args={"feature_engine_error": None}, wait_s=10)
-        self.metrics["moduleCrashEvents"] = FailureEventRecord.objects.filter(run_id=run, type="MODULE_CRASH").count()
+        self.metrics["moduleCrashEvents"] = probes.failures(run).count("MODULE_CRASH")
         self.metrics["planSteps"] = len(probes.plan_steps(plan))
         self.wait_for("safe mode goes OFF once the module has run clean (quiet period 5 s)",
                       lambda: probes.safe_mode_off_after(run, version), timeout=30, expected={"safeMode": False},

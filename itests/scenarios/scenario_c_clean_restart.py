@@ -41,6 +41,7 @@ class CleanRestart(IntegrationScenario):
                       lambda: probes.failures(run).count("PROCESS_RESTART") > restarts, timeout=30,
                       expected=f"{restarts + 1} PROCESS_RESTART", actual=lambda: probes.failures(run))
         failure = probes.state(run).last_failure
+        assert failure is not None, "a PROCESS_RESTART was reported but the state names no last failure"
         self.wait_safe_mode_off("safe mode goes OFF after the minimal plan", after_version=version,
                                 since=failure.timestamp, timeout=30)
         plan = probes.plan_for(run, "PROCESS_RESTART")

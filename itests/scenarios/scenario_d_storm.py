@@ -11,7 +11,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from failover.models import FailureEventRecord, RecoveryPlanRecord
 from itests import probes
 from itests.environment import IsolatedEnvironment, eager_config
 from itests.scenario import IntegrationScenario
@@ -39,7 +38,7 @@ class NightStorm(IntegrationScenario):
     def prepare(self, env: IsolatedEnvironment) -> None:
         eager_config(env.data, risk={"daily_loss_limit_pct": 50.0})
 
-    def _requests_between(self, start_ms: int, end_ms: int) -> list[str]:
+    def _requests_between(self, start_ms: int, end_ms: int) -> list[str | None]:
         return [e.get("orderLinkId") for s in SYMBOLS for e in self.trader_saw("ORDER_REQUEST", symbol=s,
                                                                               after_ms=start_ms)
                 if e.get("tsMs", 0) < end_ms]
@@ -89,12 +88,10 @@ class NightStorm(IntegrationScenario):
         self.metrics["safeModeOnAfterStormMs"] = on_ms - storm_ms
         self.metrics["entriesBeforeSafeMode"] = len(self._requests_between(storm_ms, on_ms))
         self.expect("no new entry was sent while safe mode was ON", [], self._requests_between(on_ms, off_ms))
-        self.expect("one MODULE_CRASH report for the whole storm", 1,
-                    FailureEventRecord.objects.filter(run_id=run, type="MODULE_CRASH").count())
-        plans = RecoveryPlanRecord.objects.filter(run_id=run, generated_at__gte=datetime.fromtimestamp(
-            storm_ms / 1000, UTC))
-        self.metrics["plansDuringStorm"] = plans.count()
-        self.metrics["stepsDuringStorm"] = sum(p.steps.count() for p in plans)
+        self.expect("one MODULE_CRASH report for the whole storm", 1, probes.failures(run).count("MODULE_CRASH"))
+        plans = probes.plans_since(run, datetime.fromtimestamp(storm_ms / 1000, UTC))
+        self.metrics["plansDuringStorm"] = len(plans)
+        self.metrics["stepsDuringStorm"] = sum(len(p["steps"]) for p in plans)
         # The trader trades again by now: a fill reaches the exchange a few ms before the private stream
         # brings it here, so the two are compared until they agree (at most a few seconds), not once.
         def side_by_side() -> dict[str, Any]:

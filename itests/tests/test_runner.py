@@ -100,6 +100,35 @@ def test_queued_runs_start_one_at_a_time_oldest_first(monkeypatch):
 
 
 @pytest.mark.django_db
+def test_a_queued_run_sends_its_chain_by_task_name_with_the_scenario_time_limit(monkeypatch, settings):
+    from itests import tasks
+
+    sent: list[tuple] = []
+
+    class Chain:
+        def __init__(self, *signatures) -> None:
+            self.signatures = signatures
+
+        def apply_async(self) -> None:
+            sent.append(self.signatures)
+
+    settings.ITESTS_QUEUE = "itests-queue"
+    monkeypatch.setattr(services, "chain", Chain)
+    record = services.run_record_start(scenario_id="TEST_C", user="ops")
+    services._dispatch(record.run_id)
+    (signatures,) = sent
+    assert [s.task for s in signatures] == [tasks.setup_run.name, tasks.run_scenario.name, tasks.teardown_run.name]
+    assert all(s.immutable and s.kwargs == signatures[0].kwargs for s in signatures)
+    assert signatures[0].kwargs["run_id"] == record.run_id and signatures[0].kwargs["token"]
+    limit = int(SCENARIOS_BY_ID["TEST_C"].time_limit_s) + services.RUN_MARGIN_S
+    assert [s.options for s in signatures] == [
+        {"queue": "itests-queue"},
+        {"queue": "itests-queue", "soft_time_limit": limit, "time_limit": limit + 30},
+        {"queue": "itests-queue"},
+    ]
+
+
+@pytest.mark.django_db
 def test_a_redelivered_run_task_does_not_rerun_and_teardown_finishes_it_failed(monkeypatch):
     from itests import tasks
 

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils import timezone
-
-from failover.models import OperatorAction
+from failover.services import operator_action_record
 from trading.control import TraderUnavailable, send_command
 
 PANIC_CLOSE_WAIT_S = 15.0  # closing every position takes a few exchange round trips
-
-
-def _audit(*, user: str, action: str, details: dict[str, Any], run_id: str = "") -> None:
-    OperatorAction.objects.create(run_id=run_id, at=timezone.now(), username=user, action=action, details=details)
 
 
 def execution_panic_close(*, user: str) -> dict[str, Any]:
@@ -24,13 +18,13 @@ def execution_panic_close(*, user: str) -> dict[str, Any]:
     try:
         ack = send_command("panic_close", wait_s=PANIC_CLOSE_WAIT_S)
     except TraderUnavailable as exc:
-        _audit(user=user, action="PANIC_CLOSE", details={"ok": False, "error": str(exc)})
+        operator_action_record(user=user, action="PANIC_CLOSE", details={"ok": False, "error": str(exc)})
         raise
-    _audit(user=user, action="PANIC_CLOSE", details={"ok": ack.get("ok"), "result": ack.get("result"),
-                                                     "error": ack.get("error")})
+    operator_action_record(user=user, action="PANIC_CLOSE", details={"ok": ack.get("ok"), "result": ack.get("result"),
+                                                                      "error": ack.get("error")})
     return ack
 
 
 def integration_run_audit(*, user: str, scenario_id: str, run_id: str) -> None:
     """Record that ``user`` started an integration run."""
-    _audit(user=user, action="INTEGRATION_RUN", details={"scenarioId": scenario_id}, run_id=run_id)
+    operator_action_record(user=user, action="INTEGRATION_RUN", details={"scenarioId": scenario_id}, run_id=run_id)

@@ -1,16 +1,22 @@
-"""Turn the trader's heartbeat into HealthSnapshot services (pure: no Django, no Redis).
+"""The product's HealthSnapshot as the web process sees it (pure: no Django, no Redis).
 
 The heartbeat (``trading.control``) is the only window the web process has on
 the trader; a missing or stale heartbeat means the trader is not running, which
 is an ERROR, and every service it would have vouched for is unknown (WARN).
+``failoverManager`` and ``recoveryEngine`` come from the FailoverManager
+(``failover.services.failover_health``); the status vocabulary and the
+"overall = worst" rule are ``failover.domain.health``'s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+from failover.domain.clock import from_epoch_ms
+from failover.domain.health import HealthSnapshot, HealthStatus, ServiceHealth
 from trading.domain.config import TradingConfig
-from trading.domain.health import HealthStatus, ServiceHealth
 
 TRADER_SERVICES = ("traderProcess", "exchangeRest", "publicStream", "privateStream", "latency", "config")
 
@@ -74,7 +80,8 @@ def trader_services(beat: dict[str, Any] | None, *, config: TradingConfig) -> di
         services = {name: ServiceHealth(WARN, None, "unknown: trader not running") for name in TRADER_SERVICES}
         services["traderProcess"] = ServiceHealth(ERROR, None, "trader not running")
         return services
-    at = int(beat.get("at") or 0) or None
+    at_ms = int(beat.get("at") or 0)
+    at = from_epoch_ms(at_ms) if at_ms else None
     detectors = config.failover.detectors
     checks = {
         "traderProcess": _process(beat),
@@ -85,3 +92,11 @@ def trader_services(beat: dict[str, Any] | None, *, config: TradingConfig) -> di
         "config": _config(beat),
     }
     return {name: ServiceHealth(status, at, message) for name, (status, message) in checks.items()}
+
+
+def health_snapshot_build(beat: dict[str, Any] | None, *, config: TradingConfig,
+                          failover: Mapping[str, Mapping[str, Any]], now: datetime) -> HealthSnapshot:
+    """Return the snapshot: the trader's services from ``beat``, plus the FailoverManager's ``failover`` entries."""
+    services = trader_services(beat, config=config)
+    services.update({name: ServiceHealth.from_dict(entry) for name, entry in failover.items()})
+    return HealthSnapshot.of(services, at=now)

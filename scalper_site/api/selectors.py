@@ -6,19 +6,17 @@ and are the only ones shown here.
 
 from __future__ import annotations
 
-import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
 
+from failover.domain.enums import utc_now
 from failover.recovery.records import environment_config
 from failover.services import failover_health
-from scalper_site.api.health import trader_services
+from scalper_site.api.health import health_snapshot_build
 from trading.control import read_heartbeat
-from trading.domain.health import HealthSnapshot, HealthStatus, ServiceHealth, worst
 from trading.models import OPEN_ORDER_STATUSES, Alert, Order, Position, PositionStatus
 
 PRODUCT = ""  # the product's run id
@@ -41,17 +39,8 @@ def orders_open() -> list[Order]:
     return list(Order.objects.filter(run_id=PRODUCT, status__in=OPEN_ORDER_STATUSES)[:OPEN_ORDERS_SHOWN])
 
 
-def _service(entry: dict[str, Any]) -> ServiceHealth:
-    """Read back a ``failover_health`` entry (its dict form) so one snapshot ranks every service."""
-    at = entry.get("lastUpdateAt")
-    at_ms = int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() * 1000) if at else None
-    return ServiceHealth(HealthStatus(entry["status"]), at_ms, entry.get("message", ""))
-
-
 def health_snapshot() -> dict[str, Any]:
     """The product's HealthSnapshot (spec 10): trader services from its heartbeat plus failover and recovery."""
     config = environment_config(Path(settings.DATA_DIR))
-    services = trader_services(read_heartbeat(run_id=PRODUCT), config=config)
-    services.update({name: _service(entry) for name, entry in failover_health(run_id=PRODUCT).items()})
-    overall = worst([service.status for service in services.values()])
-    return HealthSnapshot(int(time.time() * 1000), overall, dict(sorted(services.items()))).to_dict()
+    return health_snapshot_build(read_heartbeat(run_id=PRODUCT), config=config,
+                                 failover=failover_health(run_id=PRODUCT), now=utc_now()).to_dict()

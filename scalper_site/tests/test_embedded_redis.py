@@ -5,6 +5,8 @@ import redis
 
 from scalper_site.embedded_redis import EmbeddedRedis, EmbeddedRedisError, read_url_file
 
+pytestmark = pytest.mark.slow  # each test starts a real redis-server
+
 
 def test_embedded_redis_starts_on_loopback_with_a_password_and_stops(tmp_path):
     server = EmbeddedRedis(tmp_path)

@@ -4,8 +4,12 @@ import sys
 import threading
 import time
 
+import pytest
+
 from scalper_site.launcher import ProcessSpec, Supervisor
 from scalper_site.testkit import BASE_DIR, wait_until
+
+pytestmark = pytest.mark.slow  # each test starts child processes
 
 
 def _supervisor(specs, lines, **kw) -> Supervisor:

@@ -28,6 +28,7 @@ def _settings_in_child(tmp_path, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # loads the settings in a child interpreter
 def test_embedded_defaults_use_sqlite_and_generate_a_secret_key_once(tmp_path):
     first = _settings_in_child(tmp_path)
     assert first.returncode == 0, first.stderr
@@ -43,6 +44,7 @@ def test_embedded_defaults_use_sqlite_and_generate_a_secret_key_once(tmp_path):
     assert second["key"] == values["key"]
 
 
+@pytest.mark.slow  # loads the settings in a child interpreter
 def test_embedded_mode_finds_the_redis_url_published_under_the_data_folder(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "redis.url").write_text("redis://:pw@127.0.0.1:6390/0\n")
@@ -50,12 +52,14 @@ def test_embedded_mode_finds_the_redis_url_published_under_the_data_folder(tmp_p
     assert values["redis"] == values["broker"] == "redis://:pw@127.0.0.1:6390/0"
 
 
+@pytest.mark.slow  # loads the settings in a child interpreter
 def test_database_url_without_secret_key_is_refused(tmp_path):
     result = _settings_in_child(tmp_path, DATABASE_URL="postgres://postgres@127.0.0.1:5432/x")
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set when DATABASE_URL is set" in result.stderr
 
 
+@pytest.mark.slow  # loads the settings in a child interpreter
 def test_database_and_redis_urls_select_real_services(tmp_path):
     result = _settings_in_child(
         tmp_path,
@@ -85,6 +89,7 @@ def test_an_unreachable_database_fails_fast_and_says_why(tmp_path):
     assert "couldn't get a connection after 2.00 sec" in result.stderr
 
 
+@pytest.mark.slow  # loads the settings in a child interpreter
 def test_invalid_boolean_in_environment_is_a_clear_error(tmp_path):
     result = _settings_in_child(tmp_path, DEBUG="maybe")
     assert result.returncode != 0

@@ -1,9 +1,10 @@
 """The trading core: one market or private message in, decisions and orders out.
 
 Shared by REPLAY (in-process venue, as fast as the CPU allows) and the trader
-process (SIM, DRY_RUN, LIVE): market data -> normaliser -> FeatureEngine ->
-RegimeEngine -> ScoringEngine -> StateMachine -> RiskEngine -> ExecutionEngine.
-It runs on one thread and is deterministic for the same input and clock.
+process (SIM, DRY_RUN, LIVE): market data -> normaliser -> SignalPipeline
+(FeatureEngine -> RegimeEngine -> ScoringEngine -> StateMachine) -> RiskEngine
+-> ExecutionEngine, and private messages -> Ledger. It runs on one thread and is
+deterministic for the same input and clock.
 
 Each stage runs under a supervisor: an exception is a MODULE_CRASH reported with
 the stage name and a traceback summary, the symbol's signal engines are rebuilt
@@ -20,16 +21,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from failover.domain.clock import Clock
+from failover.domain.enums import FailureSource
 from trading.domain import reasons
 from trading.domain.config import TradingConfig
 from trading.domain.ids import OrderLinkIdFactory
 from trading.domain.latency import LatencyMonitor
-from trading.domain.pipeline import SymbolSignals
+from trading.domain.pipeline import (
+    FEATURE_ENGINE,
+    REGIME_ENGINE,
+    SCORING_ENGINE,
+    STATE_MACHINE,
+    SignalPipeline,
+    StageFailed,
+)
 from trading.domain.quality import ExecutionQuality
 from trading.domain.risk import RiskEngine
-from trading.domain.statemachine import StateMachine, Transition
+from trading.domain.statemachine import Transition
 from trading.engine.eventlog import EventLog
 from trading.engine.execution import Dispatcher, ExecResult, ExecutionEngine, InlineDispatcher
+from trading.engine.ledger import Ledger
 from trading.engine.localstate import LocalState, Persistence
 from trading.exchange.port import ExchangePort
 from trading.marketdata.instruments import InstrumentSpec
@@ -37,12 +47,9 @@ from trading.marketdata.normalise import Normaliser
 
 logger = logging.getLogger(__name__)
 
-MARKET_DATA_SERVICE = "MARKET_DATA_SERVICE"
-FEATURE_ENGINE = "FEATURE_ENGINE"
-REGIME_ENGINE = "REGIME_ENGINE"
-SCORING_ENGINE = "SCORING_ENGINE"
-STATE_MACHINE = "STATE_MACHINE"
-EXECUTION_ENGINE = "EXECUTION_ENGINE"
+MARKET_DATA_SERVICE: str = FailureSource.MARKET_DATA_SERVICE.value
+EXECUTION_ENGINE: str = FailureSource.EXECUTION_ENGINE.value
+_RESTARTED_ON_CRASH = frozenset({FEATURE_ENGINE, REGIME_ENGINE, SCORING_ENGINE})
 
 CrashHandler = Callable[[str, BaseException, dict[str, Any]], None]
 
@@ -60,9 +67,7 @@ class _ArmedFault(RuntimeError):
 
 @dataclass
 class CoreCounters:
-    market_messages: int = 0
     market_events: int = 0
-    order_requests: int = 0
     entries_sent: int = 0
     entries_refused: dict[str, int] = field(default_factory=dict)
     crashes: dict[str, int] = field(default_factory=dict)
@@ -104,19 +109,22 @@ class TradingCore:
         self.latency = LatencyMonitor(config.latency)
         self.quality = ExecutionQuality(config.quality, clock)
         self.risk = RiskEngine(config.risk, clock, instruments, self.quality)
-        self.machine = StateMachine(
+        self.pipeline = SignalPipeline(
             config,
             self._machine_gate,
             self._on_transition if log_transitions else None,
             on_suppressed=self._on_suppressed,
         )
-        self.signals: dict[str, SymbolSignals] = {}
+        self.machine = self.pipeline.machine
         self.state = LocalState(persistence)
+        self.ledger = Ledger(
+            state=self.state, risk=self.risk, quality=self.quality, machine=self.machine, clock=clock, events=events
+        )
         self.execution = ExecutionEngine(
             exchange=exchange,
             state=self.state,
+            ledger=self.ledger,
             risk=self.risk,
-            quality=self.quality,
             machine=self.machine,
             ids=ids,
             clock=clock,
@@ -148,34 +156,28 @@ class TradingCore:
     # -- messages -----------------------------------------------------------
 
     def on_public(self, message: dict[str, Any], received_ms: int | None = None) -> None:
-        """Run one public market message through every stage."""
-        self.counters.market_messages += 1
+        """Run one market message through every stage."""
+        counters = self.counters
         stage = MARKET_DATA_SERVICE
         symbol = ""
         try:
             if received_ms is not None and type(message.get("ts")) is int:
                 self.latency.record_ws("ws", received_ms, message["ts"])
+            armed = self.hooks.feature_engine_error  # armed and disarmed between messages, on this thread
+            on_event = self.pipeline.on_event
             for event in self.normaliser.normalise(message):
-                self.counters.market_events += 1
+                counters.market_events += 1
                 symbol = event.symbol
-                signals = self.signals.get(symbol)
-                if signals is None:
-                    signals = self.signals[symbol] = SymbolSignals(symbol, self.config)
-                stage = FEATURE_ENGINE
-                if self.hooks.feature_engine_error is not None:
-                    raise _ArmedFault(self.hooks.feature_engine_error)
-                features = signals.features.update(event)
-                stage = REGIME_ENGINE
-                regime = signals.regime.update(features)
-                stage = SCORING_ENGINE
-                score = signals.scoring.update(features, regime)
-                stage = STATE_MACHINE
-                request = self.machine.on_signal(symbol, score, features, event.ts_ms)
+                if armed is not None:
+                    stage = FEATURE_ENGINE
+                    raise _ArmedFault(armed)
+                request = on_event(event)
                 if request is not None:
                     stage = EXECUTION_ENGINE
-                    self.counters.order_requests += 1
                     self._count(self.execution.submit_entry(request))
-                stage = MARKET_DATA_SERVICE
+                    stage = MARKET_DATA_SERVICE
+        except StageFailed as failed:
+            self.report_crash(failed.stage, failed.error, symbol)
         except Exception as exc:
             self.report_crash(stage, exc, symbol)
 
@@ -189,7 +191,7 @@ class TradingCore:
     def on_private(self, message: dict[str, Any]) -> None:
         """Apply one private stream message."""
         try:
-            self.execution.on_private_message(message)
+            self.ledger.on_private_message(message)
         except Exception as exc:
             self.report_crash(EXECUTION_ENGINE, exc, "")
 
@@ -214,9 +216,8 @@ class TradingCore:
             "traceback": traceback_summary(exc),
         }
         logger.error("module crash in %s: %s", stage, details["error"])
-        if stage in (FEATURE_ENGINE, REGIME_ENGINE, SCORING_ENGINE) and symbol:
-            # Restart the module: fresh engines for the symbol, warmed up again from new data.
-            self.signals.pop(symbol, None)
+        if stage in _RESTARTED_ON_CRASH and symbol:
+            self.pipeline.restart(symbol)  # restart the module: fresh engines for the symbol
         self.on_crash(stage, exc, details)
 
     # -- configuration ------------------------------------------------------
@@ -224,8 +225,6 @@ class TradingCore:
     def apply_config(self, config: TradingConfig) -> None:
         """Put a new config in force in every stage (hot reload)."""
         self.config = config
-        for signals in self.signals.values():
-            signals.apply_config(config)
-        self.machine.apply_config(config)
+        self.pipeline.apply_config(config)
         self.risk.apply_config(config.risk)
         self.quality.apply_config(config.quality)

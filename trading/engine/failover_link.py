@@ -7,6 +7,9 @@ for longer than a bound, the trader behaves as in safe mode. A failure the
 trader detects turns its own view to safe mode at once, before the report has
 even reached the database; reports and clearances go out on a background thread
 with retries, so the pipeline never waits for the database.
+
+Time comes from the injected ``Clock``: its monotonic reading ages the view and
+the latches, its wall reading is compared with a bus message's ``sentAt``.
 """
 
 from __future__ import annotations
@@ -14,17 +17,50 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+from failover.domain.clock import Clock, SystemClock
 from failover.domain.types import FailureEvent
+from trading.domain.config import FailoverConfig
 
 logger = logging.getLogger(__name__)
 
+SYSTEM_CLOCK = SystemClock()
 
-def monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)
+
+class FailoverView(Protocol):
+    """The part of a failover state the link reads and hands to ``on_change``."""
+
+    @property
+    def safe_mode(self) -> bool: ...
+
+    @property
+    def reason(self) -> object: ...  # a FailureType value or an operator's text; an enum is read by its value
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def trading_enabled(self) -> bool: ...
+
+    @property
+    def recovery_in_progress(self) -> bool: ...
+
+
+class FailoverLinkServices(Protocol):
+    """What the link calls (``failover.services`` fits): the gate read, failure reports and clearances."""
+
+    def failover_gate(self, *, run_id: str = "") -> FailoverView: ...
+
+    def failure_report(self, *, event: FailureEvent, run_id: str = "") -> FailoverView: ...
+
+    def failure_cleared(self, *, failure_type: str, run_id: str = "") -> FailoverView: ...
+
+
+def _text(reason: object) -> str | None:
+    value = getattr(reason, "value", reason)
+    return None if value is None else str(value)
 
 
 class FailoverLink:
@@ -35,32 +71,34 @@ class FailoverLink:
         *,
         run_id: str,
         confirm_timeout_ms: int,
-        services: Any,
-        on_change: Callable[[Any], None] | None = None,
+        services: FailoverLinkServices,
+        on_change: Callable[[FailoverView], None] | None = None,
         refresh_interval_s: float = 1.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.run_id = run_id
         self.confirm_timeout_ms = confirm_timeout_ms
         self._services = services  # failover.services, injected so the link stays testable
         self._on_change = on_change
         self._refresh_interval_s = refresh_interval_s
+        self._clock = clock
+        self._monotonic_ms = clock.monotonic_ms  # bound once: read on every entry check
         self.safe_mode = True  # fail closed until the first confirmation
-        self.trading_enabled = True
         self.reason: str | None = None
         self.version = -1
         self.confirmed_at_ms = 0
         self._local_latch_until_version: int | None = None
         self._latched_reason: str | None = None
         self._latch_expires_ms: int | None = None  # only for a latch taken from a pending announcement
-        self._read_started_wall = 0.0  # wall clock at the start of the newest successful read
-        self._jobs: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        self._read_started_ms = 0  # wall clock at the start of the newest successful read
+        self._jobs: queue.Queue[FailureEvent | str | None] = queue.Queue()  # None stops the reporter
+        self._taken = threading.Condition()  # notified each time the reporter takes a job
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reread = threading.Event()  # a bus message asks the refresh thread for a read now
         self._threads: list[threading.Thread] = []
-        self.report_errors = 0
 
-    def apply_config(self, failover: Any) -> None:
+    def apply_config(self, failover: FailoverConfig) -> None:
         """Take the confirmation bound from the failover config (at start and on every reload)."""
         self.confirm_timeout_ms = int(failover.state_confirm_timeout_s * 1000)
 
@@ -69,7 +107,7 @@ class FailoverLink:
     def is_safe_mode(self) -> bool:
         if self.safe_mode or self._latched_reason is not None:
             return True
-        return monotonic_ms() - self.confirmed_at_ms > self.confirm_timeout_ms
+        return self._monotonic_ms() - self.confirmed_at_ms > self.confirm_timeout_ms
 
     def entries_blocked_reason(self) -> str | None:
         return "SAFE_MODE_ACTIVE" if self.is_safe_mode() else None
@@ -78,7 +116,7 @@ class FailoverLink:
 
     def refresh(self) -> bool:
         """Read the state from the database; False (and fail-closed ageing) when it cannot."""
-        started_wall = time.time()
+        started_ms = self._clock.now_ms()
         try:
             state = self._services.failover_gate(run_id=self.run_id)
         except Exception as exc:
@@ -88,7 +126,7 @@ class FailoverLink:
         with self._lock:
             version = int(getattr(state, "version", 0) or 0)
             caught_up = self._local_latch_until_version is not None and version >= self._local_latch_until_version
-            expired = self._latch_expires_ms is not None and monotonic_ms() > self._latch_expires_ms
+            expired = self._latch_expires_ms is not None and self._monotonic_ms() > self._latch_expires_ms
             if caught_up or expired:
                 if expired and not caught_up:
                     logger.warning("announced failure never reached the database; its latch expired")
@@ -97,11 +135,10 @@ class FailoverLink:
                 self._latch_expires_ms = None
             changed = (state.safe_mode, state.reason) != (self.safe_mode, self.reason) or version != self.version
             self.safe_mode = bool(state.safe_mode)
-            self.reason = state.reason.value if hasattr(state.reason, "value") else state.reason
-            self.trading_enabled = bool(getattr(state, "trading_enabled", True))
+            self.reason = _text(state.reason)
             self.version = version
-            self.confirmed_at_ms = monotonic_ms()
-            self._read_started_wall = max(self._read_started_wall, started_wall)
+            self.confirmed_at_ms = self._monotonic_ms()
+            self._read_started_ms = max(self._read_started_ms, started_ms)
         if changed and self._on_change is not None:
             try:
                 self._on_change(state)
@@ -122,8 +159,8 @@ class FailoverLink:
         if payload.get("safeMode") is True and payload.get("pending") is True:
             # A failure announced before it is written: held until the database moves past the version known
             # now, or, should the report never land (its process died), for one confirmation bound.
-            sent = message.get("sentAt")
-            if isinstance(sent, float) and sent < self._read_started_wall:
+            sent = message.get("sentAt")  # wall clock, in seconds
+            if isinstance(sent, float) and sent * 1000 < self._read_started_ms:
                 # A read begun after it was sent already shows the report or is about to be overtaken by the
                 # report's own versioned announcement: a late delivery must not hold entries for the bound.
                 return
@@ -131,7 +168,7 @@ class FailoverLink:
                 if self._latched_reason is None:
                     self._latched_reason = str(payload.get("reason") or "SAFE_MODE_ACTIVE")
                     self._local_latch_until_version = self.version + 1
-                    self._latch_expires_ms = monotonic_ms() + self.confirm_timeout_ms
+                    self._latch_expires_ms = self._monotonic_ms() + self.confirm_timeout_ms
             return  # nothing to read yet: the report's own announcements follow once it is written
         elif payload.get("safeMode") is True and isinstance(version, int) and version > self.version:
             # Fail-closed, so the message may be trusted for this direction only: held until the database
@@ -154,36 +191,41 @@ class FailoverLink:
     def report(self, event: FailureEvent) -> None:
         """Enter safe mode here and now; tell the FailoverManager in the background."""
         with self._lock:
-            self._latched_reason = event.type.value if hasattr(event.type, "value") else str(event.type)
+            self._latched_reason = event.type.value
             self._local_latch_until_version = None
             self._latch_expires_ms = None
-        self._jobs.put(("report", event))
+        self._jobs.put(event)
 
     def cleared(self, failure_type: str) -> None:
-        self._jobs.put(("cleared", failure_type))
+        self._jobs.put(failure_type)
 
     def _work(self) -> None:
         while True:
             job = self._jobs.get()
-            if job is None:
+            with self._taken:
+                self._taken.notify_all()
+            if job is None or not self._deliver(job):
                 return
-            kind, payload = job
-            for attempt in range(5):
-                try:
-                    if kind == "report":
-                        state = self._services.failure_report(event=payload, run_id=self.run_id)
-                        with self._lock:
-                            # Keep our own latch until the database shows this report.
-                            self._local_latch_until_version = int(getattr(state, "version", 0) or 0)
-                    else:
-                        self._services.failure_cleared(failure_type=payload, run_id=self.run_id)
-                    break
-                except Exception as exc:
-                    self.report_errors += 1
-                    logger.warning("failover %s failed (attempt %d): %s", kind, attempt + 1, exc)
-                    if self._stop.wait(0.2 * 2**attempt):
-                        return
             self.refresh()
+
+    def _deliver(self, job: FailureEvent | str) -> bool:
+        """Send a report (a FailureEvent) or a clearance (a failure type), with retries; False once stopping."""
+        kind = "report" if isinstance(job, FailureEvent) else "cleared"
+        for attempt in range(5):
+            try:
+                if isinstance(job, FailureEvent):
+                    state = self._services.failure_report(event=job, run_id=self.run_id)
+                    with self._lock:
+                        # Keep our own latch until the database shows this report.
+                        self._local_latch_until_version = int(getattr(state, "version", 0) or 0)
+                else:
+                    self._services.failure_cleared(failure_type=job, run_id=self.run_id)
+                return True
+            except Exception as exc:
+                logger.warning("failover %s failed (attempt %d): %s", kind, attempt + 1, exc)
+                if self._stop.wait(0.2 * 2**attempt):
+                    return False
+        return True
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -200,9 +242,9 @@ class FailoverLink:
         return self
 
     def drain(self, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self._jobs.empty() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        """Wait until the reporter has taken every queued job, or ``timeout_s`` passed."""
+        with self._taken:
+            self._taken.wait_for(self._jobs.empty, timeout=timeout_s)
 
     def stop(self) -> None:
         self.drain(5.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, TypedDict, Unpack
 
 ZERO = Decimal(0)
 
@@ -100,6 +100,17 @@ class ClosedTrade:
     closed_ms: int
 
 
+class OrderChanges(TypedDict, total=False):
+    """What the exchange's answers and reports change on a local order."""
+
+    status: str
+    exchange_order_id: str
+    filled_qty: Decimal
+    avg_fill_price: Decimal | None
+    reject_reason: str
+    updated_ms: int
+
+
 class Persistence(Protocol):
     """Where local truth is made durable; each call returns only once it is."""
 
@@ -184,7 +195,7 @@ class LocalState:
             self.by_exchange_id[order.exchange_order_id] = order.order_link_id
         return order
 
-    def update_order(self, link_id: str, **changes: object) -> LocalOrder:
+    def update_order(self, link_id: str, **changes: Unpack[OrderChanges]) -> LocalOrder:
         return self.put_order(replace(self.orders[link_id], **changes))
 
     def find_order(self, *, order_link_id: str = "", exchange_order_id: str = "") -> LocalOrder | None:

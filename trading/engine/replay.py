@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -53,12 +53,6 @@ class BacktestResult:
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["trades"] = len(self.trades)
-        data["eventsPerSecond"] = round(self.events_per_second)
-        return data
 
 
 class BacktestEngine:
@@ -100,7 +94,7 @@ class BacktestEngine:
             log_transitions=event_dir is not None,
             normaliser=Normaliser(parse_levels=levels),
         )
-        self.core.execution.set_equity(initial_balance)
+        self.core.ledger.set_equity(initial_balance)
         self._last_tick = 0
         self._messages = 0
         self._seconds = 0.0
@@ -199,17 +193,21 @@ class ReplayEngine:
     def messages(
         self, *, path: str = "", events: int = 200_000, seed: int = 1, start_ms: int = 1_763_479_200_000
     ) -> Iterator[dict[str, Any]]:
+        """Read ``path`` (this engine's symbols only), or generate ``events`` messages from ``seed``."""
         if path:
             wanted = set(self.symbols)
             return (m for m in read_messages(path) if str(m.get("topic", "")).rsplit(".", 1)[-1] in wanted)
         return generate_messages(self.symbols, seed, start_ms, max_messages=events)
 
-    def run(self, **source: Any) -> BacktestResult:
+    def run(
+        self, *, path: str = "", events: int = 200_000, seed: int = 1, start_ms: int = 1_763_479_200_000
+    ) -> BacktestResult:
+        """Run the data set ``messages`` gives through a fresh BacktestEngine."""
         engine = BacktestEngine(symbols=self.symbols, config=self.config, event_dir=self.event_dir)
-        return engine.run(self.messages(**source))
+        return engine.run(self.messages(path=path, events=events, seed=seed, start_ms=start_ms))
 
 
-def replay_main(*, symbols: list[str], path: str, events: int, seed: int, data_dir: Path, out: TextIO) -> int:
+def replay_main(*, symbols: list[str], path: str, events: int, seed: int, out: TextIO) -> int:
     """Run a REPLAY and print its summary; return the exit code."""
     stream = ReplayEngine(symbols=symbols).messages(path=path, events=events, seed=seed)
     engine = BacktestEngine(symbols=symbols)

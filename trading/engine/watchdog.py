@@ -10,11 +10,11 @@ cleared only when no detector of that type is active any more).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from failover.domain.clock import Clock
 from failover.domain.detectors import (
     Detector,
     LatencyDetector,
@@ -27,7 +27,7 @@ from failover.domain.detectors import (
     StreamsDownDetector,
 )
 from failover.domain.reconcile import OrderDiff, PositionDiff
-from failover.domain.types import Clock, FailureEvent
+from failover.domain.types import FailureEvent
 from trading.domain.config import TradingConfig
 from trading.exchange.port import StreamStatus
 
@@ -41,7 +41,7 @@ class WatchdogReport:
 
 
 class Watchdog:
-    """Own the detectors of one trader."""
+    """Own the detectors of one trader; they all read time from ``clock``."""
 
     def __init__(
         self,
@@ -201,7 +201,3 @@ class Watchdog:
         report.cleared = sorted(self._active_types - active)
         self._active_types = active | {e.type.value for e in report.started}
         return report
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000

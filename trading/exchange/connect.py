@@ -65,7 +65,8 @@ class ExchangeTarget:
             raise PermissionError("BYBIT_API_KEY and BYBIT_API_SECRET must be set in the environment")
         return settings.BYBIT_API_KEY, settings.BYBIT_API_SECRET
 
-    def _bybit_flags(self) -> dict[str, bool]:
+    def bybit_flags(self) -> dict[str, Any]:
+        """The pybit constructor flags that pick the Bybit environment."""
         return {"testnet": self.bybit_env == "testnet", "demo": self.bybit_env == "demo"}
 
 
@@ -75,7 +76,7 @@ def rest_for(target: ExchangeTarget, *, timeout_s: float = 5.0, observer: RestOb
     if target.kind == SIM:
         http = sim_http(target.base_url, key, secret, **pybit_http_kwargs(timeout_s=timeout_s))
     else:
-        http = HTTP(api_key=key, api_secret=secret, **target._bybit_flags(), **pybit_http_kwargs(timeout_s=timeout_s))
+        http = HTTP(api_key=key, api_secret=secret, **target.bybit_flags(), **pybit_http_kwargs(timeout_s=timeout_s))
     return PybitRest(http, observer=observer)
 
 
@@ -91,6 +92,6 @@ def socket_factory(
     def build(**monitor: Any) -> Any:
         if target.kind == SIM:
             return MonitoredSimWebSocket(channel_type, sim_base=target.ws_base, testnet=False, **common, **monitor)
-        return MonitoredWebSocket(channel_type, **target._bybit_flags(), **common, **monitor)
+        return MonitoredWebSocket(channel_type, **target.bybit_flags(), **common, **monitor)
 
     return build

@@ -276,7 +276,7 @@ class PybitRest:
     def wallet(self) -> Wallet:
         result = self._call("wallet", self._http.get_wallet_balance, accountType="UNIFIED", coin=self._settle_coin)
         account = (result.get("list") or [{}])[0]
-        coin = next((c for c in account.get("coin", []) if c.get("coin") == self._settle_coin), {})
+        coin: dict[str, Any] = next((c for c in account.get("coin", []) if c.get("coin") == self._settle_coin), {})
         return Wallet(
             equity=_d(coin.get("equity", account.get("totalEquity"))),
             wallet_balance=_d(coin.get("walletBalance", account.get("totalWalletBalance"))),

@@ -15,21 +15,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trading.exchange.port import StreamSink, StreamStatus
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    # The mixin always sits in front of pybit's WebSocket, which defines the hooks it extends.
+    from pybit._websocket_stream import _WebSocketManager as _PybitSocket
+else:
+    _PybitSocket = object
 
-PUBLIC = "public"
-PRIVATE = "private"
+logger = logging.getLogger(__name__)
 
 
 def monotonic_ms() -> int:
     return int(time.monotonic() * 1000)
 
 
-class MonitoredSocketMixin:
+class MonitoredSocketMixin(_PybitSocket):
     """Mixed in front of a pybit ``WebSocket`` class: records liveness, drops hostile frames."""
 
     def __init__(self, *args: Any, stream_status: StreamStatus, on_hostile: Callable[[str], None], **kwargs: Any):

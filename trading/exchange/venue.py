@@ -29,8 +29,9 @@ from trading.marketdata.normalise import LevelParser, parse_levels
 from trading.simexchange import errors as sim_errors
 from trading.simexchange import payloads
 from trading.simexchange.market import MarketFeed
-from trading.simexchange.matching import MatchingEngine, OrderRequest
+from trading.simexchange.matching import MatchingEngine
 from trading.simexchange.models import Changes
+from trading.simexchange.orders import OrderRequest
 
 
 class _MatchingFeed(MarketFeed):

@@ -14,8 +14,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from trading.marketdata.generator import MarketGenerator, MarketModelConfig
+from trading.marketdata.generator import MarketGenerator
 from trading.marketdata.jsonl import write_messages
+from trading.marketdata.market_model import MarketModelConfig
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 SEED = 20260101

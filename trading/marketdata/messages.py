@@ -17,7 +17,6 @@ ORDERBOOK = "orderbook"
 PUBLIC_TRADE = "publicTrade"
 TICKERS = "tickers"
 KLINE = "kline"
-TOPIC_KINDS = (ORDERBOOK, PUBLIC_TRADE, TICKERS, KLINE)
 
 BUY = "Buy"
 SELL = "Sell"

@@ -224,19 +224,9 @@ class Normaliser:
             book = self._books.get(symbol)  # type: ignore[assignment]
             if book is None:
                 return self._reject(DELTA_BEFORE_SNAPSHOT)
-            if u is not None and book.u is not None:
-                if u <= book.u:
-                    return self._reject(STALE_UPDATE)
-                if u != book.u + 1:
-                    self._warn(UPDATE_GAP)
-            if len(bids) != len(data["b"]) or len(asks) != len(data["a"]):
-                return self._reject(MALFORMED)  # a price twice in one side: which size is meant?
-            bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
-            if _deletes_absent(bids, bid_sizes) or _deletes_absent(asks, ask_sizes):
-                return self._reject(ABSENT_LEVEL_DELETE)
-            book.best_bid = _apply_side(bid_sizes, bids, book.best_bid, is_bid=True)
-            book.best_ask = _apply_side(ask_sizes, asks, book.best_ask, is_bid=False)
-            book.u = u if u is not None else book.u
+            problem = self._apply_delta(book, data, bids, asks, u)
+            if problem is not None:
+                return self._reject(problem)
         else:
             return self._reject(BAD_TYPE)
         if not book.bid_sizes or not book.ask_sizes:
@@ -252,6 +242,25 @@ class Normaliser:
                 ask_qty=book.ask_sizes[ask],
             )
         ]  # fmt: skip
+
+    def _apply_delta(
+        self, book: _Book, data: dict[str, Any], bids: dict[float, float], asks: dict[float, float], u: int | None
+    ) -> str | None:
+        """Apply a validated delta to ``book``; return why it was refused instead (the book is then untouched)."""
+        if u is not None and book.u is not None:
+            if u <= book.u:
+                return STALE_UPDATE
+            if u != book.u + 1:
+                self._warn(UPDATE_GAP)
+        if len(bids) != len(data["b"]) or len(asks) != len(data["a"]):
+            return MALFORMED  # a price twice in one side: which size is meant?
+        bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
+        if _deletes_absent(bids, bid_sizes) or _deletes_absent(asks, ask_sizes):
+            return ABSENT_LEVEL_DELETE
+        book.best_bid = _apply_side(bid_sizes, bids, book.best_bid, is_bid=True)
+        book.best_ask = _apply_side(ask_sizes, asks, book.best_ask, is_bid=False)
+        book.u = u if u is not None else book.u
+        return None
 
     def _on_trades(self, message: dict[str, Any], symbol: str, ts: int) -> list[MarketEvent]:
         """Return one TRADE per fill, stamped with the match time T; any bad fill rejects the message."""

@@ -57,15 +57,6 @@ class OrderBook:
         self.u, self.seq = u, seq
         self._touch()
 
-    def set_level(self, side: str, price: Decimal, size: Decimal) -> None:
-        """Set one level directly (size 0 deletes); used by tests and generators of depth."""
-        book = self._bids if side == "Buy" else self._asks
-        if size <= 0:
-            book.pop(float(price), None)
-        else:
-            book[float(price)] = float(size)
-        self._touch()
-
     def _touch(self) -> None:
         self._sorted_bids = None
         self._sorted_asks = None
@@ -121,9 +112,6 @@ class OrderBook:
                 break
             out.append((_dec(p), _dec(book[p])))
         return out
-
-    def is_empty(self) -> bool:
-        return not self._bids and not self._asks
 
 
 def walk(levels: Sequence[Level], qty: Decimal) -> list[Level]:

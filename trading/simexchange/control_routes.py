@@ -14,7 +14,7 @@ from aiohttp import web
 
 from . import errors as E
 from .appkeys import SIM
-from .matching import OrderRequest
+from .orders import OrderRequest
 
 if TYPE_CHECKING:
     from .core import SimExchange
@@ -72,12 +72,11 @@ async def inject_fault(request: web.Request) -> web.StreamResponse:
     except (ValueError, TypeError) as exc:
         return _bad(str(exc))
     sim.sync_fault_effects()
-    stream = fault.params.get("stream")
     if kind == "ws_drop":
-        for conn in sim.hub.streams(stream):
+        for conn in sim.hub.streams(fault.params["stream"]):
             await conn.drop(fault.params["mode"])
     elif kind == "ws_malformed":
-        for conn in sim.hub.streams(stream):
+        for conn in sim.hub.streams(fault.params["stream"]):
             conn.send(fault.params["text"])
     if kind in ONE_SHOT_KINDS and data.get("duration_s") is None:
         sim.faults.remove(fault.id)  # acted once; nothing lasts

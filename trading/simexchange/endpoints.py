@@ -16,8 +16,8 @@ from . import errors as E
 from . import payloads
 from .constants import SETTLE_COIN
 from .market import KLINE_INTERVALS
-from .matching import OrderRequest
 from .models import Changes, Order
+from .orders import OrderRequest
 from .params import Params
 
 if TYPE_CHECKING:

@@ -9,17 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import uuid
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from .core import SimExchange
-
-log = logging.getLogger(__name__)
+from .faults import FaultRegistry
 
 # Topics whose first message after a (re)subscribe must be a snapshot (pybit rule).
 SNAPSHOT_KINDS = ("orderbook", "tickers")
@@ -31,6 +27,22 @@ def needs_snapshot(topic: str) -> bool:
 
 def dumps(msg: Any) -> str:
     return json.dumps(msg, separators=(",", ":"))
+
+
+class Snapshots(Protocol):
+    """The market feed as the hub sees it: the snapshot a subscriber who missed a message gets instead."""
+
+    def snapshot(self, topic: str, now: int) -> dict[str, Any] | None: ...
+
+
+class HubHost(Protocol):
+    """What the hub reads of the exchange it serves: the faults in force and the market's snapshots."""
+
+    @property
+    def faults(self) -> FaultRegistry: ...
+
+    @property
+    def feed(self) -> Snapshots: ...
 
 
 class Conn:
@@ -94,7 +106,7 @@ class Conn:
 class Hub:
     """Registry of connections, by stream and by topic."""
 
-    def __init__(self, sim: SimExchange) -> None:
+    def __init__(self, sim: HubHost) -> None:
         self.sim = sim
         self.conns: set[Conn] = set()
         self.by_topic: dict[tuple[str, str], set[Conn]] = defaultdict(set)

@@ -240,7 +240,7 @@ class MarketFeed:
             return
         feed.source_tickers = True
         if msg.get("type") == "snapshot":
-            feed.ticker = {k: v for k, v in data.items()}
+            feed.ticker = dict(data)
         else:
             feed.ticker.update(data)
         self._cs += 1

@@ -1,7 +1,10 @@
 """The matching engine of the simulated Bybit linear (USDT perpetual) account.
 
 Pure Python with Decimal money: no Django, no aiohttp, so the in-process REPLAY
-venue reuses the same fill rules. One-way position mode only.
+venue reuses the same fill rules. One-way position mode only. The engine is the
+account (``account.Account``: orders, positions, wallet, margin figures, saved
+form) plus the rules that change it; the checks an order passes before it is
+accepted live in ``orders``.
 
 Fill rules:
 - market orders walk the opposite side of the book (depth-aware slippage);
@@ -20,22 +23,15 @@ Every operation returns ``Changes`` listing what to push, in Bybit's order.
 from __future__ import annotations
 
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from decimal import ROUND_DOWN, Decimal
 
 from trading.marketdata.instruments import InstrumentSpec
 
 from . import errors as E
-from .book import OrderBook, walk
-from .constants import (
-    DEFAULT_LEVERAGE,
-    INITIAL_BALANCE,
-    MAKER_FEE,
-    MAX_CLOSED_ORDERS,
-    MAX_EXECUTIONS,
-    TAKER_FEE,
-)
+from .account import Account
+from .book import walk
+from .constants import INITIAL_BALANCE, MAKER_FEE, TAKER_FEE
 from .models import (
     CREATE_BY_STOP_LOSS,
     CREATE_BY_TAKE_PROFIT,
@@ -43,15 +39,13 @@ from .models import (
     Changes,
     Execution,
     Order,
-    Position,
-    Wallet,
     apply_fill,
 )
-from .orders import LINK_ID_RE, PRICE_BAND, TIME_IN_FORCE, OrderRequest, max_price, validate_qty
+from .orders import OrderRequest, check_margin, validate_order, validate_price, validate_qty
 
 
-class MatchingEngine:
-    """Orders, positions and the wallet of one account, matched against a played market."""
+class MatchingEngine(Account):
+    """The account's order entry and fills, matched against a played market."""
 
     def __init__(
         self,
@@ -63,161 +57,17 @@ class MatchingEngine:
         initial_balance: Decimal = INITIAL_BALANCE,
         id_factory: Callable[[], str] | None = None,
     ) -> None:
-        self.instruments = dict(instruments)
-        self.clock = clock
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
-        self.initial_balance = initial_balance
         self._new_id = id_factory or (lambda: str(uuid.uuid4()))
-        self.books: dict[str, OrderBook] = {s: OrderBook(s) for s in self.instruments}
-        self.last_price: dict[str, Decimal] = {}
         # Adverse price shift in basis points per symbol (the slippage fault).
         self.slippage_bps: dict[str, Decimal] = {}
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every order, position and execution; refill the wallet."""
-        self.orders: dict[str, Order] = {}
-        self._live: dict[str, Order] = {}  # every order that may still be open, in creation order
-        self.link_ids: dict[str, str] = {}  # orderLinkId -> orderId, never forgotten
-        self.positions: dict[str, Position] = {}
-        self.executions: deque[Execution] = deque(maxlen=MAX_EXECUTIONS)
-        self.wallet = Wallet(balance=self.initial_balance)
-        self._last_seq = 0
-
-    # -- lookups ---------------------------------------------------------
-    def spec(self, symbol: str) -> InstrumentSpec:
-        try:
-            return self.instruments[symbol]
-        except KeyError:
-            raise E.param_error(f"params error: symbol invalid: {symbol}") from None
-
-    def position(self, symbol: str) -> Position:
-        pos = self.positions.get(symbol)
-        if pos is None:
-            pos = Position(symbol=symbol, leverage=DEFAULT_LEVERAGE, created_ms=self.clock())
-            self.positions[symbol] = pos
-        return pos
-
-    def mark_price(self, symbol: str) -> Decimal | None:
-        if symbol in self.last_price:
-            return self.last_price[symbol]
-        return self.books[symbol].mid() if symbol in self.books else None
-
-    def find_order(self, order_id: str | None = None, link_id: str | None = None) -> Order | None:
-        if order_id:
-            return self.orders.get(order_id)
-        if link_id and link_id in self.link_ids:
-            return self.orders.get(self.link_ids[link_id])
-        return None
-
-    def _open(self) -> Iterable[Order]:
-        """The orders still open, in creation order; asked on every market message, so it never scans the
-        closed ones: they leave the index here (a closed order never opens again)."""
-        live = self._live
-        for order_id in [i for i, o in live.items() if not o.is_open]:
-            del live[order_id]
-        return live.values()
-
-    def has_open_orders(self, symbol: str) -> bool:
-        return any(o.symbol == symbol for o in self._open())
-
-    def is_idle(self, symbol: str) -> bool:
-        """No open order and no position on ``symbol``: a public trade only moves its last price."""
-        pos = self.positions.get(symbol)
-        return (pos is None or not pos.size) and not self.has_open_orders(symbol)
-
-    def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return [o for o in self._open() if symbol is None or o.symbol == symbol]
-
-    # -- account figures -------------------------------------------------
-    def unrealised(self, pos: Position) -> Decimal:
-        mark = self.mark_price(pos.symbol)
-        if not pos.size or mark is None:
-            return Decimal(0)
-        return pos.size * (mark - pos.avg_price)
-
-    def position_im(self, pos: Position) -> Decimal:
-        return abs(pos.size) * pos.avg_price / pos.leverage if pos.size else Decimal(0)
-
-    def order_im(self) -> Decimal:
-        total = Decimal(0)
-        for o in self.open_orders():
-            if o.reduce_only or o.price is None:
-                continue
-            total += o.leaves_qty * o.price / self.position(o.symbol).leverage
-        return total
-
-    def equity(self) -> Decimal:
-        return self.wallet.balance + sum((self.unrealised(p) for p in self.positions.values()), Decimal(0))
-
-    def available(self) -> Decimal:
-        im = sum((self.position_im(p) for p in self.positions.values()), Decimal(0))
-        return self.equity() - im - self.order_im()
-
-    # -- validation ------------------------------------------------------
-    def _validate(self, req: OrderRequest) -> tuple[InstrumentSpec, Decimal]:
-        spec = self.spec(req.symbol)
-        if req.side not in ("Buy", "Sell"):
-            raise E.param_error("params error: side invalid")
-        if req.order_type not in ("Market", "Limit"):
-            raise E.param_error("params error: orderType invalid")
-        if req.position_idx != 0:
-            raise E.param_error("position idx not match position mode")
-        if req.time_in_force is not None and req.time_in_force not in TIME_IN_FORCE:
-            raise E.param_error("params error: timeInForce invalid")
-        if req.link_id and not LINK_ID_RE.match(req.link_id):
-            raise E.param_error("params error: orderLinkId invalid")
-        if req.link_id and req.link_id in self.link_ids:
-            raise E.ExchangeError(E.ORDER_LINK_ID_DUPLICATE, "OrderLinkedID is duplicate")
-        validate_qty(spec, req.qty)
-        price = self._validate_price(spec, req)
-        for name, trigger in (("takeProfit", req.take_profit), ("stopLoss", req.stop_loss)):
-            if trigger is not None and (trigger <= 0 or trigger % spec.tick_size):
-                raise E.param_error(f"params error: {name} invalid")
-        return spec, price
-
-    def _validate_price(self, spec: InstrumentSpec, req: OrderRequest) -> Decimal:
-        """Check the limit price; return the price used to size margin."""
-        mark = self.mark_price(req.symbol)
-        if req.order_type == "Market":
-            book = self.books[req.symbol]
-            best = book.best_ask() if req.side == "Buy" else book.best_bid()
-            ref = best[0] if best else mark
-            if ref is None:
-                raise E.ExchangeError(E.PRICE_OUT_OF_RANGE, "no market price for a market order")
-            return ref
-        if req.price is None:
-            raise E.param_error("params error: price is required for a limit order")
-        if req.price <= 0 or req.price % spec.tick_size:
-            raise E.param_error("params error: price invalid")
-        if req.price > max_price(spec):
-            raise E.ExchangeError(E.PRICE_OUT_OF_RANGE, "Order price is out of permissible range")
-        if mark is not None:
-            if req.side == "Buy" and req.price > mark * (1 + PRICE_BAND):
-                raise E.ExchangeError(E.PRICE_OUT_OF_RANGE, "The order price is higher than the maximum buy price")
-            if req.side == "Sell" and req.price < mark * (1 - PRICE_BAND):
-                raise E.ExchangeError(E.PRICE_OUT_OF_RANGE, "The order price is lower than the minimum sell price")
-        return req.price
-
-    def _check_margin(self, req: OrderRequest, ref_price: Decimal, spec: InstrumentSpec) -> None:
-        pos = self.position(req.symbol)
-        signed = req.qty if req.side == "Buy" else -req.qty
-        # Only the part of the order that opens or grows the position needs margin.
-        opening = req.qty if pos.size * signed >= 0 else max(Decimal(0), req.qty - abs(pos.size))
-        if opening <= 0:
-            return
-        notional = opening * ref_price
-        if notional < spec.min_notional and pos.size == 0:
-            raise E.ExchangeError(E.NOTIONAL_TOO_LOW, "The order value is below the minimum order value")
-        need = notional / pos.leverage + notional * self.taker_fee
-        if need > self.available():
-            raise E.ExchangeError(E.INSUFFICIENT_AVAILABLE, "ab not enough for new order")
+        super().__init__(instruments, clock=clock, initial_balance=initial_balance)
 
     # -- order entry -----------------------------------------------------
     def place_order(self, req: OrderRequest, *, create_type: str = CREATE_BY_USER) -> tuple[Order, Changes]:
         """Validate, accept and match an order; raise ExchangeError on refusal."""
-        spec, ref_price = self._validate(req)
+        spec, ref_price = validate_order(self, req)
         qty = req.qty
         if req.reduce_only:
             pos = self.position(req.symbol)
@@ -230,7 +80,7 @@ class MatchingEngine:
                 )
             qty = min(qty, abs(pos.size))  # Bybit trims a reduce-only order to the position
         else:
-            self._check_margin(req, ref_price, spec)
+            check_margin(self, req, ref_price, spec, taker_fee=self.taker_fee)
         now = self.clock()
         tif = "IOC" if req.order_type == "Market" else (req.time_in_force or "GTC")
         order = Order(
@@ -251,10 +101,7 @@ class MatchingEngine:
             create_type=create_type,
             last_price_on_created=self.mark_price(req.symbol),
         )
-        self.orders[order.order_id] = order
-        self._live[order.order_id] = order
-        if req.link_id:
-            self.link_ids[req.link_id] = order.order_id
+        self._add_order(order)
         changes = Changes()
         self._match_incoming(order, changes)
         changes.order(order)
@@ -330,7 +177,7 @@ class MatchingEngine:
         if price is not None:
             if order.order_type != "Limit":
                 raise E.param_error("params error: cannot amend the price of a market order")
-            self._validate_price(spec, OrderRequest(symbol, order.side, "Limit", order.qty, price))
+            validate_price(self, spec, OrderRequest(symbol, order.side, "Limit", order.qty, price))
         unchanged = (
             (qty is None or qty == order.qty)
             and (price is None or price == order.price)
@@ -536,34 +383,3 @@ class MatchingEngine:
         if reject_reason:
             order.reject_reason = reject_reason
         order.updated_ms = self.clock()
-
-    def _trim_closed(self) -> None:
-        closed = [o for o in self.orders.values() if not o.is_open]
-        for order in closed[: max(0, len(closed) - MAX_CLOSED_ORDERS)]:
-            del self.orders[order.order_id]
-
-    # -- persistence -----------------------------------------------------
-    def to_state(self) -> dict:
-        """Return the exchange truth as JSON-safe data."""
-        return {
-            "orders": [o.to_state() for o in self.orders.values()],
-            "linkIds": dict(self.link_ids),
-            "positions": [p.to_state() for p in self.positions.values()],
-            "executions": [e.to_state() for e in self.executions],
-            "wallet": self.wallet.to_state(),
-            "lastPrice": {s: str(p) for s, p in self.last_price.items()},
-            "seq": self._last_seq,
-        }
-
-    def load_state(self, state: dict) -> None:
-        """Replace the exchange truth with a saved one."""
-        self.reset()
-        self.orders = {o["order_id"]: Order.from_state(o) for o in state.get("orders", [])}
-        self._live = {i: o for i, o in self.orders.items() if o.is_open}
-        self.link_ids = dict(state.get("linkIds", {}))
-        self.positions = {p["symbol"]: Position.from_state(p) for p in state.get("positions", [])}
-        self.executions.extend(Execution.from_state(e) for e in state.get("executions", []))
-        self.wallet = Wallet.from_state(state["wallet"]) if "wallet" in state else Wallet(self.initial_balance)
-        self.last_price.update({s: Decimal(p) for s, p in state.get("lastPrice", {}).items()})
-        self._last_seq = int(state.get("seq", 0))
-

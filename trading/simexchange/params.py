@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -9,7 +10,10 @@ from . import errors as E
 
 
 class Params:
-    """Request parameters (query string values or JSON body fields)."""
+    """Request parameters (query string values or JSON body fields).
+
+    The readers are named after the types they return, so below ``str`` the builtin is ``builtins.str``.
+    """
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
@@ -29,7 +33,7 @@ class Params:
             raise E.param_error(f"params error: {name} invalid")
         return value
 
-    def decimal(self, name: str, *, required: bool = False) -> Decimal | None:
+    def decimal(self, name: builtins.str, *, required: bool = False) -> Decimal | None:
         value = self.data.get(name)
         if value is None or value == "":
             if required:
@@ -45,7 +49,9 @@ class Params:
             raise E.param_error(f"params error: {name} invalid")
         return out
 
-    def int(self, name: str, *, default: int | None = None, lo: int | None = None, hi: int | None = None) -> int | None:
+    def int(
+        self, name: builtins.str, *, default: int | None = None, lo: int | None = None, hi: int | None = None
+    ) -> int | None:
         value = self.data.get(name)
         if value is None or value == "":
             return default
@@ -59,7 +65,7 @@ class Params:
             raise E.param_error(f"params error: {name} out of range [{lo}, {hi}]")
         return out
 
-    def bool(self, name: str, *, default: bool = False) -> bool:
+    def bool(self, name: builtins.str, *, default: bool = False) -> bool:
         value = self.data.get(name)
         if value is None or value == "":
             return default
@@ -69,7 +75,7 @@ class Params:
             return value in ("true", 1, "1")
         raise E.param_error(f"params error: {name} invalid")
 
-    def category(self) -> str:
+    def category(self) -> builtins.str:
         cat = self.str("category", required=True)
         if cat != "linear":
             raise E.param_error("params error: only category linear is simulated")

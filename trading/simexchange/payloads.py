@@ -11,8 +11,8 @@ from typing import Any
 
 from trading.marketdata.instruments import InstrumentSpec
 
+from .account import Account
 from .constants import SETTLE_COIN
-from .matching import MatchingEngine
 from .models import Execution, Order, Position
 from .orders import max_price
 
@@ -37,7 +37,7 @@ def qty_str(spec: InstrumentSpec, value: Decimal) -> str:
     return format(value.quantize(spec.qty_step), "f")
 
 
-def order_item(engine: MatchingEngine, o: Order, *, ws: bool = False) -> dict[str, Any]:
+def order_item(engine: Account, o: Order, *, ws: bool = False) -> dict[str, Any]:
     """Return an order as /v5/order/realtime lists it (or the ``order`` topic with ``ws``)."""
     spec = engine.instruments[o.symbol]
     leaves = o.leaves_qty
@@ -92,7 +92,7 @@ def order_item(engine: MatchingEngine, o: Order, *, ws: bool = False) -> dict[st
     return item
 
 
-def position_item(engine: MatchingEngine, pos: Position, *, ws: bool = False) -> dict[str, Any]:
+def position_item(engine: Account, pos: Position, *, ws: bool = False) -> dict[str, Any]:
     """Return a position as /v5/position/list lists it (or the ``position`` topic with ``ws``)."""
     spec = engine.instruments[pos.symbol]
     mark = engine.mark_price(pos.symbol) or Decimal(0)
@@ -138,7 +138,7 @@ def position_item(engine: MatchingEngine, pos: Position, *, ws: bool = False) ->
     return item
 
 
-def execution_item(engine: MatchingEngine, ex: Execution, *, ws: bool = False) -> dict[str, Any]:
+def execution_item(engine: Account, ex: Execution, *, ws: bool = False) -> dict[str, Any]:
     """Return a fill as /v5/execution/list lists it (or the ``execution`` topic with ``ws``)."""
     spec = engine.instruments[ex.symbol]
     item: dict[str, Any] = {
@@ -177,7 +177,7 @@ def execution_item(engine: MatchingEngine, ex: Execution, *, ws: bool = False) -
     return item
 
 
-def wallet_item(engine: MatchingEngine) -> dict[str, Any]:
+def wallet_item(engine: Account) -> dict[str, Any]:
     """Return the UNIFIED account as /v5/account/wallet-balance lists it (and the ``wallet`` topic)."""
     upl = sum((engine.unrealised(p) for p in engine.positions.values()), Decimal(0))
     pos_im = sum((engine.position_im(p) for p in engine.positions.values()), Decimal(0))

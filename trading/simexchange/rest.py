@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -15,9 +14,10 @@ from .appkeys import RATES, SIM
 from .auth import verify_rest
 from .core import now_ms
 from .endpoints import ROUTES
+from .faults import Fault, FaultRegistry
 from .params import Params
+from .ratelimit import RateWindow
 
-log = logging.getLogger(__name__)
 
 def envelope(ret_code: int, ret_msg: str, result: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"retCode": ret_code, "retMsg": ret_msg, "result": result if result is not None else {},
@@ -39,19 +39,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return web.Response(status=404, text="404 page not found")
     faults = sim.faults
     if faults.faults:
-        delay = faults.delay_s("rest", path)
-        if delay:
-            await asyncio.sleep(delay)
-        http_error = faults.rest_fault("http_error", path)
-        if http_error is not None:
-            faults.use(http_error)
-            return web.Response(status=int(http_error.params["status"]), text="simulated server error")
-        limited = faults.rest_fault("rate_limit", path)
-        if limited is not None:
-            faults.use(limited)
-            reset = now_ms() + int(limited.params["reset_ms"])
-            return _json(envelope(E.RATE_LIMITED, "Too many visits!"), rates.headers(path, exhausted=True,
-                                                                                    reset_ms=reset))
+        refused = await _injected_refusal(faults, rates, path)
+        if refused is not None:
+            return refused
     headers = rates.headers(path)
     raw_query = request.raw_path.partition("?")[2]
     body = await request.read()
@@ -71,13 +61,35 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         sim.persist()
     ambiguous = faults.rest_fault("ambiguous_submit", path) if faults.faults else None
     if ambiguous is not None:
-        faults.use(ambiguous)
-        if ambiguous.params["mode"] == "hang":
-            await asyncio.sleep(float(ambiguous.params["hold_s"]))
-        if request.transport is not None:
-            request.transport.abort()
-        raise asyncio.CancelledError  # no response: the handler ends with the connection
+        await _lose_response(request, faults, ambiguous)
     return _json(envelope(0, "OK", result), headers)
+
+
+async def _injected_refusal(faults: FaultRegistry, rates: RateWindow, path: str) -> web.Response | None:
+    """Apply the injected latency; return the HTTP error or rate-limit answer a fault calls for, if any."""
+    delay = faults.delay_s("rest", path)
+    if delay:
+        await asyncio.sleep(delay)
+    http_error = faults.rest_fault("http_error", path)
+    if http_error is not None:
+        faults.use(http_error)
+        return web.Response(status=int(http_error.params["status"]), text="simulated server error")
+    limited = faults.rest_fault("rate_limit", path)
+    if limited is not None:
+        faults.use(limited)
+        reset = now_ms() + int(limited.params["reset_ms"])
+        return _json(envelope(E.RATE_LIMITED, "Too many visits!"), rates.headers(path, exhausted=True, reset_ms=reset))
+    return None
+
+
+async def _lose_response(request: web.Request, faults: FaultRegistry, ambiguous: Fault) -> NoReturn:
+    """Cut the connection of a request that took effect, optionally after holding it: no response at all."""
+    faults.use(ambiguous)
+    if ambiguous.params["mode"] == "hang":
+        await asyncio.sleep(float(ambiguous.params["hold_s"]))
+    if request.transport is not None:
+        request.transport.abort()
+    raise asyncio.CancelledError  # no response: the handler ends with the connection
 
 
 def _parse(method: str, raw_query: str, body_text: str) -> Params:

@@ -96,6 +96,6 @@ def build_rig(
     )
     rig = Rig(core=core, venue=venue, clock=clock, persistence=persistence)
     rig_holder["rig"] = rig
-    core.execution.set_equity(Decimal("10000"))
+    core.ledger.set_equity(Decimal("10000"))
     rig.market(warm_market(symbols))
     return rig

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from trading.control import COMMANDS, send_command
-from trading.trader.ops import TraderOps
+from trading.trader.commands import COMMAND_NAMES, Commands
 
 
 def test_every_command_the_client_may_send_has_a_handler_in_the_trader_and_no_more():
-    handlers = TraderOps.command_handlers(object.__new__(TraderOps))
+    handlers = Commands.handlers(object.__new__(Commands))
     assert set(handlers) == COMMANDS
+    assert frozenset(COMMAND_NAMES) == COMMANDS  # the client's set is the trader's one list
 
 
 def test_an_unknown_command_is_refused_before_anything_is_sent():

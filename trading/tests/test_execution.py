@@ -9,7 +9,7 @@ import pytest
 from failover.domain.enums import OrderSide
 from trading.domain import reasons
 from trading.engine.eventlog import read_events
-from trading.engine.execution_ops import panic_close_all
+from trading.engine.execution import panic_close_all
 from trading.engine.localstate import FILLED, REJECTED
 from trading.exchange.port import AmbiguousSubmitError, PlaceOrder
 from trading.exchange.venue import InProcessVenue
@@ -53,7 +53,8 @@ def test_safe_mode_refuses_entries_but_lets_a_reduce_only_close_through(tmp_path
     rig.pump()
     assert closing.success
     assert rig.venue.positions() == [] and rig.core.state.positions == {}
-    assert rig.core.execution.refused == {"SAFE_MODE_ACTIVE": 1}
+    refusals = [e["reason"] for e in read_events(tmp_path / "BTCUSDT.jsonl") if e["event"] == "ORDER_REFUSED"]
+    assert refusals == ["SAFE_MODE_ACTIVE"]
 
 
 def test_a_slippage_spike_blocks_new_entries_for_that_symbol_only(tmp_path):

@@ -50,7 +50,7 @@ def test_replay_of_the_shipped_sample_file_runs_every_message(tmp_path):
 
 def test_replay_main_prints_a_summary(tmp_path):
     out = io.StringIO()
-    code = replay_main(symbols=["BTCUSDT"], path="", events=5_000, seed=3, data_dir=tmp_path, out=out)
+    code = replay_main(symbols=["BTCUSDT"], path="", events=5_000, seed=3, out=out)
     assert code == 0
     line = out.getvalue()
     assert line.startswith("REPLAY BTCUSDT: 5000 messages, ")

@@ -51,6 +51,7 @@ def test_a_malformed_frame_is_reported_and_the_stream_keeps_delivering(sim):
         stream.close()
 
 
+@pytest.mark.slow  # waits out two seconds of refused reconnects
 def test_a_stream_pybit_gave_up_on_is_rebuilt_and_counted(sim):
     received: list = []
     stream = _stream(sim, "private", received)

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
 
+from failover.domain.clock import ManualClock
 from trading.domain.config import DEFAULT_CONFIG, TradingConfig
 from trading.engine.watchdog import Watchdog
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
 def _config(**detectors: float) -> TradingConfig:
@@ -23,12 +17,12 @@ def _config(**detectors: float) -> TradingConfig:
     return TradingConfig.model_validate(data)
 
 
-def _watchdog(config: TradingConfig, clock: Clock) -> Watchdog:
+def _watchdog(config: TradingConfig, clock: ManualClock) -> Watchdog:
     return Watchdog(config=config, symbols=["BTCUSDT"], clock=clock, ping_interval_s=20, pong_timeout_s=10)
 
 
 def test_a_hot_reload_changes_the_thresholds_the_detectors_judge_by():
-    clock = Clock()
+    clock = ManualClock(T0_MS)
     watchdog = _watchdog(DEFAULT_CONFIG, clock)
     watchdog.on_rest(False, 0, "503")
     watchdog.on_rest(False, 0, "503")
@@ -40,20 +34,20 @@ def test_a_hot_reload_changes_the_thresholds_the_detectors_judge_by():
     assert watchdog.public.stale_after_s == 2.0 and watchdog.crash.quiet_s == 1.0
     assert watchdog.latency.threshold_ms == 50.0 and watchdog.private.silence_limit_s == 45.0
     assert watchdog.packet_loss.unavailable_threshold == 2
-    clock.now += timedelta(seconds=3)
+    clock.advance(3_000)
     started = {e.type.value: e for e in watchdog.check(public=None, private=None).started}
     assert started["PUBLIC_WS_DEGRADED"].details["staleSymbols"] == ["BTCUSDT"]  # 3 s > the new 2 s
 
 
 def test_a_private_silence_below_the_ping_round_is_raised_to_it_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="trading.engine.watchdog"):
-        watchdog = _watchdog(_config(private_silence_s=5.0), Clock())
+        watchdog = _watchdog(_config(private_silence_s=5.0), ManualClock(T0_MS))
     assert watchdog.private.silence_limit_s == 30.0  # ping every 20 s + 10 s for the pong
     assert "private_silence_s=5 is below the ping interval plus pong timeout; using 30 s" in caplog.text
 
 
 def test_a_timer_with_a_callable_interval_reads_it_at_each_run():
-    from trading.trader.ops import Timer
+    from trading.trader.inbox import Timer
 
     interval, runs = [5.0], []
     timer = Timer(lambda: interval[0], lambda: runs.append(1), "process-state")

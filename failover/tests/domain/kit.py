@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from failover.domain.clock import to_epoch_ms
 from failover.domain.types import (
     FailureEvent,
     OrderSnapshot,
@@ -18,17 +19,20 @@ T0 = datetime(2025, 11, 18, 15, 20, 0, tzinfo=UTC)
 
 
 class FakeClock:
-    """A clock for tests: returns ``now`` until ``advance`` moves it."""
+    """A ``Clock`` for tests that counts in seconds: tells ``start`` until ``advance`` moves it."""
 
     def __init__(self, start: datetime = T0) -> None:
-        self.now = start
+        self._now = start
 
-    def __call__(self) -> datetime:
-        return self.now
+    def now(self) -> datetime:
+        return self._now
+
+    def now_ms(self) -> int:
+        return to_epoch_ms(self._now)
 
     def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
+        self._now += timedelta(seconds=seconds)
+        return self._now
 
 
 def position(symbol: str = "BTCUSDT", side: str = "LONG", qty: float = 0.01, **overrides: Any) -> PositionSnapshot:

@@ -238,7 +238,7 @@ def test_thresholds_are_validated():
 def test_fired_event_carries_the_clock_time_and_source(clock):
     clock.advance(42)
     fired = RestFailureDetector(threshold=1, clock=clock, source="BYBIT_ADAPTER").record_failure("503")
-    assert fired.timestamp == clock() and fired.source == "BYBIT_ADAPTER"
+    assert fired.timestamp == clock.now() and fired.source == "BYBIT_ADAPTER"
 
 
 def test_a_crash_loop_is_one_report_per_module_held_until_the_modules_run_clean(clock):

@@ -1,4 +1,4 @@
-"""Health entries for the failover manager and the recovery engine (spec 10)."""
+"""Health (spec 10): overall = worst, the snapshot's shape, and the failover manager's and recovery engine's entries."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from datetime import timedelta
 import pytest
 
 from failover.domain.health import (
+    HealthSnapshot,
     HealthStatus,
     HealthThresholds,
+    ServiceHealth,
     failover_health,
     failover_manager_health,
     recovery_engine_health,
+    worst,
 )
 from failover.domain.plans import fail_step, finish_step, generate_plan, start_step
 from failover.domain.types import FailoverState
@@ -96,3 +99,33 @@ def test_both_entries_are_keyed_like_the_health_snapshot():
 def test_thresholds_must_be_ordered():
     with pytest.raises(ValueError):
         HealthThresholds(recovery_warn_after_s=600, recovery_error_after_s=300)
+
+
+def test_overall_is_the_worst_status_and_ok_when_there_is_none():
+    assert worst([]) is HealthStatus.OK
+    assert worst([HealthStatus.OK, HealthStatus.ERROR, HealthStatus.WARN]) is HealthStatus.ERROR
+    assert worst([HealthStatus.WARN, HealthStatus.OK]) is HealthStatus.WARN
+
+
+def test_snapshot_is_worst_of_its_services_sorted_and_camel_case():
+    snapshot = HealthSnapshot.of({
+        "recoveryEngine": ServiceHealth(HealthStatus.ERROR, _at(60), "Recovery plan running, step=RESYNC_POSITIONS"),
+        "failoverManager": ServiceHealth(HealthStatus.OK, _at(60), "Safe mode OFF"),
+        "traderProcess": ServiceHealth(HealthStatus.WARN, None, "no report yet"),
+    }, at=_at(60))
+    assert snapshot.status is HealthStatus.ERROR
+    assert snapshot.to_dict() == {
+        "timestamp": "2025-11-18T15:21:00.000Z",
+        "status": "ERROR",
+        "services": {
+            "failoverManager": {"status": "OK", "lastUpdateAt": "2025-11-18T15:21:00.000Z", "message": "Safe mode OFF"},
+            "recoveryEngine": {"status": "ERROR", "lastUpdateAt": "2025-11-18T15:21:00.000Z",
+                               "message": "Recovery plan running, step=RESYNC_POSITIONS"},
+            "traderProcess": {"status": "WARN", "lastUpdateAt": None, "message": "no report yet"},
+        },
+    }
+
+
+def test_a_service_entry_reads_back_from_its_dict():
+    for entry in (ServiceHealth(HealthStatus.WARN, _at(0.007), "slow"), ServiceHealth(HealthStatus.ERROR, None, "")):
+        assert ServiceHealth.from_dict(entry.to_dict()) == entry

@@ -33,8 +33,8 @@ def _types(plan: RecoveryPlan) -> list[StepType]:
 def _run(plan: RecoveryPlan, clock: FakeClock, count: int) -> RecoveryPlan:
     for _ in range(count):
         step = plan.pending_steps[0]
-        plan = start_step(plan, step.id, at=clock())
-        plan = finish_step(plan, step.id, at=clock())
+        plan = start_step(plan, step.id, at=clock.now())
+        plan = finish_step(plan, step.id, at=clock.now())
     return plan
 
 
@@ -127,13 +127,13 @@ def test_merge_during_recovery_adds_missing_steps_without_duplicate_pending():
     assert _types(merged) == [S.RESYNC_EXCHANGE_CONNECTION, S.RESYNC_POSITIONS, S.RESYNC_ORDERS, S.CLEAR_LOCAL_STATE]
     assert [s.id for s in merged.pending_steps] == ["step-001", "step-002", "step-003", "step-004"]
     assert merged.merged_failure_types == (FailureType.NON_SYNC_STATE,)
-    assert merged.last_generated_at == clock()
+    assert merged.last_generated_at == clock.now()
 
 
 def test_merge_redoes_done_and_running_steps_the_new_failure_needs():
     clock = FakeClock()
     plan = _run(generate_plan(event("PRIVATE_WS_DISCONNECTED"), clock=clock, symbols=SYMBOLS), clock, 1)
-    plan = start_step(plan, "step-002", at=clock())  # RESYNC_POSITIONS running when the exchange goes away
+    plan = start_step(plan, "step-002", at=clock.now())  # RESYNC_POSITIONS running when the exchange goes away
     clock.advance(2)
     merged = merge_plan(plan, event("EXCHANGE_UNAVAILABLE"), clock=clock, symbols=SYMBOLS)
     assert [(s.id, s.type, s.status) for s in merged.pending_steps] == [
@@ -160,8 +160,8 @@ def test_merge_widens_a_waiting_step_to_the_new_symbols():
 def test_a_failed_plan_is_superseded_and_keeps_its_unfinished_steps():
     clock = FakeClock()
     plan = _run(generate_plan(event("PRIVATE_WS_DISCONNECTED"), clock=clock, symbols=SYMBOLS), clock, 1)
-    plan = start_step(plan, "step-002", at=clock())
-    plan = fail_step(plan, "step-002", "positions endpoint 503", at=clock())
+    plan = start_step(plan, "step-002", at=clock.now())
+    plan = fail_step(plan, "step-002", "positions endpoint 503", at=clock.now())
     assert plan.status is PlanStatus.FAILED
     clock.advance(1)
     new = merge_plan(plan, event("CONFIG_INVALID"), clock=clock, symbols=SYMBOLS)
@@ -175,7 +175,7 @@ def test_a_failed_plan_is_superseded_and_keeps_its_unfinished_steps():
 def test_a_restart_supersedes_the_dead_process_plan():
     clock = FakeClock()
     plan = generate_plan(event("PRIVATE_WS_DISCONNECTED"), clock=clock, symbols=SYMBOLS)
-    plan = start_step(plan, "step-001", at=clock())  # the process died while this ran
+    plan = start_step(plan, "step-001", at=clock.now())  # the process died while this ran
     new = merge_plan(plan, event("UNEXPECTED_SHUTDOWN"), clock=clock, symbols=SYMBOLS,
                      previous_state=process_state())
     assert new.supersedes == plan.plan_id and new.plan_id != plan.plan_id  # same millisecond, still distinct

@@ -92,7 +92,7 @@ def test_corrupt_file_is_moved_aside_and_reported(store, clock):
     assert "invalid JSON" in corrupt.error
     assert not store.path.exists()
     assert store.load() is None  # the next start is a first start, from exchange truth
-    failure = corrupt.failure_event(clock())
+    failure = corrupt.failure_event(clock.now())
     assert failure.type is FailureType.DATA_CORRUPTION and failure.source == "PROCESS_STATE_STORE"
     assert failure.details["movedTo"] == corrupt.moved_to.name
 
@@ -130,7 +130,7 @@ def test_update_applies_fields_and_stamps_last_update(store, clock):
     store.save(process_state(phase=Phase.STARTING))
     clock.advance(7.5)
     state = store.update(phase=Phase.RUNNING, open_positions_snapshot=[position()])
-    assert state.phase is Phase.RUNNING and state.last_update == clock()
+    assert state.phase is Phase.RUNNING and state.last_update == clock.now()
     assert store.load() == state
 
 

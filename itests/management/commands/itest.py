@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from itests import services
 from itests.models import IntegrationRunRecord
+from itests.runner import IntegrationRunner
 
 
 class Command(BaseCommand):
@@ -42,8 +43,6 @@ class Command(BaseCommand):
                 sys.exit(code)  # the operator's shell and CI see a failed run
 
     def _run(self, opts: dict[str, Any]) -> int:
-        from itests.runner import IntegrationRunner
-
         if bool(opts["all"]) == bool(opts["scenario"]):
             raise CommandError("give one scenario id or --all")
         try:

@@ -29,6 +29,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-sim", action="store_true", help="start neither the simulator nor the trader")
         parser.add_argument("--no-trader", action="store_true", help="start the simulator but no trader")
 
+    def _print_line(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
     def handle(self, *args, **opts) -> None:
         if not opts["skip_setup"]:
             call_command("migrate", interactive=False, verbosity=0)
@@ -61,7 +65,7 @@ class Command(BaseCommand):
             ),
             base_env=launcher.child_env(redis_url=redis_url, data_dir=settings.DATA_DIR),
             cwd=settings.BASE_DIR,
-            out=lambda line: (self.stdout.write(line), self.stdout.flush()),
+            out=self._print_line,
         )
         signal.signal(signal.SIGINT, supervisor.request_stop)
         signal.signal(signal.SIGTERM, supervisor.request_stop)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import signal
 import sys
+from importlib import import_module
 from pathlib import Path
+from typing import cast
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -56,7 +58,6 @@ class Command(BaseCommand):
                     path=opts["replay"],
                     events=opts["events"],
                     seed=opts["seed"],
-                    data_dir=data_dir,
                     out=self.stdout,
                 )
             )
@@ -77,10 +78,13 @@ class Command(BaseCommand):
         if not settings.REDIS_URL:
             raise CommandError("no Redis: set REDIS_URL, or start the product with `make run`")
 
-        from failover import services
         from trading import control
+        from trading.trader.ports import FailoverServices
         from trading.trader.process import Trader, TraderSettings
 
+        # The failover side is named by a setting (a module, hence import_module), so trading depends only
+        # on the shape it needs; the module's functions are checked against it by the trader's tests.
+        services = cast(FailoverServices, import_module(settings.SCALPER_FAILOVER_SERVICES))
         trader = Trader(
             TraderSettings(
                 mode=mode,

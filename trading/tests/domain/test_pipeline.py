@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from failover.domain.clock import ManualClock
+import pytest
+
 from failover.domain.enums import OrderSide
 from trading.domain import reasons
-from trading.domain.config import ConfigApplied
 from trading.domain.orders import OrderRequest
-from trading.domain.pipeline import SignalPipeline
+from trading.domain.pipeline import REGIME_ENGINE, SignalPipeline, StageFailed
 from trading.domain.statemachine import State
 from trading.marketdata.events import BOOK, TRADE, MarketEvent
 from trading.tests.domain.kit import T0, make_config
@@ -57,7 +57,31 @@ def test_pipeline_follows_config_reloads() -> None:
     pipeline = SignalPipeline(CONFIG, gate=lambda symbol: None)
     strict = make_config(features={"warmup_events": 5}, scoring={"watch_threshold": 1.0, "entry_threshold": 1.0})
 
-    pipeline.on_config_event(ConfigApplied(config=strict, previous=CONFIG, source="file", at=ManualClock(T0).now_ms()))
+    pipeline.apply_config(strict)
 
     assert run(pipeline, rising_market(20)) == []
     assert pipeline.machine.state("BTCUSDT") is State.IDLE
+
+
+class Broken(Exception):
+    pass
+
+
+class BrokenRegime:
+    def update(self, features: object) -> None:
+        raise Broken("regime")
+
+
+def test_a_stage_that_raises_is_named_and_restart_gives_the_symbol_fresh_engines() -> None:
+    pipeline = SignalPipeline(CONFIG, gate=lambda symbol: None)
+    events = rising_market(20)
+    pipeline.on_event(events[0])
+    engines = pipeline._symbols["BTCUSDT"]
+    engines.regime = BrokenRegime()
+    with pytest.raises(StageFailed) as failed:
+        pipeline.on_event(events[1])
+    assert failed.value.stage == REGIME_ENGINE and isinstance(failed.value.error, Broken)
+
+    pipeline.restart("BTCUSDT")
+    pipeline.on_event(events[1])
+    assert pipeline._symbols["BTCUSDT"] is not engines

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from trading.marketdata.generator import MarketGenerator, MarketModelConfig, generate_messages
+from trading.marketdata.generator import MarketGenerator, generate_messages
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
+from trading.marketdata.market_model import MarketModelConfig
 from trading.marketdata.normalise import Normaliser
 
 from .kit import START_MS, ReferenceBook, dumps

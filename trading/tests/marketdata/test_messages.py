@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from trading.marketdata import messages as m
-from trading.marketdata.generator import MarketModelConfig, generate_messages
+from trading.marketdata.generator import generate_messages
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
+from trading.marketdata.market_model import MarketModelConfig
 
 from .kit import START_MS, load_capture
 

@@ -9,7 +9,8 @@ import pytest
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
 from trading.marketdata.normalise import parse_levels
 from trading.simexchange import errors as E
-from trading.simexchange.matching import MatchingEngine, OrderRequest
+from trading.simexchange.matching import MatchingEngine
+from trading.simexchange.orders import OrderRequest
 
 
 def engine() -> MatchingEngine:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.core.management import call_command
 
 from trading.marketdata.generator import generate_messages
@@ -58,6 +59,7 @@ def test_jsonl_file_replays_and_speed_scales_time(tmp_path: Path) -> None:
     assert book is not None
 
 
+@pytest.mark.slow  # records a second and a half of live market
 def test_record_market_from_the_simulator_itself(tmp_path: Path) -> None:
     out = tmp_path / "recorded.jsonl"
     source = generate_messages(["BTCUSDT", "ETHUSDT"], 11, START)

@@ -1,0 +1,94 @@
+"""One whole trader run in this process, against the in-process simulator, with the failover side stubbed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from trading.engine.eventlog import read_events
+from trading.exchange.connect import SIM, ExchangeTarget
+from trading.simexchange.server import SimServer
+from trading.trader.process import Trader, TraderSettings
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@dataclass(frozen=True)
+class Gate:
+    safe_mode: bool = False
+    reason: str | None = None
+    version: int = 1
+    trading_enabled: bool = True
+    recovery_in_progress: bool = False
+
+
+class Services:
+    """The FailoverManager, agreeing to everything: the gate is open once the first start is reported."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def environment_register(self, *, run_id: str = "", context: dict) -> None:
+        self.calls.append("environment_register")
+
+    def failover_gate(self, *, run_id: str = "") -> Gate:
+        return Gate()
+
+    def failure_report(self, *, event, run_id: str = "") -> Gate:
+        self.calls.append(f"failure_report:{event.type.value}")
+        return Gate(version=2)
+
+    def failure_cleared(self, *, failure_type: str, run_id: str = "") -> Gate:
+        self.calls.append(f"failure_cleared:{failure_type}")
+        return Gate(version=3)
+
+
+class Control:
+    def __init__(self) -> None:
+        self.beats: list[dict] = []
+
+    def write_heartbeat(self, beat: dict, *, run_id: str = "") -> None:
+        self.beats.append(json.loads(json.dumps(beat)))
+
+    def write_ack(self, command_id: str, **kwargs) -> None:
+        raise AssertionError("no command is sent in this test")
+
+
+@pytest.fixture
+def sim():
+    server = SimServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_trader_starts_in_order_runs_its_timers_and_stops_cleanly(tmp_path, sim, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # no bus: the listener retries in the background
+    trader_settings = TraderSettings(
+        mode="SIM",
+        symbols=["BTCUSDT"],
+        run_id="solo",
+        data_dir=tmp_path,
+        target=ExchangeTarget(kind=SIM, base_url=sim.base_url),
+        max_runtime_s=3.0,
+    )
+    services, control = Services(), Control()
+
+    assert Trader(trader_settings, services=services, control=control).run() == 0
+
+    assert services.calls[:2] == ["environment_register", "failure_report:PROCESS_RESTART"]
+    events = [e["event"] for e in read_events(tmp_path / "events" / "_SYSTEM.jsonl")]
+    assert events[0] == "FAILURE" and events[-1] == "TRADER_STOPPED"
+    assert events.index("TRADER_STARTED") < events.index("TRADER_STOPPED")
+    assert "FAILOVER_STATE" in events
+    beat = control.beats[-1]
+    assert list(beat) == [
+        "pid", "phase", "at", "mode", "symbols", "safeMode", "streams", "marketData", "restFailuresInARow",
+        "latencyAvgMs", "config", "counters", "positions", "openOrders",
+    ]
+    assert beat["phase"] == "RUNNING" and set(beat["streams"]) == {"public", "private"} and len(control.beats) >= 2
+    state = json.loads((tmp_path / "system" / "process_state.json").read_text())
+    assert state["phase"] == "STOPPING" and state["activeSymbols"] == ["BTCUSDT"]

@@ -1,0 +1,130 @@
+"""Operator commands: what the trader does when another process asks it over the bus.
+
+``COMMAND_NAMES`` is the one list: each name is a method of ``Commands``, and
+``trading.control`` (the sending side) derives its set from it, which is why
+this module imports no Django, nor the exchange adapters, at load.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from failover.domain.enums import OrderSide
+from trading.domain.config import DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from trading.trader.blackbox import Blackbox
+    from trading.trader.context import Engine, TraderContext
+
+logger = logging.getLogger("scalper.trader")
+
+COMMAND_NAMES: tuple[str, ...] = (
+    "reload_state",
+    "clear_local_state",
+    "rebuild_streams",
+    "reload_config",
+    "panic_close",
+    "close_position",
+    "arm_fault",
+)
+
+
+class Commands:
+    """Carry out operator commands on the pipeline thread and acknowledge each."""
+
+    def __init__(self, ctx: TraderContext, engine: Engine, blackbox: Blackbox) -> None:
+        self._ctx = ctx
+        self._core = engine.core
+        self._blackbox = blackbox
+
+    def handlers(self) -> dict[str, Callable[..., dict[str, Any]]]:
+        """The commands ``trading.control.send_command`` may send, by name."""
+        return {name: getattr(self, name) for name in COMMAND_NAMES}
+
+    def run(self, payload: dict[str, Any]) -> None:
+        """Carry out one command message; record it and write its acknowledgement when it has an id."""
+        name = payload.get("command")
+        command_id = str(payload.get("commandId", ""))
+        args = payload.get("args") or {}
+        handler = self.handlers().get(str(name))
+        try:
+            if handler is None:
+                raise ValueError(f"unknown command {name!r}")
+            result = handler(**args)
+            ok, error = True, None
+        except Exception as exc:
+            result, ok, error = {}, False, f"{type(exc).__name__}: {exc}"
+            logger.warning("command %s failed: %s", name, error)
+        ctx = self._ctx
+        ctx.events.write("_SYSTEM", "COMMAND", command=name, ok=ok, error=error)
+        if command_id:
+            try:
+                ctx.control.write_ack(command_id, ok=ok, result=result, error=error, run_id=ctx.settings.run_id)
+            except Exception as exc:
+                logger.warning("ack of %s not written: %s", name, exc)
+
+    # -- the commands -------------------------------------------------------
+
+    def reload_state(self) -> dict[str, Any]:
+        """Re-read orders and positions from the database (a recovery step changed them)."""
+        core = self._core
+        state = core.state
+        state.reload()
+        core.ledger.publish_exposure()
+        now = self._ctx.clock.now_ms()
+        for position in state.positions.values():
+            side = OrderSide.BUY if position.side == "LONG" else OrderSide.SELL
+            core.machine.on_position_opened(position.symbol, side, now, reason="STATE_RELOADED")
+        for symbol, machine_ctx in core.machine.contexts().items():
+            if machine_ctx.state.value == "IN_POSITION" and symbol not in state.positions:
+                core.machine.on_position_closed(symbol, now, reason="STATE_RELOADED")
+        self._blackbox.write_process_state(force=True)
+        return {"positions": sorted(state.positions), "openOrders": len(state.open_orders())}
+
+    def clear_local_state(self, keep: list[str] | None = None) -> dict[str, Any]:
+        keep_symbols = set(keep or []) | set(self._core.state.positions)
+        cleared = self._core.machine.clear_idle_state(self._ctx.clock.now_ms(), keep=keep_symbols)
+        self._core.state.forget_closed_orders()
+        return {"cleared": cleared, "kept": sorted(keep_symbols)}
+
+    def rebuild_streams(self, force: bool = False) -> dict[str, Any]:
+        """Rebuild the streams that are down (all of them with ``force``); a healthy one is left alone."""
+        streams = self._ctx.streams
+        rebuilding = []
+        for name, stream in streams.items():
+            if force or not stream.check().connected:
+                stream.close()
+                stream.start()
+                rebuilding.append(name)
+        return {"rebuilding": rebuilding, "healthy": sorted(set(streams) - set(rebuilding))}
+
+    def reload_config(self, fallback: bool = False) -> dict[str, Any]:
+        engine = self._ctx.config_engine
+        if fallback:
+            engine.use_fallback("RESYNC_CONFIG: the config file is invalid")
+            self._core.apply_config(DEFAULT_CONFIG)
+        else:
+            engine.load()
+        return {"source": engine.source, "onFallback": engine.on_fallback}
+
+    def panic_close(self) -> dict[str, Any]:
+        # Imported here: the execution engine pulls in the exchange adapters, which the web and worker
+        # processes that import the command names through trading.control never need.
+        from trading.engine.execution import panic_close_all
+
+        return panic_close_all(self._core.execution)
+
+    def close_position(self, symbol: str = "") -> dict[str, Any]:
+        """Flatten one symbol with a reduce-only market order (never blocked); entries are not touched."""
+        symbols = self._ctx.settings.symbols
+        if symbol not in symbols:
+            raise ValueError(f"{symbol!r} is not a symbol this trader trades ({', '.join(symbols)})")
+        return self._core.execution.submit_exit(symbol, reason="OPERATOR_CLOSE").to_dict()
+
+    def arm_fault(self, feature_engine_error: str | None = None) -> dict[str, Any]:
+        if not self._ctx.settings.allow_fault_hooks:
+            raise PermissionError("fault hooks are off (start the trader with --allow-fault-hooks)")
+        self._ctx.hooks.feature_engine_error = feature_engine_error
+        return {"featureEngineError": feature_engine_error}

@@ -1,0 +1,134 @@
+"""What every part of the trader shares: its settings, its collaborators, and the engine once built.
+
+Two objects, by lifetime. ``TraderContext`` exists from construction (before the
+exchange has answered), so startup can report failures through it.
+``Engine`` exists once the exchange answered: the trading core, its watchdog, and
+the exchange behind the gateway thread. Neither holds the process: the parts get
+them and nothing else, so each can be built and tested alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from failover.domain.clock import Clock, SystemClock
+from failover.domain.enums import FailureType
+from failover.domain.process_state import ProcessStateStore
+from failover.domain.types import FailureEvent
+from trading.domain.config import ConfigEngine
+from trading.engine.core import FaultHooks, TradingCore
+from trading.engine.eventlog import EventLog
+from trading.engine.execution import Dispatcher
+from trading.engine.failover_link import FailoverLink
+from trading.engine.watchdog import Watchdog
+from trading.exchange.connect import ExchangeTarget
+from trading.exchange.port import ExchangePort
+from trading.exchange.streams import ManagedStream
+from trading.trader.ports import FailoverServices, TraderControl
+
+logger = logging.getLogger("scalper.trader")
+
+Post = Callable[[tuple], None]
+"""Put one item on the pipeline queue (any thread may call it)."""
+
+
+class TraderState(StrEnum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+
+
+@dataclass(frozen=True)
+class TraderSettings:
+    mode: str
+    symbols: list[str]
+    run_id: str
+    data_dir: Path
+    target: ExchangeTarget
+    ping_interval_s: int = 20
+    ping_timeout_s: int = 10
+    stream_retries: int = 3
+    allow_fault_hooks: bool = False
+    max_runtime_s: float | None = None
+
+
+@dataclass
+class TraderContext:
+    """The collaborators of one trader process, shared by its parts."""
+
+    settings: TraderSettings
+    services: FailoverServices
+    control: TraderControl
+    post: Post
+    clock: Clock
+    store: ProcessStateStore
+    events: EventLog
+    config_engine: ConfigEngine
+    link: FailoverLink
+    hooks: FaultHooks = field(default_factory=FaultHooks)
+    stop: threading.Event = field(default_factory=threading.Event)
+    state: TraderState = TraderState.STARTING
+    streams: dict[str, ManagedStream] = field(default_factory=dict)  # filled at start, once the core exists
+    # Once the black box exists, a reported failure also marks the process RECOVERING in it.
+    after_report: Callable[[], None] | None = None
+
+    def report(self, failure_type: FailureType, source: str, message: str, details: dict[str, Any]) -> None:
+        event = FailureEvent(
+            timestamp=self.clock.now(), type=failure_type, source=source, message=message, details=details
+        )
+        self.report_event(event)
+
+    def report_event(self, event: FailureEvent) -> None:
+        """Log, record and report a failure; the link turns safe mode on at once."""
+        logger.warning("failure %s from %s: %s", event.type.value, event.source, event.message)
+        self.events.write("_SYSTEM", "FAILURE", **event.to_dict())
+        self.link.report(event)
+        if self.after_report is not None:
+            self.after_report()
+
+    def report_cleared(self, failure_type: str) -> None:
+        """Record and report that a failure this process detected is over."""
+        self.events.write("_SYSTEM", "FAILURE_CLEARED", type=failure_type)
+        self.link.cleared(failure_type)
+
+
+def build_context(
+    settings: TraderSettings, *, services: FailoverServices, control: TraderControl, post: Post
+) -> TraderContext:
+    """Build the collaborators of a trader over ``settings.data_dir``; nothing starts yet."""
+    clock = SystemClock()
+    data = settings.data_dir
+    return TraderContext(
+        settings=settings,
+        services=services,
+        control=control,
+        post=post,
+        clock=clock,
+        store=ProcessStateStore(data / "system" / "process_state.json", clock=clock),
+        events=EventLog(data / "events", clock_ms=clock.now_ms, run_id=settings.run_id),
+        config_engine=ConfigEngine(data / "config" / "config.json", clock),
+        link=FailoverLink(
+            run_id=settings.run_id,
+            services=services,
+            on_change=lambda state: post(("failover_changed", state)),
+            confirm_timeout_ms=10_000,
+            clock=clock,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What start builds once the exchange answered: the core, its watchdog, the exchange and the gateway."""
+
+    core: TradingCore
+    watchdog: Watchdog
+    rest: ExchangePort
+    dispatcher: Dispatcher

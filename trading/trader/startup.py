@@ -1,0 +1,138 @@
+"""Startup steps: what the previous run left, registering the environment, the streams and the bus.
+
+Startup and crash recovery share this path: every start reads the previous
+process state and reports PROCESS_RESTART / UNEXPECTED_SHUTDOWN /
+DATA_CORRUPTION, so the FailoverManager converges with the exchange before the
+trader trades.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from failover.domain.enums import FailureSource, FailureType, Phase, RunMode
+from failover.domain.process_state import (
+    ProcessStateCorrupt,
+    ProcessStateStore,
+    classify_previous_run,
+    os_pid_alive,
+    startup_failure_event,
+)
+from failover.domain.types import FailureEvent, ProcessState
+from trading.exchange.connect import socket_factory
+from trading.exchange.port import StreamSink
+from trading.exchange.streams import ManagedStream, private_subscriber, public_subscriber
+from trading.trader.context import TraderContext, TraderSettings
+
+if TYPE_CHECKING:
+    from scalper_site.bus import BusListener
+
+logger = logging.getLogger("scalper.trader")
+
+
+def previous_run(store: ProcessStateStore, *, now: datetime) -> list[FailureEvent]:
+    """Read the previous process state; return the failures this start must report, stamped ``now``."""
+    try:
+        previous = store.load()
+    except ProcessStateCorrupt as corrupt:
+        logger.error("process state was corrupt; moved to %s", corrupt.moved_to)
+        return [
+            corrupt.failure_event(now),
+            FailureEvent(
+                timestamp=now,
+                type=FailureType.PROCESS_RESTART,
+                source=FailureSource.PROCESS_STATE_STORE,
+                message="Restart after a corrupt process state: full resync from the exchange",
+                details={"firstStart": False, "corruptStateMovedTo": str(corrupt.moved_to)},
+            ),
+        ]
+    verdict = classify_previous_run(previous, os_pid_alive, current_pid=os.getpid())  # may refuse to start
+    if previous is None or verdict is None:
+        return [
+            FailureEvent(
+                timestamp=now,
+                type=FailureType.PROCESS_RESTART,
+                source=FailureSource.PROCESS_STATE_STORE,
+                message="First start: converge with the exchange before trading",
+                details={"firstStart": True},
+            )
+        ]
+    shutil.copyfile(store.path, store.path.with_name("process_state.previous.json"))
+    return [startup_failure_event(previous, verdict, at=now)]
+
+
+def record_start(ctx: TraderContext) -> None:
+    """Write a fresh process state: this process, STARTING, nothing held yet."""
+    s = ctx.settings
+    ctx.store.save(
+        ProcessState(
+            last_update=ctx.clock.now(),
+            pid=os.getpid(),
+            run_mode=RunMode(s.mode),
+            phase=Phase.STARTING,
+            active_symbols=tuple(s.symbols),
+        )
+    )
+
+
+def register_environment(ctx: TraderContext) -> None:
+    """Tell the FailoverManager where this trader runs (recovery steps build the same exchange adapter)."""
+    s = ctx.settings
+    ctx.services.environment_register(
+        run_id=s.run_id,
+        context={
+            "mode": s.mode,
+            "exchange": s.target.to_context(),
+            "dataDir": str(s.data_dir),
+            "symbols": s.symbols,
+            "pid": os.getpid(),
+        },
+    )
+
+
+def build_streams(settings: TraderSettings, sink: StreamSink) -> dict[str, ManagedStream]:
+    """The public and private streams, not yet started."""
+    channels = {"public": ("linear", public_subscriber(settings.symbols)), "private": ("private", private_subscriber)}
+    return {
+        name: ManagedStream(
+            name,
+            factory=socket_factory(
+                settings.target,
+                channel_type,
+                ping_interval=settings.ping_interval_s,
+                ping_timeout=settings.ping_timeout_s,
+                retries=settings.stream_retries,
+            ),
+            subscribe=subscribe,
+            sink=sink,
+        )
+        for name, (channel_type, subscribe) in channels.items()
+    }
+
+
+def stream_sink(ctx: TraderContext) -> StreamSink:
+    """Put stream messages on the pipeline queue, stamped with their arrival time."""
+
+    def sink(name: str, message: dict[str, Any]) -> None:
+        if "topic" not in message:
+            return  # auth and subscription answers
+        ctx.post((name, message, ctx.clock.now_ms()))
+
+    return sink
+
+
+def start_bus(ctx: TraderContext) -> BusListener:
+    """Listen to the environment's bus: operator commands go on the queue, failover changes to the link."""
+    from scalper_site.bus import BusListener
+
+    def on_message(message: dict[str, Any]) -> None:
+        if message.get("kind") == "trader.command":
+            ctx.post(("command", message.get("payload") or {}))
+        else:
+            ctx.link.on_bus_message(message)
+
+    return BusListener(on_message, run_id=ctx.settings.run_id).start()
