@@ -4,8 +4,15 @@ pybit's WebSocket can die silently (a malformed message, an exception in a
 callback, a burst of failed reconnects, an auth or subscribe refusal) and has no
 disconnect callback. So the product measures each stream itself (connected or
 not, time since anything arrived, including pongs) and rebuilds a stream that
-stayed down, with backoff. Every raw message goes to one sink; the sink and the
-parsing here never raise into pybit's thread.
+stayed down, with backoff, for as long as it stays down. Every raw message goes
+to one sink; the sink and the parsing here never raise into pybit's thread.
+
+pybit can also wait for ever: once it gives up reconnecting, ``subscribe`` loops
+``while not is_connected(): sleep(0.1)`` with no bound. So a build has a bound
+of its own (``build_timeout_s``): a build still running past it is abandoned,
+its socket told so (every ``is_connected`` pybit asks of it from then on raises
+``StreamAbandoned``, which ends pybit's loops in that socket's threads), and a
+fresh client is built. What an abandoned build produces later is thrown away.
 """
 
 from __future__ import annotations
@@ -32,15 +39,40 @@ def monotonic_ms() -> int:
     return int(time.monotonic() * 1000)
 
 
-class MonitoredSocketMixin(_PybitSocket):
-    """Mixed in front of a pybit ``WebSocket`` class: records liveness, drops hostile frames."""
+class StreamAbandoned(ConnectionError):
+    """The product gave up on this socket: pybit's waits on it end here."""
 
-    def __init__(self, *args: Any, stream_status: StreamStatus, on_hostile: Callable[[str], None], **kwargs: Any):
+
+class MonitoredSocketMixin(_PybitSocket):
+    """Mixed in front of a pybit ``WebSocket`` class: records liveness, drops hostile frames, can be abandoned."""
+
+    def __init__(
+        self,
+        *args: Any,
+        stream_status: StreamStatus,
+        on_hostile: Callable[[str], None],
+        on_created: Callable[[MonitoredSocketMixin], None] | None = None,
+        **kwargs: Any,
+    ):
         self._stream_status = stream_status
         self._on_hostile = on_hostile
+        self._abandoned = False
+        if on_created is not None:
+            on_created(self)  # before pybit connects: the owner can abandon a constructor that never returns
         super().__init__(*args, **kwargs)
 
+    def abandon(self) -> None:
+        """Make every later wait of pybit on this socket fail at once; deliver nothing more from it."""
+        self._abandoned = True
+
+    def is_connected(self) -> bool:
+        if self._abandoned:
+            raise StreamAbandoned("the product abandoned this socket")
+        return bool(super().is_connected())
+
     def _on_message(self, message: str) -> None:
+        if self._abandoned:
+            return
         self._stream_status.last_message_ms = monotonic_ms()
         try:
             parsed = json.loads(message)
@@ -68,7 +100,7 @@ class MonitoredSocketMixin(_PybitSocket):
 
 
 SocketFactory = Callable[..., Any]
-"""Builds a connected pybit WebSocket: factory(channel_type, stream_status=, on_hostile=, callback_function=)."""
+"""Builds a connected pybit WebSocket: factory(stream_status=, on_hostile=, on_created=, callback_function=)."""
 
 
 class ManagedStream:
@@ -99,6 +131,10 @@ class ManagedStream:
         self._max_backoff_ms = max_backoff_ms
         self._build_timeout_s = build_timeout_s
         self._building: threading.Thread | None = None
+        self._build_started_ms = 0
+        self._generation = 0  # the build whose socket may become the stream's; older ones are abandoned
+        self._pending: Any = None  # the socket the current build is making, once pybit created it
+        self.abandoned_builds = 0
         self._lock = threading.Lock()
 
     # Called from pybit's thread: never raise.
@@ -148,25 +184,62 @@ class ManagedStream:
     def _spawn_build(self) -> None:
         with self._lock:
             if self._building is not None and self._building.is_alive():
-                return
-            self._building = threading.Thread(target=self._build, name=f"build-{self.name}-ws", daemon=True)
+                if monotonic_ms() - self._build_started_ms < self._build_timeout_s * 1000:
+                    return
+                self._abandon_pending(f"did not connect within {self._build_timeout_s:.0f}s")
+            self._generation += 1
+            self._build_started_ms = monotonic_ms()
+            self._building = threading.Thread(
+                target=self._build, args=(self._generation,), name=f"build-{self.name}-ws", daemon=True
+            )
             self._building.start()
 
-    def _build(self) -> None:
+    def _abandon_pending(self, why: str) -> None:
+        """Give up the build under way (the lock is held): its socket is told, its result will be discarded."""
+        self._generation += 1
+        self.abandoned_builds += 1
+        pending, self._pending = self._pending, None
+        logger.warning("abandoned a build of the %s stream: %s", self.name, why)
+        self.status.errors.append(f"build abandoned: {why}")
+        del self.status.errors[:-20]
+        if pending is not None:
+            _abandon(pending)
+
+    def _created(self, generation: int, socket: Any) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self._pending = socket
+                return
+        _abandon(socket)  # created by a build given up meanwhile
+
+    def _build(self, generation: int) -> None:
         old, self._socket = self._socket, None
         if old is not None:
             _close_quietly(old)
         try:
-            socket = self._factory(stream_status=self.status, on_hostile=self._hostile, callback_function=self._deliver)
+            socket = self._factory(
+                stream_status=self.status,
+                on_hostile=self._hostile,
+                on_created=lambda created: self._created(generation, created),
+                callback_function=self._deliver,
+            )
             if not socket.is_connected():
                 raise ConnectionError("connected socket expected from the factory")
             self._subscribe(socket)
-        except Exception as exc:  # refused, timed out, auth refused: try again after backoff
-            logger.warning("building the %s stream failed: %s", self.name, exc)
-            self.status.errors.append(f"build failed: {exc}")
-            del self.status.errors[:-20]
+        except Exception as exc:  # refused, timed out, auth refused, abandoned: try again after backoff
+            if generation == self._generation:
+                logger.warning("building the %s stream failed: %s", self.name, exc)
+                self.status.errors.append(f"build failed: {exc}")
+                del self.status.errors[:-20]
             return
-        self._socket = socket
+        with self._lock:
+            current = generation == self._generation
+            if current:
+                self._pending = None
+                self._socket = socket
+        if not current:
+            _abandon(socket)
+            return
         self.status.connects += 1
         self.status.rebuilds += 1 if self.status.connects > 1 else 0
         self.status.gave_up = False
@@ -174,9 +247,21 @@ class ManagedStream:
         self.status.last_message_ms = monotonic_ms()
 
     def close(self) -> None:
-        socket, self._socket = self._socket, None
+        """Close the socket and give up a build under way, so the next ``start`` builds a fresh client."""
+        with self._lock:
+            if self._building is not None and self._building.is_alive():
+                self._abandon_pending("the stream was closed")
+            socket, self._socket = self._socket, None
         if socket is not None:
             _close_quietly(socket)
+
+
+def _abandon(socket: Any) -> None:
+    """Tell a socket it is given up (a monitored one stops pybit's waits) and close it; never waits."""
+    abandon = getattr(socket, "abandon", None)
+    if abandon is not None:
+        abandon()
+    threading.Thread(target=_exit_socket, args=(socket,), name="abandoned-ws-exit", daemon=True).start()
 
 
 def _close_quietly(socket: Any) -> None:

@@ -70,3 +70,39 @@ def test_a_stream_pybit_gave_up_on_is_rebuilt_and_counted(sim):
         assert stream.status.opens > opens
     finally:
         stream.close()
+
+
+@pytest.mark.slow  # waits for pybit to give up, then out one build bound
+def test_a_build_stuck_in_pybits_subscribe_is_abandoned_and_a_fresh_client_built(sim):
+    """Once pybit gave up reconnecting, its subscribe waits for ever: the build bound ends that wait."""
+    control = SimControl(sim.base_url)
+    stuck: list = []
+
+    def subscribe(socket) -> None:
+        if not stuck:
+            stuck.append(socket)
+            # The connection dies before the subscription and pybit's reconnects are refused until it gives up.
+            control.inject("ws_refuse", stream="private", duration_s=3.0)
+            control.inject("ws_drop", stream="private", mode="abort")
+            wait_until(lambda: not socket.is_connected(), timeout=10, what="pybit giving up")
+        private_subscriber(socket)  # the real pybit subscribe: the first build waits in it
+
+    stream = ManagedStream(
+        "private",
+        factory=socket_factory(ExchangeTarget(base_url=sim.base_url), "private", ping_interval=2, ping_timeout=1,
+                               retries=2),
+        subscribe=subscribe,
+        sink=lambda stream_name, message: None,
+        rebuild_after_ms=200,
+        build_timeout_s=2.0,
+    )
+    stream.start()
+    first_build = stream._building
+    try:
+        wait_until(lambda: stream.check().connected, timeout=40, interval=0.1, what="a fresh client connected")
+        assert stream.abandoned_builds >= 1
+        assert any("build abandoned" in error for error in stream.status.errors)
+        # The abandoned socket's waits fail from now on, so the stuck thread ends instead of leaking.
+        wait_until(lambda: not first_build.is_alive(), timeout=5, what="the stuck build thread ending")
+    finally:
+        stream.close()
