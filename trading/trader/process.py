@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import time
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -60,7 +59,8 @@ class Trader:
 
     def run(self) -> int:
         """Start, trade until stopped, stop; return the process exit code."""
-        started = time.monotonic()
+        clock = self.ctx.clock
+        started = clock.monotonic_ms() / 1000
         try:
             inbox = self._start()
         except SystemExit:
@@ -70,7 +70,7 @@ class Trader:
         max_runtime_s = self.settings.max_runtime_s
         while not self.ctx.stop.is_set():
             self._drain(handlers)
-            now = time.monotonic()
+            now = clock.monotonic_ms() / 1000
             for timer in timers:
                 timer.maybe_run(now)
             if max_runtime_s is not None and now - started > max_runtime_s:
