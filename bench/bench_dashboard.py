@@ -52,7 +52,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
+from knox.models import AuthToken  # noqa: E402
 
 from scalper_site.testkit import free_port, start_process, stop_process, wait_until  # noqa: E402
 
@@ -174,7 +174,7 @@ async def push_latency(ws_url: str, cookie: str, origin: str, helper: subprocess
 def main() -> int:
     call_command("migrate", interactive=False, verbosity=0)
     user, _ = get_user_model().objects.get_or_create(username=f"bench-{uuid.uuid4().hex[:6]}")
-    token = Token.objects.create(user=user)
+    _, token_key = AuthToken.objects.create(user=user)
     client = Client()
     client.force_login(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}"
@@ -191,7 +191,7 @@ def main() -> int:
         wait_until(lambda: requests.get(f"{base}/accounts/login/", timeout=2).status_code == 200, timeout=60,
                    what=f"uvicorn (log {log})")
         assert json.loads(helper.stdout.readline()).get("ready")
-        headers = {"Authorization": f"Token {token.key}"}
+        headers = {"Authorization": f"Token {token_key}"}
         for path in ("/api/ping", "/api/failover/status"):  # warm both up: first requests open connections
             for _ in range(20):
                 requests.get(base + path, headers=headers, timeout=5).raise_for_status()

@@ -86,7 +86,7 @@ def _wait_done(**match: str) -> None:
 
 
 def bench_plans(sim: SimServer, folder: Path) -> None:
-    ctl = SimControl(sim.base_url)
+    ctl = SimControl(sim.base_url, token=sim.token)
     instruments = list(DEFAULT_INSTRUMENTS)
     floors = []
     for _ in range(5):

@@ -144,7 +144,7 @@ def main() -> None:
     logging.disable(logging.WARNING)
     tmp = tempfile.TemporaryDirectory(prefix="simbench-")
     with tmp, SimServer(state_path=Path(tmp.name) / "state.json", reset=True) as sim:
-        ctl = SimControl(sim.base_url)
+        ctl = SimControl(sim.base_url, token=sim.token)
         ctl.set_book("BTCUSDT", [("50000.0", "5")], [("50001.0", "5")])
         ctl.trade("BTCUSDT", "50000.5", "0.001")
         bare_rest, orders = bench_rest(sim, args.orders)

@@ -1,39 +1,155 @@
-"""The dashboard's websocket: the current failover status on connect, then every push of the group."""
+"""The dashboard's websocket: the current failover status on connect, then every push of the group.
+
+The socket only speaks: a client frame is never parsed. The first one is answered with an error
+message naming the rule, later ones are dropped, so no frame (binary, not JSON, nested a million
+deep, megabytes long) can raise inside the ASGI app or make the server do work for it.
+
+Limits, checked by this module (per web process):
+
+- at most ``WS_MAX_SOCKETS_PER_USER`` sockets per user: the next is accepted only to be told
+  ``TOO_MANY_SOCKETS`` and closed with code 4429;
+- the session is checked on a timer, every ``WS_SESSION_CHECK_S`` seconds, against the session
+  store: once it is gone (logout, expiry, a password change, an admin deleting it) the socket is
+  closed with code 4401. A timer rather than a check before each push, so a socket closes even
+  when nothing is pushed, and a push costs no database query.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import weakref
+from importlib import import_module
+from typing import Any
+
+from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from failover.services import failover_status
 from scalper_site.realtime import FAILOVER_GROUP
 
+logger = logging.getLogger(__name__)
+
 # What the page listens to; anything else sent to the group stays server-side.
 FORWARDED_KINDS = frozenset({"failover.status", "failover.run_status", "alert", "integration.progress"})
+
+CLOSE_UNAUTHORIZED = 4401  # not logged in, or the session ended while the socket was open
+CLOSE_TOO_MANY_SOCKETS = 4429
+CLOSE_INTERNAL_ERROR = 1011
+
+# The open sockets of each user in this process. Weak, so a consumer that died without its
+# disconnect handler (a crash) gives its place back when it is collected.
+_open_sockets: dict[Any, weakref.WeakSet[FailoverConsumer]] = {}
+
+
+def open_socket_count(user_pk: Any) -> int:
+    """How many sockets the user has open in this process."""
+    return len(_open_sockets.get(user_pk, ()))
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "data": {"code": code, "message": message}}
 
 
 class FailoverConsumer(AsyncJsonWebsocketConsumer):
     """Forward failover news from the channel layer to an authenticated browser."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._user_pk: Any = None
+        self._session_key: str | None = None
+        self._answered_a_frame = False
+        self._watcher: asyncio.Task[None] | None = None
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+            await self.close(code=CLOSE_UNAUTHORIZED)
             return
+        if not self._take_place(user.pk):
+            # Accepted only so that the page can be told why: a refused handshake reaches it as a bare 1006.
+            await self.accept()
+            limit = settings.WS_MAX_SOCKETS_PER_USER
+            await self.send_json(_error("TOO_MANY_SOCKETS", f"at most {limit} live sockets per user"))
+            await self.close(code=CLOSE_TOO_MANY_SOCKETS)
+            return
+        self._session_key = self.scope["session"].session_key
         # Join before reading: a change committed after the read is then pushed, never lost
         # (one committed just before may arrive twice; the page keeps the newest timestamp).
         await self.channel_layer.group_add(FAILOVER_GROUP, self.channel_name)
         await self.accept()
-        status = await database_sync_to_async(failover_status)()
+        try:
+            status = await database_sync_to_async(failover_status)()
+        except Exception:
+            logger.exception("websocket: the failover status could not be read; closing the socket")
+            await self.close(code=CLOSE_INTERNAL_ERROR)
+            return
         await self.send_json({"type": "failover.status", "data": status})
+        self._watcher = asyncio.create_task(self._watch_session())
 
     async def disconnect(self, code: int) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        self._give_place_back()
         await self.channel_layer.group_discard(FAILOVER_GROUP, self.channel_name)
 
-    async def failover_message(self, event: dict) -> None:
-        kind = event.get("kind")
-        if kind not in FORWARDED_KINDS:
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        # Not parsed, whatever it holds: the page never sends, so any frame is a mistake or an attack.
+        if self._answered_a_frame:
             return
-        if kind == "alert" and event["payload"].get("runId"):
+        self._answered_a_frame = True
+        await self.send_json(_error("CLIENT_MESSAGES_NOT_ACCEPTED",
+                                    "this socket only sends; use the HTTP API for actions"))
+
+    async def failover_message(self, event: dict[str, Any]) -> None:
+        kind, payload = event.get("kind"), event.get("payload")
+        if kind not in FORWARDED_KINDS or not isinstance(payload, dict):
+            return
+        if kind == "alert" and payload.get("runId"):
             return  # an integration run's alert: shown in its report, not in the product's live list
-        await self.send_json({"type": kind, "data": event["payload"]})
+        await self.send_json({"type": kind, "data": payload})
+
+    # -- the per-user limit --------------------------------------------------------
+
+    def _take_place(self, user_pk: Any) -> bool:
+        # No await between the count and the add: the event loop runs no other connect in between.
+        sockets = _open_sockets.setdefault(user_pk, weakref.WeakSet())
+        if len(sockets) >= settings.WS_MAX_SOCKETS_PER_USER:
+            return False
+        sockets.add(self)
+        self._user_pk = user_pk
+        return True
+
+    def _give_place_back(self) -> None:
+        sockets = _open_sockets.get(self._user_pk)
+        if sockets is None:
+            return
+        sockets.discard(self)
+        if not sockets:
+            _open_sockets.pop(self._user_pk, None)
+
+    # -- the session watch ---------------------------------------------------------
+
+    async def _watch_session(self) -> None:
+        interval = float(settings.WS_SESSION_CHECK_S)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                alive = await self._session_alive()
+            except Exception:
+                # The store could not be asked (a database hiccup): keep the socket and ask again next time.
+                logger.warning("websocket: the session could not be checked", exc_info=True)
+                continue
+            if not alive:
+                with contextlib.suppress(Exception):  # the socket may be closing already
+                    await self.close(code=CLOSE_UNAUTHORIZED)
+                return
+
+    async def _session_alive(self) -> bool:
+        # A fresh store each time: the scope's session holds what was read at connect.
+        store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=self._session_key)
+        user = await get_user({"session": store})
+        return bool(user.is_authenticated) and user.pk == self._user_pk

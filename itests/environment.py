@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import connection
 
 from scalper_site.testkit import celery_worker_argv, free_port, start_process, stop_process, wait_until
-from trading.simexchange.control import SimControl
+from trading.simexchange.control import SimControl, token_path_for
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "data" / "config" / "config.json"
@@ -106,7 +106,7 @@ class IsolatedEnvironment:
         self.symbols = symbols
         self.sim_port = free_port()
         self.sim_url = f"http://127.0.0.1:{self.sim_port}"
-        self.control = SimControl(self.sim_url)
+        self.control = SimControl(self.sim_url, token_file=token_path_for(self.root / "exchange_state.json"))
         self._on_change = on_change
         self.env = {
             **os.environ,

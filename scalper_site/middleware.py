@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from csp.middleware import CSPMiddleware, PolicyParts
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 
 class SyncRequestStack:
@@ -25,3 +27,26 @@ class SyncRequestStack:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
+
+
+class ContentSecurityPolicy(CSPMiddleware):
+    """django-csp's header, with the page's own websocket origin added to ``connect-src``.
+
+    CSP Level 3 counts ``ws://``/``wss://`` on the page's own host as ``'self'``, but browsers that
+    predate it do not: without the explicit origin the dashboard's live socket would be blocked there.
+    The host is the one Django already validated against ``ALLOWED_HOSTS``.
+    """
+
+    def get_policy_parts(
+        self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False
+    ) -> PolicyParts:
+        parts = super().get_policy_parts(request, response, report_only)
+        try:
+            host = request.get_host()
+        except DisallowedHost:
+            return parts  # the request was refused anyway; name no origin from it
+        origin = f"{'wss' if request.is_secure() else 'ws'}://{host}"
+        update = dict(parts.update or {})
+        update["connect-src"] = [*update.get("connect-src", ()), origin]
+        parts.update = update
+        return parts

@@ -7,18 +7,26 @@ at real services; the code path is the same.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from failover.domain import files as private_files
 from scalper_site import embedded_redis
 from scalper_site.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("SCALPER_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+# The data folder holds the database (password hashes, sessions, token digests), the secret key and the
+# trader's state: owner only, created 0700 and fixed to 0700 at every start of every process.
+with contextlib.suppress(OSError):  # a folder this user may not change fails loudly where it is used
+    private_files.secure_folder(DATA_DIR)
+    private_files.secure_folder(DATA_DIR / "system")
 
 DEBUG = env_bool("DEBUG", False)
 EMBEDDED = not env_str("DATABASE_URL")
@@ -33,20 +41,59 @@ def _secret_key() -> str:
     # Embedded mode: one key per data folder, generated on first run, never committed.
     path = DATA_DIR / "system" / "secret_key"
     try:
+        private_files.secure_file(path)  # 0600, even where an older version or a copy left it readable
         return path.read_text().strip()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(50)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(key)
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        private_files.atomic_write_text(path, key)  # created 0600
         return key
 
 
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Error reports (the DEBUG page, error mails) mask secrets: passwords in URLs, tokens, the webhook.
+DEFAULT_EXCEPTION_REPORTER = "scalper_site.security.SanitizingExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "scalper_site.security.SanitizingExceptionReporterFilter"
+
+# HTTPS: SCALPER_HTTPS=1 turns on the redirect, secure cookies and HSTS. Off by default so the
+# embedded http://127.0.0.1 setup keeps working; the README's "Production settings" block turns it on.
+HTTPS = env_bool("SCALPER_HTTPS", False)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+# An hour unless told: a browser that saw HSTS refuses plain HTTP for that long, so grow it once HTTPS is proven.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Behind a proxy that terminates TLS: the header it sets to "https" (e.g. X-Forwarded-Proto). Set it only
+# when the proxy overwrites that header on every request, or a client could claim HTTPS itself.
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+
+# Content-Security-Policy (django-csp): every script, style and socket of the pages comes from this site
+# (the middleware adds the page's own ws:// or wss:// origin). SCALPER_CSP=report-only reports without blocking.
+CSP_MODE = env_str("SCALPER_CSP", "enforce")
+if CSP_MODE not in {"enforce", "report-only", "off"}:
+    raise ImproperlyConfigured(f"SCALPER_CSP={CSP_MODE!r} is not one of enforce, report-only, off")
+_csp_policy = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+CONTENT_SECURITY_POLICY = _csp_policy if CSP_MODE == "enforce" else None
+CONTENT_SECURITY_POLICY_REPORT_ONLY = _csp_policy if CSP_MODE == "report-only" else None
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -56,7 +103,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens stored as digests with an expiry (replaces rest_framework.authtoken's clear-text keys).
+    "knox",
+    # Login lockout after repeated failures (see the AXES_* settings below).
+    "axes",
     "drf_spectacular",
     "channels",
     "trading",
@@ -66,6 +116,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The Content-Security-Policy header (SCALPER_CSP), on static files too.
+    "scalper_site.middleware.ContentSecurityPolicy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -73,7 +125,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login refused by the lockout into the lockout page (after the view has run).
+    "axes.middleware.AxesMiddleware",
     "scalper_site.middleware.SyncRequestStack",  # last: see its docstring
+]
+
+# The lockout backend first: it refuses a locked-out user before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "scalper_site.urls"
@@ -98,12 +158,17 @@ ASGI_APPLICATION = "scalper_site.asgi.application"
 
 # Database: SQLite under the data folder unless DATABASE_URL names another.
 if EMBEDDED:
+    # SCALPER_SQLITE_PATH lets a child process with its own data folder (an
+    # integration run) share the product's database file.
+    _sqlite_path = Path(env_str("SCALPER_SQLITE_PATH", str(DATA_DIR / "db.sqlite3")))
+    # SQLite would create the file with the umask's mode (often 0644) and gives its -wal and -shm files the
+    # database's mode: the file is created 0600 before SQLite opens it, and the three are fixed at every start.
+    with contextlib.suppress(OSError):
+        private_files.create_private_file(_sqlite_path, companions=("-wal", "-shm"))
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            # SCALPER_SQLITE_PATH lets a child process with its own data folder (an
-            # integration run) share the product's database file.
-            "NAME": Path(env_str("SCALPER_SQLITE_PATH", str(DATA_DIR / "db.sqlite3"))),
+            "NAME": _sqlite_path,
             "OPTIONS": {
                 # Several processes share the file: WAL lets readers run beside the
                 # writer, IMMEDIATE takes the write lock up front instead of failing
@@ -152,6 +217,25 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
+# Login lockout (django-axes), for the dashboard login and the admin login alike: after
+# SCALPER_LOGIN_FAILURE_LIMIT failures for one username from one address, that pair is refused for
+# SCALPER_LOGIN_LOCKOUT_MINUTES, counted again from each refused try. Keyed on the pair, so an
+# attacker cannot lock the operator out from another address. The address is REMOTE_ADDR, which
+# uvicorn sets from X-Forwarded-For only for a peer in FORWARDED_ALLOW_IPS (loopback by default):
+# behind a proxy on another host the operator names it there (README, "Configuration").
+AXES_FAILURE_LIMIT = env_int("SCALPER_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SCALPER_LOGIN_LOCKOUT_MINUTES", 15))
+if AXES_FAILURE_LIMIT < 1 or env_int("SCALPER_LOGIN_LOCKOUT_MINUTES", 15) < 1:
+    raise ImproperlyConfigured("SCALPER_LOGIN_FAILURE_LIMIT and SCALPER_LOGIN_LOCKOUT_MINUTES must be at least 1")
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Headers a client sends are never trusted here: one place (the ASGI server) resolves proxies.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 403
+# The database handler, wrapped to write one scalper.security line per failed login.
+AXES_HANDLER = "scalper_site.logins.LoggingAxesHandler"
+
 # Redis: the Celery broker and result store, the channel layer and the
 # notification bus between processes. REDIS_URL names an existing server; without
 # it, the URL the embedded server published under the data folder is used.
@@ -187,16 +271,38 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [CELERY_BROKER_URL], "prefix": "scalper"},
     }
 }
+# The dashboard's websocket (failover/consumers.py): sockets per user in one web process, and how often
+# an open socket checks that its session still exists (logout, expiry), closing it when it does not.
+WS_MAX_SOCKETS_PER_USER = env_int("SCALPER_WS_MAX_PER_USER", 5)
+WS_SESSION_CHECK_S = env_int("SCALPER_WS_SESSION_CHECK_S", 10)
+if WS_MAX_SOCKETS_PER_USER < 1 or WS_SESSION_CHECK_S < 1:
+    raise ImproperlyConfigured("SCALPER_WS_MAX_PER_USER and SCALPER_WS_SESSION_CHECK_S must be at least 1")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # `Authorization: Token <key>`; the database keeps only a digest and an expiry.
+        "scalper_site.logins.ApiTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # The schema documents the framework's refusals (400/401/403/406/415/429) on every operation.
+    "DEFAULT_SCHEMA_CLASS": "scalper_site.api.schema.ApiAutoSchema",
+    # JSON bodies only (anything else is a 415), bounded in size and nesting; one error shape, never an HTML 500.
+    "DEFAULT_PARSER_CLASSES": ["scalper_site.api.parsers.BoundedJSONParser"],
+    "EXCEPTION_HANDLER": "scalper_site.api.errors.api_exception_handler",
     # Operator actions (panic close, safe-mode exit, recovery retry, integration runs) share one budget per user.
     "DEFAULT_THROTTLE_RATES": {"dashboard-actions": env_str("API_ACTION_RATE", "30/min")},
+}
+
+# API tokens (django-rest-knox): `manage.py issue_token <username>` prints one once; the database
+# holds its SHA-512 digest and expiry. The header keeps the form the API has always used.
+API_TOKEN_TTL_DAYS = env_int("SCALPER_API_TOKEN_TTL_DAYS", 30)
+if API_TOKEN_TTL_DAYS < 1:
+    raise ImproperlyConfigured(f"SCALPER_API_TOKEN_TTL_DAYS must be at least 1, got {API_TOKEN_TTL_DAYS}")
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -233,5 +339,11 @@ LOGGING = {
     # LOG_FORMAT=json gives one JSON object a line (for log shippers); plain is for people.
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": env_str("LOG_FORMAT", "plain")}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Failed logins and lockouts: kept at INFO whatever LOG_LEVEL says.
+        "scalper.security": {"level": "INFO"},
+        # axes' own lines repeat ours at INFO (one per login); its warnings stay.
+        "axes": {"level": "WARNING"},
+    },
 }

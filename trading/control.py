@@ -12,7 +12,7 @@ Heartbeat (JSON at ``scalper:trader:<env>:heartbeat``, expires after 10 s)::
      "streams": {"public": {"connected": true, "lastMessageAgeMs": 40, "rebuilds": 0},
                  "private": {"connected": true, "lastMessageAgeMs": 900, "rebuilds": 1}},
      "restFailuresInARow": 0, "latencyAvgMs": {"rest": 2.1, "ws": 5.0},
-     "config": {"valid": true, "source": "file"}}
+     "config": {"valid": true, "source": "file", "errors": []}}
 
 Commands (bus kind ``trader.command``): the names in
 ``trading.trader.commands.COMMAND_NAMES`` (``reload_state``,

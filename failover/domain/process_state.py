@@ -6,6 +6,13 @@ an event the caller must act on (``exc.failure_event(at)`` is the
 DATA_CORRUPTION event to report; recovery then proceeds from exchange truth).
 The bad file has already been moved aside to ``exc.moved_to`` when the
 exception is raised, so the next ``load()`` returns None.
+
+Bad means anything but a valid state: an unreadable file, a directory or a
+symlink loop in its place, a file over ``MAX_STATE_BYTES`` (8 MiB; a real one
+holds a few open orders and positions), text that is not UTF-8 JSON (including
+numbers past Python's 4,300-digit limit and nesting too deep to parse), the
+wrong shape, or a pid no process can have (outside 1..``PID_MAX``). A start must
+never die on what an earlier run, a disk error or a person left in this file.
 """
 
 from __future__ import annotations
@@ -22,11 +29,59 @@ from typing import Any
 
 from failover.domain._codec import SchemaError, format_ts
 from failover.domain.clock import Clock, SystemClock
-from failover.domain.files import TEMP_SUFFIX, atomic_write_json, move_aside, temp_prefix
+from failover.domain.files import (
+    TEMP_SUFFIX,
+    atomic_write_json,
+    describe_error,
+    move_aside,
+    read_bounded,
+    temp_prefix,
+)
 from failover.domain.types import FailureEvent, FailureSource, FailureType, Phase, ProcessState
 
 _FIELDS = frozenset(f.name for f in fields(ProcessState))
 _GRACEFUL_PHASES = frozenset({Phase.STOPPING, Phase.IDLE})
+MAX_STATE_BYTES = 8 * 1024 * 1024
+PID_MAX = 2**31 - 1  # pid_t is a C int: a larger pid was never a process, and os.kill would overflow on it
+
+
+class BadProcessState(ValueError):
+    """A process state file exists but is not a valid state; the message says why."""
+
+
+def read_process_state(path: str | os.PathLike[str]) -> ProcessState | None:
+    """Return the state in ``path``, None if there is no file; raise ``BadProcessState`` for anything else.
+
+    No side effects: the file stays where it is (``ProcessStateStore.load`` moves a bad one aside).
+    """
+    try:
+        raw = read_bounded(path, MAX_STATE_BYTES)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # a directory, a symlink loop, an I/O error: bad input, whatever the cause
+        raise BadProcessState(f"unreadable: {describe_error(exc)}") from exc
+    return parse_process_state(raw)
+
+
+def parse_process_state(raw: bytes) -> ProcessState:
+    """Decode and validate the bytes of a process state file; raise ``BadProcessState`` saying what is wrong."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadProcessState(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    except json.JSONDecodeError as exc:
+        raise BadProcessState(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except Exception as exc:  # ValueError past the int digit limit, RecursionError, MemoryError
+        raise BadProcessState(f"invalid JSON: {describe_error(exc)}") from exc
+    try:
+        state = ProcessState.from_dict(data)
+    except SchemaError as exc:  # names the field
+        raise BadProcessState(f"invalid process state: {str(exc)[:500]}") from exc
+    except Exception as exc:  # a shape the checks did not foresee is as bad
+        raise BadProcessState(f"invalid process state: {describe_error(exc, 500)}") from exc
+    if not 1 <= state.pid <= PID_MAX:
+        raise BadProcessState(f"invalid process state: pid {state.pid} is outside 1..{PID_MAX}")
+    return state
 
 
 class ProcessStateCorrupt(Exception):
@@ -92,17 +147,12 @@ class ProcessStateStore:
     def load(self) -> ProcessState | None:
         """Return the stored state, None if there is no file; raise ``ProcessStateCorrupt`` for a bad one."""
         with self._lock:
+            self._current = None
             try:
-                raw = self._path.read_bytes()
-            except FileNotFoundError:
-                self._current = None
-                return None
-            try:
-                state = ProcessState.from_dict(json.loads(raw.decode("utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError, SchemaError) as exc:
-                self._current = None
+                state = read_process_state(self._path)
+            except BadProcessState as exc:
                 moved_to = move_aside(self._path, self._clock.now())
-                raise ProcessStateCorrupt(self._path, moved_to, _describe(exc)) from exc
+                raise ProcessStateCorrupt(self._path, moved_to, str(exc)) from exc
             self._current = state
             return state
 
@@ -148,16 +198,10 @@ class ProcessStateStore:
         return removed
 
 
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return f"not UTF-8 text: {exc.reason} at byte {exc.start}"
-    if isinstance(exc, json.JSONDecodeError):
-        return f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-    return f"invalid process state: {exc}"
-
-
 def os_pid_alive(pid: int) -> bool:
     """Return whether a process with ``pid`` exists on this machine (signal 0 probes without signalling)."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 1 <= pid <= PID_MAX:
+        return False  # never a process; and os.kill raises OverflowError past a C int, or signals a group at <= 0
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -169,6 +213,24 @@ def os_pid_alive(pid: int) -> bool:
             return False
         raise
     return True
+
+
+def trader_pid_alive(pid: int, *, command: bytes = b"run_trader") -> bool:
+    """Return whether ``pid`` is alive and, where ``/proc`` tells, runs ``command``.
+
+    After a reboot or a long stop, the pid in an old state file may belong to
+    any process: an ``os_pid_alive`` check alone would then refuse every start
+    (a crash loop caused by a file). Where the command line cannot be read (no
+    ``/proc``, another user's process) the answer stays "alive", so the doubt
+    goes to refusing a second trader.
+    """
+    if not os_pid_alive(pid):
+        return False
+    try:
+        cmdline = read_bounded(f"/proc/{pid}/cmdline", 1 << 16)
+    except (OSError, ValueError):
+        return True
+    return command in cmdline
 
 
 def classify_previous_run(

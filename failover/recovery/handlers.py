@@ -9,6 +9,7 @@ step type.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from failover.recovery import records, resync
 from failover.recovery.alerts import alert_on_commit
 from failover.recovery.kit import StepContext, StepFailed, trader_command, trader_heartbeat
 from trading.alerts import CRIT
-from trading.domain.config import ConfigError, parse_config
+from trading.domain.config import ConfigError, read_config_file
 from trading.exchange.port import ExchangeError
 from trading.models import Position, PositionStatus
 
@@ -89,14 +90,7 @@ def resync_config(ctx: StepContext) -> dict[str, Any]:
     """Validate the config file: invalid puts the built-in default in force and keeps CONFIG_INVALID active."""
     path = records.config_path(ctx.folder)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        _config_state(ctx, valid=True)
-        return {"file": str(path), "valid": True, "source": "default",
-                "note": "no config file: the built-in default is the config", "trader": trader_command(
-                    ctx.run_id, "reload_config", {"fallback": False})}
-    try:
-        parse_config(text)
+        found = read_config_file(path)  # any bad file (a directory, a symlink loop, huge numbers) is a ConfigError
     except ConfigError as exc:
         _config_state(ctx, valid=False)
         with transaction.atomic():
@@ -106,6 +100,11 @@ def resync_config(ctx: StepContext) -> dict[str, Any]:
         return {"file": str(path), "valid": False, "errors": exc.errors, "fallback": "built-in default",
                 "note": "safe mode stays on until the trader reports the file valid",
                 "trader": trader_command(ctx.run_id, "reload_config", {"fallback": True})}
+    if found is None:
+        _config_state(ctx, valid=True)
+        return {"file": str(path), "valid": True, "source": "default",
+                "note": "no config file: the built-in default is the config", "trader": trader_command(
+                    ctx.run_id, "reload_config", {"fallback": False})}
     _config_state(ctx, valid=True)
     return {"file": str(path), "valid": True, "source": "file",
             "trader": trader_command(ctx.run_id, "reload_config", {"fallback": False})}
@@ -115,7 +114,8 @@ def read_process_state(ctx: StepContext) -> dict[str, Any]:
     """Record what the previous process believed; a corrupt file (moved aside) means: trust the exchange."""
     system = ctx.folder / "system"
     previous = system / "process_state.previous.json"
-    path = previous if previous.exists() else system / "process_state.json"
+    # lexists: a previous copy that is a dangling link or a symlink loop is still there, and bad.
+    path = previous if os.path.lexists(previous) else system / "process_state.json"
     try:
         state = ProcessStateStore(path, clock=records.CLOCK).load()
     except ProcessStateCorrupt as exc:

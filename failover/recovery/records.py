@@ -11,7 +11,6 @@ the dashboard.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +24,8 @@ from django.db.models import F
 from failover.domain.clock import Clock, SystemClock
 from failover.domain.files import atomic_write_json
 from failover.domain.health import HealthThresholds
-from failover.domain.types import FailoverState, FailureEvent, ProcessState, RecoveryPlan, RecoveryStep, SchemaError
+from failover.domain.process_state import BadProcessState, read_process_state
+from failover.domain.types import FailoverState, FailureEvent, ProcessState, RecoveryPlan, RecoveryStep
 from failover.models import (
     FailoverStateRecord,
     FailureEventRecord,
@@ -36,7 +36,7 @@ from failover.models import (
 )
 from scalper_site import bus
 from scalper_site.realtime import push_failover_message
-from trading.domain.config import DEFAULT_CONFIG, ConfigError, TradingConfig, parse_config
+from trading.domain.config import DEFAULT_CONFIG, ConfigError, TradingConfig, read_config_file
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +83,10 @@ def config_path(folder: Path) -> Path:
 def environment_config(folder: Path) -> TradingConfig:
     """Return the environment's config file if valid, else the built-in default (what the trader falls back to)."""
     try:
-        return parse_config(config_path(folder).read_text(encoding="utf-8"))
-    except (OSError, ConfigError):
+        found = read_config_file(config_path(folder))
+    except ConfigError:  # whatever is wrong with the file: the trader is on the default too
         return DEFAULT_CONFIG
+    return DEFAULT_CONFIG if found is None else found
 
 
 def health_thresholds(config: TradingConfig) -> HealthThresholds:
@@ -102,11 +103,11 @@ def previous_process_state(folder: Path) -> ProcessState | None:
     system = folder / "system"
     for name in ("process_state.previous.json", "process_state.json"):
         try:
-            return ProcessState.from_dict(json.loads((system / name).read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError, SchemaError):
+            state = read_process_state(system / name)
+        except BadProcessState:  # any bad file: what the previous process believed is unknown
             return None
+        if state is not None:
+            return state
     return None
 
 

@@ -61,7 +61,7 @@ def sim() -> Iterator[SimServer]:
 
 @pytest.fixture
 def ctl(sim: SimServer) -> SimControl:
-    control = SimControl(sim.base_url)
+    control = SimControl(sim.base_url, token=sim.token)
     control.set_book("BTCUSDT", BTC_BIDS, BTC_ASKS)
     control.set_book("ETHUSDT", ETH_BIDS, ETH_ASKS)
     control.trade("BTCUSDT", "50000.5", "0.001")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,7 +39,8 @@ class RecoveryRetryView(ActionViewMixin, APIView):
         operation_id="failover_retry_recovery",
         tags=TAG,
         request=None,
-        responses={200: OutputSerializer, 409: ErrorSerializer},
+        responses={200: OutputSerializer,
+                   409: OpenApiResponse(ErrorSerializer, description="No FAILED or WAITING_OPERATOR plan to retry.")},
     )
     def post(self, request: Request) -> Response:
         try:
@@ -67,7 +68,9 @@ class SafeModeExitView(ActionViewMixin, APIView):
         operation_id="failover_exit_safe_mode",
         tags=TAG,
         request=InputSerializer,
-        responses={200: OutputSerializer, 400: ErrorSerializer, 409: RefusedSerializer},
+        responses={200: OutputSerializer,
+                   409: OpenApiResponse(RefusedSerializer, description="Refused while recovery runs or failures "
+                                                                       "are active (the blockers); force overrides.")},
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)

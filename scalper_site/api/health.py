@@ -60,10 +60,13 @@ def _rest(beat: dict[str, Any], config: TradingConfig) -> tuple[HealthStatus, st
 
 
 def _config(beat: dict[str, Any]) -> tuple[HealthStatus, str]:
-    info = beat.get("config") or {}
+    info = beat.get("config")
+    info = info if isinstance(info, dict) else {}
     source = info.get("source", "unknown")
     if info.get("valid") is False:
-        return ERROR, f"config invalid: running on {source}"
+        errors = [str(e) for e in info.get("errors") or [] if e] if isinstance(info.get("errors"), list) else []
+        problem = f": {'; '.join(errors)}" if errors else ""
+        return ERROR, f"config invalid, running on {source}{problem}"[:500]
     return OK, f"config valid ({source})"
 
 

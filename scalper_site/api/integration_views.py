@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,7 +28,9 @@ from scalper_site.api.serializers import (
     ErrorSerializer,
     IntegrationRunReportSerializer,
     IntegrationRunSummarySerializer,
-    StrictCharField,
+    QueryParamsSerializer,
+    StrictChoiceField,
+    page_query_serializer,
     page_serializer,
 )
 
@@ -35,6 +38,9 @@ TAG = ["integration tests"]
 MAX_WAIT_S = 120.0  # ?wait holds a server thread: bounded well below any proxy timeout
 WAIT_POLL_S = 0.25
 RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT = 20, 200
+# Run ids are ``run-YYYYMMDD-HHmmss[-n]``; anything outside this set cannot name a run (nor reach the database).
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_RUN_ID = re.compile(RUN_ID_PATTERN)
 
 
 class ScenarioListView(APIView):
@@ -56,11 +62,13 @@ class RunStartView(ActionViewMixin, APIView):
 
     @extend_schema_serializer(component_name="IntegrationRunStartInput")
     class InputSerializer(serializers.Serializer):
-        scenarioId = StrictCharField(max_length=40)
+        # The schema lists the ids: a blank or unknown one is refused by the schema as by the view.
+        scenarioId = StrictChoiceField(choices=[s["id"] for s in scenarios_list()])
 
     @extend_schema_serializer(component_name="IntegrationRunWaitQuery")
-    class QuerySerializer(serializers.Serializer):
-        wait = serializers.FloatField(required=False, default=0.0, min_value=0.0, max_value=MAX_WAIT_S)
+    class QuerySerializer(QueryParamsSerializer):
+        wait = serializers.FloatField(required=False, default=0.0, min_value=0.0, max_value=MAX_WAIT_S,
+                                      help_text=f"Seconds to wait for the result (0 to {MAX_WAIT_S:g}).")
 
     @extend_schema_serializer(component_name="IntegrationRunStarted")
     class OutputSerializer(serializers.Serializer):
@@ -73,9 +81,8 @@ class RunStartView(ActionViewMixin, APIView):
         operation_id="integration_run_start",
         tags=TAG,
         request=InputSerializer,
-        parameters=[OpenApiParameter("wait", OpenApiTypes.FLOAT,
-                                     description=f"Seconds to wait for the result (0 to {MAX_WAIT_S:g}).")],
-        responses={200: OutputSerializer, 202: OutputSerializer, 400: ErrorSerializer},
+        parameters=[QuerySerializer],
+        responses={200: OutputSerializer, 202: OutputSerializer},
     )
     def post(self, request: Request) -> Response:
         query = self.QuerySerializer(data=request.query_params)
@@ -87,8 +94,8 @@ class RunStartView(ActionViewMixin, APIView):
             with transaction.atomic():
                 record = integration_run_enqueue(scenario_id=scenario_id, user=user)
                 integration_run_audit(user=user, scenario_id=scenario_id, run_id=record.run_id)
-        except UnknownScenario as exc:
-            return Response({"scenarioId": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        except UnknownScenario as exc:  # a scenario gone between validation and enqueue: the same refusal
+            raise serializers.ValidationError({"scenarioId": [str(exc)]}) from None
         summary = self._wait(record.run_id, integration_run_summary(record), query.validated_data["wait"])
         code = status.HTTP_202_ACCEPTED if summary["success"] is None else status.HTTP_200_OK
         return Response(self.OutputSerializer(summary).data, status=code)
@@ -108,19 +115,16 @@ class RunStartView(ActionViewMixin, APIView):
 class RunListView(APIView):
     """Recent runs, latest first, paginated with ``limit``/``offset``."""
 
-    @extend_schema_serializer(component_name="IntegrationRunsQuery")
-    class QuerySerializer(serializers.Serializer):
-        limit = serializers.IntegerField(required=False, default=RUNS_DEFAULT_LIMIT, min_value=1,
-                                         max_value=RUNS_MAX_LIMIT)
-        offset = serializers.IntegerField(required=False, default=0, min_value=0)
+    QuerySerializer = page_query_serializer(default_limit=RUNS_DEFAULT_LIMIT, max_limit=RUNS_MAX_LIMIT,
+                                            name="IntegrationRunsQuery")
 
     PageSerializer = page_serializer(IntegrationRunSummarySerializer, name="IntegrationRunPage")
 
     @extend_schema(
         operation_id="integration_runs_list",
         tags=TAG,
-        parameters=[OpenApiParameter("limit", OpenApiTypes.INT), OpenApiParameter("offset", OpenApiTypes.INT)],
-        responses={200: PageSerializer, 400: ErrorSerializer},
+        parameters=[QuerySerializer],
+        responses={200: PageSerializer},
     )
     def get(self, request: Request) -> Response:
         query = self.QuerySerializer(data=request.query_params)
@@ -143,10 +147,12 @@ class RunReportView(APIView):
     @extend_schema(
         operation_id="integration_run_report",
         tags=TAG,
-        responses={200: IntegrationRunReportSerializer, 404: ErrorSerializer},
+        parameters=[OpenApiParameter("run_id", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=RUN_ID_PATTERN)],
+        responses={200: IntegrationRunReportSerializer,
+                   404: OpenApiResponse(ErrorSerializer, description="No run with this id.")},
     )
     def get(self, request: Request, run_id: str) -> Response:
-        record = integration_run_get(run_id=run_id)
+        record = integration_run_get(run_id=run_id) if _RUN_ID.fullmatch(run_id) else None
         if record is None:
             return Response({"detail": f"No integration run {run_id!r}."}, status=status.HTTP_404_NOT_FOUND)
         # The report is passed through whole: the runner may record more than the schema's fields (its checks).

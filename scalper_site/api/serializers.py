@@ -8,6 +8,7 @@ reuse these for the shared parts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
@@ -37,6 +38,15 @@ class StrictCharField(serializers.CharField):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictChoiceField(serializers.ChoiceField):
+    """One of fixed strings and nothing else: DRF's ChoiceField would accept 1 for "1"."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid_choice", input=data)
         return super().to_internal_value(data)
 
 
@@ -87,9 +97,43 @@ HEALTH_STATUSES = ["OK", "WARN", "ERROR"]
 
 
 class ErrorSerializer(serializers.Serializer):
-    """What every refusal carries: a human-readable ``detail``."""
+    """What every refusal carries: a human-readable ``detail``; a refused input also names its fields in ``errors``."""
 
     detail = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="A 400's messages by field (a query parameter, a body field, or non_field_errors for the body).",
+    )
+
+
+class QueryParamsSerializer(serializers.Serializer):
+    """Query parameters; one given with no value (``?level=``) is refused, as the schema says, not taken as absent.
+
+    DRF reads a query string like a submitted form, where an empty optional field means "not given".
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        given = data if isinstance(data, Mapping) else {}
+        blank = {name: ["This parameter may not be blank."] for name in self.fields if given.get(name) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
+
+
+# Offsets past any table this product fills, yet far below the 64-bit limit the databases put on OFFSET.
+MAX_OFFSET = 1_000_000_000
+
+
+def page_query_serializer(*, default_limit: int, max_limit: int, name: str,
+                          **filters: serializers.Field) -> type[QueryParamsSerializer]:
+    """The query of a paginated list: ``filters``, and ``limit``/``offset`` as bounded integers (else a 400)."""
+    fields = {
+        **filters,
+        "limit": serializers.IntegerField(required=False, default=default_limit, min_value=1, max_value=max_limit),
+        "offset": serializers.IntegerField(required=False, default=0, min_value=0, max_value=MAX_OFFSET),
+    }
+    return type(f"{name}Serializer", (QueryParamsSerializer,), fields)
 
 
 class FailureEventSerializer(serializers.Serializer):

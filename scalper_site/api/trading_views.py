@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
@@ -18,6 +17,7 @@ from scalper_site.api.serializers import (
     ErrorSerializer,
     HealthSnapshotSerializer,
     enum_field,
+    page_query_serializer,
     page_serializer,
 )
 from trading.control import TraderUnavailable
@@ -42,16 +42,31 @@ class HealthView(APIView):
 
 
 class AlertPagination(LimitOffsetPagination):
+    """DRF's limit/offset page (count, next, previous) of a limit and offset the view has already validated.
+
+    DRF's own parsing would quietly replace a bad value by the default; the view refuses it with a 400 instead.
+    """
+
     default_limit = 50
     max_limit = 500
+
+    def __init__(self, *, limit: int, offset: int) -> None:
+        self._limit, self._offset = limit, offset
+
+    def get_limit(self, request: Request) -> int:
+        return self._limit
+
+    def get_offset(self, request: Request) -> int:
+        return self._offset
 
 
 class AlertListView(APIView):
     """The product's alerts, latest first, paginated (``limit``/``offset``), optionally of one ``level``."""
 
-    @extend_schema_serializer(component_name="AlertFilter")
-    class FilterSerializer(serializers.Serializer):
-        level = serializers.ChoiceField(choices=AlertLevel.choices, required=False)
+    FilterSerializer = page_query_serializer(
+        default_limit=AlertPagination.default_limit, max_limit=AlertPagination.max_limit, name="AlertFilter",
+        level=serializers.ChoiceField(choices=AlertLevel.choices, required=False),
+    )
 
     @extend_schema_serializer(component_name="Alert")
     class OutputSerializer(serializers.Serializer):
@@ -69,18 +84,15 @@ class AlertListView(APIView):
     @extend_schema(
         operation_id="alerts_list",
         tags=TAG,
-        parameters=[
-            OpenApiParameter("level", OpenApiTypes.STR, enum=AlertLevel.values),
-            OpenApiParameter("limit", OpenApiTypes.INT),
-            OpenApiParameter("offset", OpenApiTypes.INT),
-        ],
-        responses={200: PageSerializer, 400: ErrorSerializer},
+        parameters=[FilterSerializer],
+        responses={200: PageSerializer},
     )
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = AlertPagination()
-        page = paginator.paginate_queryset(alerts_list(**filters.validated_data), request, view=self)
+        query = filters.validated_data
+        paginator = AlertPagination(limit=query["limit"], offset=query["offset"])
+        page = paginator.paginate_queryset(alerts_list(level=query.get("level")), request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 
@@ -146,7 +158,9 @@ class PanicCloseView(ActionViewMixin, APIView):
         operation_id="execution_panic_close",
         tags=TAG,
         request=None,
-        responses={200: OutputSerializer, 503: ErrorSerializer},
+        responses={200: OutputSerializer,
+                   503: OpenApiResponse(ErrorSerializer, description="No trader runs, or it did not acknowledge in "
+                                                                     "time: nothing was closed by this request.")},
     )
     def post(self, request: Request) -> Response:
         try:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
-from scalper_site.api import failover_views, integration_views, trading_views
+from scalper_site.api import errors, failover_views, integration_views, trading_views
 
 urlpatterns = [
     path("failover/status", failover_views.FailoverStatusView.as_view(), name="failover-status"),
@@ -23,4 +23,6 @@ urlpatterns = [
     path("positions", trading_views.PositionListView.as_view(), name="positions"),
     path("orders", trading_views.OrderListView.as_view(), name="orders"),
     path("execution/panic-close", trading_views.PanicCloseView.as_view(), name="execution-panic-close"),
+    # Last: any other path under /api/ (a run id with a slash in it, a typo) is the API's JSON 404, not an HTML page.
+    re_path(r"^.*$", errors.NotFoundView.as_view(), name="api-not-found"),
 ]

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -18,10 +18,12 @@ from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 
 from failover import services
+from failover.consumers import open_socket_count
 from failover.domain.types import FailureEvent
 from failover.recovery import runner
 from scalper_site.realtime import push_failover_message
@@ -37,11 +39,16 @@ def _held_chains(monkeypatch: pytest.MonkeyPatch) -> None:
     channel_layers.backends.clear()  # a fresh layer per test: nothing left over from another test's group
 
 
-def _session_cookie() -> bytes:
-    user = get_user_model().objects.create_user(f"op-{uuid.uuid4().hex[:6]}", password="pw-123456-x")
+def _login(user=None) -> tuple[Client, bytes]:
+    """A logged-in test client and its session cookie, for a new user unless one is given."""
+    user = user or get_user_model().objects.create_user(f"op-{uuid.uuid4().hex[:6]}", password="pw-123456-x")
     client = Client()
     client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
+    return client, f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def _session_cookie() -> bytes:
+    return _login()[1]
 
 
 def _run(scenario: Callable[[WebsocketCommunicator], Awaitable[None]], headers: list[tuple[bytes, bytes]]) -> None:
@@ -134,6 +141,114 @@ def test_the_websocket_refuses_anyone_but_a_logged_in_user_of_this_site(headers)
         return connected
 
     assert async_to_sync(attempt)() is False
+
+
+# -- careless or hostile clients ---------------------------------------------------------------
+
+CLIENT_FRAMES = {
+    "binary": {"bytes": b"\x00\xff\xfe not text"},
+    "not-json": {"text": "hello {"},
+    "deep-json": {"text": "[" * 200_000 + "]" * 200_000},
+    "huge-number": {"text": "9" * 5_000},
+    "huge": {"text": "x" * (8 * 1024 * 1024)},
+    "empty": {"text": ""},
+    "valid-json": {"text": '{"type": "failover.status", "data": {"safeMode": false}}'},
+    "neither-text-nor-bytes": {},
+}
+NOT_ACCEPTED = "CLIENT_MESSAGES_NOT_ACCEPTED"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("frame", list(CLIENT_FRAMES.values()), ids=list(CLIENT_FRAMES))
+def test_a_client_frame_is_answered_once_with_an_error_and_the_socket_lives_on(frame):
+    cookie = _session_cookie()
+    alert = {"level": "WARN", "type": "PACKET_LOSS", "message": "after the frames"}
+
+    async def scenario(ws: WebsocketCommunicator) -> None:
+        await ws.receive_json_from(timeout=10)  # the status on connect
+        await ws.send_input({"type": "websocket.receive", **frame})
+        reply = await ws.receive_json_from(timeout=10)
+        assert reply["type"] == "error" and reply["data"]["code"] == NOT_ACCEPTED
+        # Later frames are dropped unanswered: nothing to amplify, and the pushes keep coming.
+        for _ in range(3):
+            await ws.send_input({"type": "websocket.receive", **frame})
+        await database_sync_to_async(push_failover_message)(kind="alert", payload=alert)
+        assert await ws.receive_json_from(timeout=10) == {"type": "alert", "data": alert}
+        assert await ws.receive_nothing(timeout=0.2)
+
+    _run(scenario, [(b"cookie", cookie), ORIGIN])
+
+
+def _socket(cookie: bytes) -> WebsocketCommunicator:
+    from scalper_site.asgi import application
+
+    return WebsocketCommunicator(application, "/ws/failover/", headers=[(b"cookie", cookie), ORIGIN])
+
+
+async def _open(cookie: bytes) -> WebsocketCommunicator:
+    ws = _socket(cookie)
+    connected, _ = await ws.connect(timeout=10)
+    assert connected
+    assert (await ws.receive_json_from(timeout=10))["type"] == "failover.status"
+    return ws
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_gets_at_most_the_configured_number_of_sockets(settings):
+    settings.WS_MAX_SOCKETS_PER_USER = 2
+    user = get_user_model().objects.create_user("many-tabs", password="pw-123456-x")
+    cookie, other_session = _login(user)[1], _login(user)[1]  # two logins of one user share the budget
+    stranger = _session_cookie()
+
+    async def main() -> None:
+        first, second = await _open(cookie), await _open(other_session)
+        assert open_socket_count(user.pk) == 2
+
+        third = _socket(cookie)
+        connected, _ = await third.connect(timeout=10)
+        assert connected  # accepted only to be told why, then closed with a code of its own
+        refusal = await third.receive_json_from(timeout=10)
+        assert refusal["type"] == "error" and refusal["data"]["code"] == "TOO_MANY_SOCKETS"
+        assert await third.receive_output(timeout=10) == {"type": "websocket.close", "code": 4429}
+        await third.disconnect()
+        assert open_socket_count(user.pk) == 2
+
+        other_user = await _open(stranger)  # another user's budget is untouched
+        await first.disconnect()  # a closed socket gives its place back
+        fourth = await _open(cookie)
+        for ws in (second, other_user, fourth):
+            await ws.disconnect()
+        assert open_socket_count(user.pk) == 0
+
+    async_to_sync(main)()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("ending", ["logout", "expiry", "password-change", "deleted-user"])
+def test_the_socket_closes_when_its_session_ends(settings, ending):
+    settings.WS_SESSION_CHECK_S = 0.05
+    user = get_user_model().objects.create_user(f"op-{ending}", password="pw-123456-x")
+    client, cookie = _login(user)
+
+    def end_session() -> None:
+        if ending == "logout":
+            assert client.post("/accounts/logout/").status_code == 302
+        elif ending == "expiry":
+            Session.objects.filter(session_key=client.session.session_key).update(
+                expire_date=datetime.now(UTC) - timedelta(seconds=1))
+        elif ending == "password-change":
+            user.set_password("another-pw-987654")
+            user.save()
+        else:
+            user.delete()
+
+    async def scenario(ws: WebsocketCommunicator) -> None:
+        await ws.receive_json_from(timeout=10)
+        assert await ws.receive_nothing(timeout=0.3)  # several checks pass while the session lives
+        await database_sync_to_async(end_session)()
+        assert await ws.receive_output(timeout=10) == {"type": "websocket.close", "code": 4401}
+
+    _run(scenario, [(b"cookie", cookie), ORIGIN])
 
 
 @pytest.mark.services

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
+import shlex
 import subprocess
 import sys
 
@@ -107,3 +110,83 @@ def test_env_helpers(monkeypatch):
     monkeypatch.setenv("X_INT", "4x")
     with pytest.raises(ValueError, match="X_INT='4x' is not an integer"):
         env_int("X_INT", 1)
+
+
+# What a developer's or CI's shell may hold that would change what the checks see.
+SECURITY_ENV = {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS",
+                "SCALPER_HTTPS", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD",
+                "SECURE_PROXY_SSL_HEADER", "SCALPER_CSP"}
+
+
+def readme_production_settings() -> dict[str, str]:
+    """The variables of the README's "Production settings" block, as an operator would export them."""
+    section = (BASE_DIR / "README.md").read_text().split("### Production settings\n", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    variables = {}
+    for line in block.splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["export"]:
+            name, _, value = words[1].partition("=")
+            variables[name] = value
+    return variables
+
+
+def _in_child(tmp_path, argv: list[str], **env: str) -> subprocess.CompletedProcess:
+    child_env = {k: v for k, v in os.environ.items() if k not in SECURITY_ENV}
+    child_env.update({"DJANGO_SETTINGS_MODULE": "scalper_site.settings", "SCALPER_DATA_DIR": str(tmp_path),
+                      "DJANGO_SECRET_KEY": secrets.token_urlsafe(50), **env})
+    return subprocess.run([sys.executable, *argv], cwd=BASE_DIR, env=child_env, capture_output=True, text=True,
+                          timeout=120)
+
+
+DEPLOY_CHECK = ["manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+
+
+@pytest.mark.slow  # runs manage.py in a child interpreter
+def test_check_deploy_finds_nothing_with_the_readmes_production_settings(tmp_path):
+    production = readme_production_settings()
+    assert production["SCALPER_HTTPS"] == "1", production  # the block was found and read
+    result = _in_child(tmp_path, DEPLOY_CHECK, **production)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.slow  # runs manage.py in a child interpreter
+def test_check_deploy_names_what_the_http_defaults_leave_off(tmp_path):
+    """The embedded defaults serve http://127.0.0.1: the deploy check lists exactly what SCALPER_HTTPS turns on."""
+    result = _in_child(tmp_path, DEPLOY_CHECK)
+    assert result.returncode != 0
+    found = set(re.findall(r"\(security\.(W\d+)\)", result.stderr))
+    assert found == {"W004", "W008", "W012", "W016"}, result.stderr
+
+
+PRINT_HTTPS = (
+    "import django, json; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({name: getattr(s, name) for name in ('SECURE_SSL_REDIRECT', 'SESSION_COOKIE_SECURE', "
+    "'CSRF_COOKIE_SECURE', 'SECURE_HSTS_SECONDS', 'SECURE_HSTS_INCLUDE_SUBDOMAINS', 'SECURE_HSTS_PRELOAD', "
+    "'SECURE_PROXY_SSL_HEADER')}))"
+)
+
+
+@pytest.mark.slow  # loads the settings in a child interpreter
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param({}, [False, False, False, 0, False, False, None], id="defaults"),
+        pytest.param({"SCALPER_HTTPS": "1"}, [True, True, True, 3600, False, False, None], id="https"),
+        pytest.param({"SCALPER_HTTPS": "1", "SECURE_HSTS_SECONDS": "600",
+                      "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto"},
+                     [True, True, True, 600, False, False, ["HTTP_X_FORWARDED_PROTO", "https"]], id="behind-a-proxy"),
+    ],
+)
+def test_https_settings_come_from_the_environment(tmp_path, env, expected):
+    result = _in_child(tmp_path, ["-c", PRINT_HTTPS], **env)
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(result.stdout).values()) == expected
+
+
+@pytest.mark.slow  # loads the settings in a child interpreter
+def test_an_unknown_csp_mode_is_a_clear_error(tmp_path):
+    result = _in_child(tmp_path, ["-c", "import django; django.setup()"], SCALPER_CSP="strict")
+    assert result.returncode != 0
+    assert "SCALPER_CSP='strict' is not one of enforce, report-only, off" in result.stderr

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 pytestmark = pytest.mark.django_db
 
@@ -27,8 +27,8 @@ def test_api_root_answers_a_logged_in_user(client):
 
 def test_api_root_answers_a_token(client):
     user = get_user_model().objects.create_user("script", password="pw-123456")
-    token = Token.objects.create(user=user)
-    response = client.get("/api/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, key = AuthToken.objects.create(user=user)
+    response = client.get("/api/", HTTP_AUTHORIZATION=f"Token {key}")
     assert response.status_code == 200
 
 

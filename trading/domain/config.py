@@ -9,6 +9,7 @@ values it changes; ``DEFAULT_CONFIG`` is the spec's built-in "fallback config".
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from failover.domain.clock import Clock
+from failover.domain.files import describe_error, read_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -232,15 +234,54 @@ def format_validation_errors(exc: ValidationError) -> list[str]:
 
 
 def parse_config(text: str) -> TradingConfig:
-    """Parse and validate config text; raise ``ConfigError`` with readable errors."""
+    """Parse and validate config text; raise ``ConfigError`` with readable errors, whatever is wrong with it."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError([f"(root): invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"]) from exc
+    except Exception as exc:  # ValueError past the 4,300-digit int limit, RecursionError on deep nesting
+        raise ConfigError([f"(root): invalid JSON: {describe_error(exc)}"]) from exc
     try:
         return TradingConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_errors(exc)) from exc
+    except Exception as exc:  # a value the validators choke on is as invalid as one they refuse
+        raise ConfigError([f"(root): {describe_error(exc)}"]) from exc
+
+
+MAX_CONFIG_BYTES = 1024 * 1024  # a complete config is about 3 KB; anything near this bound is not a config
+
+
+def read_config_bytes(path: str | os.PathLike[str]) -> bytes:
+    """Return the bytes of a config file; ``FileNotFoundError`` if absent, ``ConfigError`` for any other failure.
+
+    The read is bounded (``MAX_CONFIG_BYTES``, 1 MiB) and refuses what is not a
+    regular file: a directory, a FIFO, a symlink loop are bad configs, not crashes.
+    """
+    try:
+        return read_bounded(path, MAX_CONFIG_BYTES)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ConfigError([f"(root): cannot read {Path(path).name}: {describe_error(exc)}"]) from exc
+
+
+def parse_config_bytes(raw: bytes) -> TradingConfig:
+    """Decode and validate the bytes of a config file; raise ``ConfigError`` for anything wrong."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"(root): not UTF-8 text: {exc.reason} at byte {exc.start}"]) from exc
+    return parse_config(text)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> TradingConfig | None:
+    """Return the validated config in ``path``, None if there is none; raise ``ConfigError`` for a bad one."""
+    try:
+        raw = read_config_bytes(path)
+    except FileNotFoundError:
+        return None
+    return parse_config_bytes(raw)
 
 
 class ConfigError(ValueError):
@@ -282,7 +323,11 @@ class ConfigEngine:
     """Load ``config.json``, hot-reload it when it changes, refuse invalid versions.
 
     ``config`` is always a complete, validated, immutable ``TradingConfig``;
-    replacing the reference is atomic, so readers never see half a config.
+    replacing the reference is atomic, so readers never see half a config. No
+    file makes ``load`` or ``poll`` raise: whatever is wrong with it becomes a
+    ``ConfigInvalid`` naming the problem, sent once per distinct bad content
+    (the bytes' hash, or the error when the file cannot be read), not on every
+    poll; ``load`` always reports, being an explicit request.
     """
 
     def __init__(self, path: str | os.PathLike[str], clock: Clock) -> None:
@@ -290,7 +335,8 @@ class ConfigEngine:
         self._clock = clock
         self._config: TradingConfig = DEFAULT_CONFIG
         self._listeners: list[ConfigListener] = []
-        self._fingerprint: tuple[int, int, int] | None = None
+        self._fingerprint: tuple[object, ...] | None = None
+        self._refused: str | None = None  # what identifies the bad content last reported
         self.source: str = SOURCE_DEFAULT
         self.on_fallback = False
         self.last_errors: list[str] = []
@@ -307,6 +353,7 @@ class ConfigEngine:
 
     def load(self) -> ConfigEvent | None:
         """Read the file now, whatever its fingerprint; return the event it caused."""
+        self._refused = None
         return self._read(self._stat())
 
     def poll(self) -> ConfigEvent | None:
@@ -323,34 +370,40 @@ class ConfigEngine:
         logger.warning("config: %s", self.message)
         return self._apply(DEFAULT_CONFIG, SOURCE_FALLBACK)
 
-    def _stat(self) -> tuple[int, int, int] | None:
+    def _stat(self) -> tuple[object, ...] | None:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             return None
+        except (OSError, ValueError) as exc:
+            # A symlink loop or a permission error: a fixed fingerprint, so it is read (and refused) once.
+            return ("error", type(exc).__name__, str(exc))
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-    def _read(self, fingerprint: tuple[int, int, int] | None) -> ConfigEvent | None:
+    def _read(self, fingerprint: tuple[object, ...] | None) -> ConfigEvent | None:
         self._fingerprint = fingerprint
         if fingerprint is None:
             return self._missing()
         try:
-            text = self.path.read_text(encoding="utf-8")
-            new = parse_config(text)
+            raw = read_config_bytes(self.path)
         except FileNotFoundError:
             # Deleted between stat and read: the next poll sees it missing.
             self._fingerprint = None
             return self._missing()
-        except (OSError, UnicodeDecodeError) as exc:
-            return self._refuse([f"(root): cannot read file: {exc}"])
         except ConfigError as exc:
-            return self._refuse(exc.errors)
+            return self._refuse(exc.errors, key="\n".join(exc.errors))
+        try:
+            new = parse_config_bytes(raw)
+        except ConfigError as exc:
+            return self._refuse(exc.errors, key=hashlib.sha256(raw).hexdigest())
+        self._refused = None
         self.on_fallback = False
         self.last_errors = []
         self.message = f"loaded {self.path.name}"
         return self._apply(new, SOURCE_FILE)
 
     def _missing(self) -> ConfigEvent | None:
+        self._refused = None
         if self.source == SOURCE_FILE:
             # A file that vanished while running: keep what is in force, say so.
             self.message = f"{self.path.name} is missing; keeping the config in force"
@@ -362,7 +415,10 @@ class ConfigEngine:
             return None
         return self._apply(DEFAULT_CONFIG, SOURCE_DEFAULT)
 
-    def _refuse(self, errors: list[str]) -> ConfigInvalid:
+    def _refuse(self, errors: list[str], *, key: str) -> ConfigInvalid | None:
+        if key == self._refused:
+            return None  # this bad content was reported already: once per content, not once per poll
+        self._refused = key
         self.last_errors = list(errors)
         self.message = f"{self.path.name} refused, keeping the config in force: " + "; ".join(errors)
         logger.error("config: %s", self.message)

@@ -27,7 +27,7 @@ from trading.engine.localstate import ClosedTrade, NoPersistence
 from trading.exchange.venue import InProcessVenue
 from trading.marketdata.generator import generate_messages
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
-from trading.marketdata.jsonl import read_messages
+from trading.marketdata.jsonl import MarketFileError, read_messages
 from trading.marketdata.normalise import Normaliser, SharedLevels
 
 TICK_MS = 100
@@ -214,8 +214,12 @@ def replay_main(*, symbols: list[str], path: str, events: int, seed: int, out: T
     result = engine.run(())
     # In chunks, so memory stays bounded on any file, and events/s is the pipeline's alone: reading the file or
     # generating the data happens between the timed runs.
-    while chunk := list(itertools.islice(stream, REPLAY_CHUNK)):
-        result = engine.run(chunk)
+    try:
+        while chunk := list(itertools.islice(stream, REPLAY_CHUNK)):
+            result = engine.run(chunk)
+    except MarketFileError as exc:
+        out.write(f"REPLAY stopped: the market file is unreadable: {exc}\n")
+        return 2
     out.write(
         f"REPLAY {','.join(symbols)}: {result.messages} messages, {result.events} events, "
         f"{len(result.trades)} trades, PnL {result.pnl:.4f} USDT (fees {result.fees:.4f}), "

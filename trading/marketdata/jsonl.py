@@ -3,7 +3,10 @@
 A file is plain JSONL or gzip-compressed JSONL (name ending in ``.gz``). Real
 recordings and generated data share the format, so a replay reads either
 unchanged. Every problem with a line is a ``MarketFileError`` that names the
-file, the line number and what is wrong, so an operator can fix the file.
+file, the line number and what is wrong, so an operator can fix the file; no
+other exception leaves ``read_messages``, whatever the file holds (a number past
+Python's 4,300-digit limit, nesting too deep to parse, a corrupt gzip stream,
+a directory, a line over ``MAX_LINE_CHARS``).
 """
 
 from __future__ import annotations
@@ -14,9 +17,14 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
+from failover.domain.files import describe_error
 from trading.marketdata.messages import split_topic
+
+# Bybit's largest public message (a 500-level book snapshot) is tens of KB; a "line" past this bound is
+# not a message, and reading it whole could exhaust memory (a gzip bomb of one endless line).
+MAX_LINE_CHARS = 16 * 1024 * 1024
 
 
 class MarketFileError(ValueError):
@@ -53,30 +61,46 @@ def check_message(message: Any) -> str | None:
 
 
 def read_messages(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Yield the messages of a .jsonl or .jsonl.gz file in order; blank lines are skipped."""
+    """Yield the messages of a .jsonl or .jsonl.gz file in order; blank lines are skipped.
+
+    Any problem ends the iteration with a ``MarketFileError`` naming the file and the line.
+    """
     file = Path(path)
     try:
         handle = _open_text(file, "r")
-    except OSError as exc:
-        raise MarketFileError(file, None, f"cannot open: {exc.strerror or exc}") from exc
-    loads = json.loads
+    except Exception as exc:
+        raise MarketFileError(file, None, f"cannot open: {describe_error(exc)}") from exc
     with handle:
         number = 0
         try:
-            for number, line in enumerate(handle, start=1):  # noqa: B007 - read in the except below
-                if not line.strip():
-                    continue
-                try:
-                    message = loads(line)
-                except json.JSONDecodeError as exc:
-                    raise MarketFileError(file, number, f"malformed JSON: {exc.msg} at column {exc.colno}") from None
-                problem = check_message(message)
-                if problem is not None:
-                    raise MarketFileError(file, number, problem)
-                yield message
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
-            # A truncated gzip stream or binary garbage surfaces here, after the last good line.
-            raise MarketFileError(file, number + 1, f"unreadable: {exc}") from exc
+            while line := handle.readline(MAX_LINE_CHARS + 1):
+                number += 1
+                message = _decode(file, number, line)
+                if message is not None:
+                    yield message
+        except MarketFileError:
+            raise
+        except Exception as exc:
+            # A truncated or corrupt gzip stream, binary garbage, a directory: after the last good line.
+            raise MarketFileError(file, number + 1, f"unreadable: {describe_error(exc)}") from exc
+
+
+def _decode(file: Path, number: int, line: str) -> dict[str, Any] | None:
+    """Return the message on one line, None for a blank line; raise ``MarketFileError`` for a bad one."""
+    if len(line) > MAX_LINE_CHARS:
+        raise MarketFileError(file, number, f"line longer than {MAX_LINE_CHARS} characters")
+    if not line.strip():
+        return None
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise MarketFileError(file, number, f"malformed JSON: {exc.msg} at column {exc.colno}") from None
+    except Exception as exc:  # ValueError past the int digit limit, RecursionError on deep nesting
+        raise MarketFileError(file, number, f"malformed JSON: {describe_error(exc)}") from None
+    problem = check_message(message)
+    if problem is not None:
+        raise MarketFileError(file, number, problem)
+    return cast(dict[str, Any], message)  # check_message saw an object
 
 
 def write_messages(path: str | os.PathLike[str], messages: Iterable[dict[str, Any]]) -> int:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import requests
+
+from .control_auth import TOKEN_HEADER, read_token, token_path_for
+
+__all__ = ["SimControl", "SimControlError", "token_path_for"]  # token_path_for: where a simulator keeps its token
 
 
 class SimControlError(Exception):
@@ -12,15 +17,37 @@ class SimControlError(Exception):
 
 
 class SimControl:
-    """Inject faults, read and reset state, move the market, act behind the client's back."""
+    """Inject faults, read and reset state, move the market, act behind the client's back.
 
-    def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
+    ``/sim`` asks for the simulator's control token: pass it (``SimServer.token``)
+    or the file it is kept in (``control_auth.token_path_for(state_path)``), which
+    is read at the first call, so a client may be made before the simulator starts.
+    """
+
+    def __init__(
+        self, base_url: str, *, token: str | None = None, token_file: Path | None = None, timeout: float = 5.0
+    ) -> None:
+        if (token is None) == (token_file is None):
+            raise ValueError("pass the control token or the file that holds it (one of the two)")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._token = token
+        self._token_file = token_file
         self._http = requests.Session()
 
+    def _auth(self) -> str:
+        if self._token is None:
+            assert self._token_file is not None
+            self._token = read_token(self._token_file)
+            if self._token is None:
+                raise SimControlError(f"no control token in {self._token_file}: has the simulator started?")
+        return self._token
+
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        resp = self._http.request(method, f"{self.base_url}{path}", json=body, timeout=self.timeout)
+        # Every call but a read sends a JSON body: the simulator takes application/json only.
+        payload = None if method == "GET" else (body if body is not None else {})
+        resp = self._http.request(method, f"{self.base_url}{path}", json=payload, timeout=self.timeout,
+                                  headers={TOKEN_HEADER: self._auth()})
         if resp.status_code >= 400:
             raise SimControlError(f"{method} {path}: HTTP {resp.status_code}: {resp.text}")
         return resp.json()

@@ -1,46 +1,128 @@
 """The simulator's own control API under ``/sim``: faults, state, reset, market and manual actions.
 
-Only loopback clients may use it: these routes change exchange truth at will.
+These routes change exchange truth at will: ``control_auth`` admits only
+loopback callers with the control token, and every value is checked here,
+within bounds, before anything changes (a 4xx names the field at fault).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import errors as E
 from .appkeys import SIM
+from .faults import FaultError
+from .models import Changes
 from .orders import OrderRequest
 
 if TYPE_CHECKING:
     from .core import SimExchange
 
 ONE_SHOT_KINDS = ("ws_drop", "ws_malformed")
+M = TypeVar("M", bound=BaseModel)
+MAX_MESSAGES = 10_000  # market messages in one /sim/market call
+MAX_NUMBER = Decimal("1e12")  # above any price or quantity of a listed instrument
+
+Positive = Annotated[Decimal, Field(gt=0, le=MAX_NUMBER, allow_inf_nan=False)]
+Size = Annotated[Decimal, Field(ge=0, le=MAX_NUMBER, allow_inf_nan=False)]
+Id = Annotated[str, Field(max_length=64)]
+# Lax where a number may come as Bybit's string ("0.01"); refuse fields nobody reads, so a typo is not ignored.
+_BODY = ConfigDict(extra="forbid", allow_inf_nan=False)
+_WIRE = ConfigDict(extra="allow", allow_inf_nan=False)  # Bybit messages carry more fields than are checked
 
 
-def is_loopback(remote: str | None) -> bool:
-    """Say whether a peer address is on this machine."""
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
+class FaultBody(BaseModel):
+    model_config = _BODY
+    kind: str = Field(max_length=64)
+    params: dict[str, Any] | None = None
+    duration_s: Any = None  # bounded by faults.Lifetime
+    count: Any = None
 
 
-@web.middleware
-async def loopback_only(request: web.Request, handler: Any) -> web.StreamResponse:
-    if request.path.startswith("/sim") and not is_loopback(request.remote):
-        return web.json_response({"error": "control routes accept loopback clients only"}, status=403)
-    return await handler(request)
+class ClearBody(BaseModel):
+    model_config = _BODY
+    kind: str | None = Field(None, max_length=64)
+
+
+class SymbolBody(BaseModel):
+    model_config = _BODY
+    symbol: str = Field(max_length=30)
+
+
+class CancelBody(SymbolBody):
+    orderId: Id | None = None  # noqa: N815 (Bybit's names)
+    orderLinkId: Id | None = None  # noqa: N815
+
+
+class PlaceBody(SymbolBody):
+    side: Literal["Buy", "Sell"] = "Buy"
+    orderType: Literal["Market", "Limit"] = "Market"  # noqa: N815
+    qty: Positive
+    price: Positive | None = None
+    orderLinkId: Annotated[str, Field(max_length=36)] = ""  # noqa: N815
+    reduceOnly: bool = False  # noqa: N815
+    takeProfit: Positive | None = None  # noqa: N815
+    stopLoss: Positive | None = None  # noqa: N815
+
+
+class Trade(BaseModel):
+    model_config = _WIRE
+    p: Positive
+    v: Positive
+
+
+class BookData(BaseModel):
+    model_config = _WIRE
+    b: list[tuple[Positive, Size]] = []
+    a: list[tuple[Positive, Size]] = []
+    u: int = Field(0, ge=0)
+    seq: int = Field(0, ge=0)
+
+
+class Message(BaseModel):
+    model_config = _WIRE
+    topic: str = Field(max_length=100)
+
+
+class TradeMessage(Message):
+    data: list[Trade]
+
+
+class BookMessage(Message):
+    data: BookData
+
+
+class TickerMessage(Message):
+    data: dict[str, Any]
+
+
+MESSAGE_KINDS: dict[str, type[Message]] = {"publicTrade": TradeMessage, "orderbook": BookMessage,
+                                           "tickers": TickerMessage}
+
+
+def bad_request(message: str, field: str) -> web.HTTPBadRequest:
+    """Return the 400 to raise for a control call refused before it changed anything, naming the field."""
+    return web.HTTPBadRequest(text=json.dumps({"error": message, "field": field}), content_type="application/json")
+
+
+def _invalid(exc: ValidationError, prefix: str = "") -> web.HTTPBadRequest:
+    first = exc.errors()[0]
+    name = ".".join(part for part in (prefix, *(str(p) for p in first["loc"])) if part)
+    return bad_request(f"{name or 'body'}: {first['msg']}", name or "body")
 
 
 def _sim(request: web.Request) -> SimExchange:
     return request.app[SIM]
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -48,37 +130,43 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not text.strip():
         return {}
     try:
-        data = json.loads(text)
-    except ValueError:
-        raise web.HTTPBadRequest(text="body is not valid JSON") from None
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        raise bad_request("body is not valid JSON (NaN and Infinity are not JSON)", "body") from None
     if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
+        raise bad_request("body must be a JSON object", "body")
     return data
 
 
-def _bad(msg: str) -> web.Response:
-    return web.json_response({"error": msg}, status=400)
+def _checked(model: type[M], data: dict[str, Any]) -> M:
+    """Return ``data`` as ``model``; 400 naming the first field at fault."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _known_symbol(sim: SimExchange, symbol: str) -> str:
+    if symbol not in sim.engine.instruments:
+        raise bad_request(f"symbol: {symbol!r} is not an instrument of this exchange", "symbol")
+    return symbol
 
 
 async def inject_fault(request: web.Request) -> web.StreamResponse:
     sim = _sim(request)
-    data = await _body(request)
-    kind = data.get("kind")
-    params = data.get("params") or {}
-    if not isinstance(kind, str) or not isinstance(params, dict):
-        return _bad("kind (string) and params (object) are required")
+    body = _checked(FaultBody, await _body(request))
     try:
-        fault = sim.faults.add(kind, params, duration_s=data.get("duration_s"), count=data.get("count"))
-    except (ValueError, TypeError) as exc:
-        return _bad(str(exc))
+        fault = sim.faults.add(body.kind, body.params, duration_s=body.duration_s, count=body.count)
+    except FaultError as exc:
+        raise bad_request(str(exc), exc.field) from None
     sim.sync_fault_effects()
-    if kind == "ws_drop":
+    if body.kind == "ws_drop":
         for conn in sim.hub.streams(fault.params["stream"]):
             await conn.drop(fault.params["mode"])
-    elif kind == "ws_malformed":
+    elif body.kind == "ws_malformed":
         for conn in sim.hub.streams(fault.params["stream"]):
             conn.send(fault.params["text"])
-    if kind in ONE_SHOT_KINDS and data.get("duration_s") is None:
+    if body.kind in ONE_SHOT_KINDS and body.duration_s is None:
         sim.faults.remove(fault.id)  # acted once; nothing lasts
     return web.json_response({"id": fault.id, "fault": fault.describe(fault.created)})
 
@@ -88,14 +176,14 @@ async def delete_fault(request: web.Request) -> web.StreamResponse:
     fault = sim.faults.remove(request.match_info["fault_id"])
     sim.sync_fault_effects()
     if fault is None:
-        return web.json_response({"error": "no such fault"}, status=404)
+        return web.json_response({"error": "no such fault", "field": "fault_id"}, status=404)
     return web.json_response({"cleared": [fault.id]})
 
 
 async def clear_faults(request: web.Request) -> web.StreamResponse:
     sim = _sim(request)
-    data = await _body(request)
-    gone = sim.faults.clear(data.get("kind"))
+    body = _checked(ClearBody, await _body(request))
+    gone = sim.faults.clear(body.kind)
     sim.sync_fault_effects()
     return web.json_response({"cleared": [f.id for f in gone]})
 
@@ -106,60 +194,82 @@ async def get_state(request: web.Request) -> web.StreamResponse:
 
 async def reset(request: web.Request) -> web.StreamResponse:
     sim = _sim(request)
+    await _body(request)
     sim.reset()
     return web.json_response({"reset": True})
+
+
+def _check_message(index: int, msg: Any) -> None:
+    """Refuse a market message whose numbers could poison the books (NaN, negative, absurd)."""
+    field = f"messages.{index}"
+    if not isinstance(msg, dict):
+        raise bad_request(f"{field}: a Bybit public message is a JSON object", field)
+    try:
+        Message.model_validate(msg)
+        model = MESSAGE_KINDS.get(str(msg["topic"]).partition(".")[0])
+        if model is not None:
+            model.model_validate(msg)
+    except ValidationError as exc:
+        raise _invalid(exc, field) from None
 
 
 async def publish_market(request: web.Request) -> web.StreamResponse:
     """Play Bybit public messages now, as if the market source had sent them."""
     sim = _sim(request)
-    data = await _body(request)
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        return _bad("messages must be a list of Bybit public messages")
-    for msg in messages:
+    messages = (await _body(request)).get("messages")
+    if not isinstance(messages, list) or len(messages) > MAX_MESSAGES:
+        raise bad_request(f"messages: a list of at most {MAX_MESSAGES} Bybit public messages", "messages")
+    for index, msg in enumerate(messages):  # all checked before any is played: a refusal changes nothing
+        _check_message(index, msg)
+    for index, msg in enumerate(messages):
         try:
             sim.play(msg)
-        except (KeyError, ValueError, TypeError, InvalidOperation) as exc:
-            return _bad(f"bad market message {msg!r}: {exc}")
+        except (KeyError, ValueError, TypeError, ArithmeticError) as exc:  # a shape the checks above let through
+            sim.persist_if_dirty()
+            raise bad_request(f"messages.{index}: cannot be played ({exc})", f"messages.{index}") from None
     sim.persist_if_dirty()
     return web.json_response({"played": len(messages)})
 
 
-def _dec(data: dict[str, Any], name: str) -> Decimal | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        raise web.HTTPBadRequest(text=f"{name} invalid") from None
+def _close_position(sim: SimExchange, data: dict[str, Any]) -> tuple[dict[str, Any], Changes]:
+    symbol = _known_symbol(sim, _checked(SymbolBody, data).symbol)
+    return {"symbol": symbol}, sim.engine.close_position(symbol)
+
+
+def _cancel_order(sim: SimExchange, data: dict[str, Any]) -> tuple[dict[str, Any], Changes]:
+    body = _checked(CancelBody, data)
+    order, changes = sim.engine.cancel_order(_known_symbol(sim, body.symbol), body.orderId, body.orderLinkId)
+    return {"orderId": order.order_id}, changes
+
+
+def _place_order(sim: SimExchange, data: dict[str, Any]) -> tuple[dict[str, Any], Changes]:
+    body = _checked(PlaceBody, data)
+    req = OrderRequest(
+        symbol=_known_symbol(sim, body.symbol), side=body.side, order_type=body.orderType, qty=body.qty,
+        price=body.price, link_id=body.orderLinkId, reduce_only=body.reduceOnly, take_profit=body.takeProfit,
+        stop_loss=body.stopLoss,
+    )
+    order, changes = sim.engine.place_order(req)
+    return {"orderId": order.order_id, "orderStatus": order.status}, changes
+
+
+ACTIONS: dict[str, Callable[[SimExchange, dict[str, Any]], tuple[dict[str, Any], Changes]]] = {
+    "close-position": _close_position,
+    "cancel-order": _cancel_order,
+    "place-order": _place_order,
+}
 
 
 async def action(request: web.Request) -> web.StreamResponse:
     """Change exchange truth behind the client's back, as a manual action in the Bybit app would."""
     sim = _sim(request)
-    data = await _body(request)
     name = request.match_info["name"]
-    symbol = data.get("symbol", "")
+    act = ACTIONS.get(name)
+    if act is None:
+        return web.json_response({"error": f"unknown action {name}", "field": "name"}, status=404)
+    data = await _body(request)
     try:
-        if name == "close-position":
-            changes = sim.engine.close_position(symbol)
-            result: dict[str, Any] = {"symbol": symbol}
-        elif name == "cancel-order":
-            order, changes = sim.engine.cancel_order(symbol, data.get("orderId"), data.get("orderLinkId"))
-            result = {"orderId": order.order_id}
-        elif name == "place-order":
-            req = OrderRequest(
-                symbol=symbol, side=data.get("side", "Buy"), order_type=data.get("orderType", "Market"),
-                qty=_dec(data, "qty") or Decimal(0), price=_dec(data, "price"),
-                link_id=data.get("orderLinkId", ""), reduce_only=bool(data.get("reduceOnly", False)),
-                take_profit=_dec(data, "takeProfit"), stop_loss=_dec(data, "stopLoss"),
-            )
-            order, changes = sim.engine.place_order(req)
-            result = {"orderId": order.order_id, "orderStatus": order.status}
-        else:
-            return web.json_response({"error": f"unknown action {name}"}, status=404)
+        result, changes = act(sim, data)
     except E.ExchangeError as exc:
         return web.json_response({"error": exc.ret_msg, "retCode": exc.ret_code}, status=409)
     sim.publish(changes)

@@ -57,12 +57,10 @@ class SimExchange:
         self.messages_played = 0
         if state_path is not None and not reset:
             try:
-                saved = load_state(state_path)
+                load_state(state_path, restore=self.engine.load_state)
             except CorruptStateError as exc:
                 log.error("%s", exc)
-                saved = None
-            if saved is not None:
-                self.engine.load_state(saved)
+                self.engine.reset()  # a restore that failed half-way must not leave half an account
         if reset and state_path is not None:
             self.persist()
 

@@ -12,35 +12,143 @@ import itertools
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
-# kind -> (allowed parameters with defaults)
-FAULT_KINDS: dict[str, dict[str, Any]] = {
-    # REST answers an HTTP error status.
-    "http_error": {"status": 503, "path": "*", "fraction": 1.0},
-    # REST answers retCode 10006 with Bybit's rate-limit headers.
-    "rate_limit": {"path": "*", "fraction": 1.0, "reset_ms": 1000},
-    # Added delay: target "rest", "ws_public", "ws_private" or "ws".
-    "latency": {"target": "rest", "path": "*", "fixed_ms": 100, "jitter_ms": 0},
-    # Drop WebSocket connections: stream "public", "private" or "all"; mode "close" or "abort".
-    # Existing connections drop at once; while the fault lasts new ones drop right after the upgrade.
-    "ws_drop": {"stream": "all", "mode": "close"},
-    # Refuse WebSocket upgrades (HTTP 503) while active.
-    "ws_refuse": {"stream": "all"},
-    # Send one malformed (non-JSON) text frame to every connection of the stream.
-    "ws_malformed": {"stream": "all", "text": "{this is not json"},
-    # Connections stay open but get no data and no pongs.
-    "ws_silent": {"stream": "all"},
-    # No public messages for one symbol (the exchange's market keeps moving).
-    "market_freeze": {"symbol": "BTCUSDT"},
-    # The order is created but its HTTP response is never sent: mode "drop" (cut the
-    # connection) or "hang" (hold it for hold_s, then cut).
-    "ambiguous_submit": {"path": "/v5/order/create", "mode": "drop", "hold_s": 30.0},
-    # Taker fills of a symbol land ``bps`` basis points worse than the book.
-    "slippage": {"symbol": "BTCUSDT", "bps": 500},
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# Bounds of what a fault may ask for: wide enough for any test, narrow enough that
+# no value can wedge the server (a 1e308 s fault, a status Python cannot send).
+MAX_DURATION_S = 86_400.0
+MAX_COUNT = 1_000_000
+MAX_DELAY_MS = 60_000
+MAX_HOLD_S = 600.0
+MAX_SLIPPAGE_BPS = 5_000  # 50 %: fills stay above one tick (matching clamps there)
+MAX_TEXT = 65_536
+MAX_ACTIVE = 256  # active faults at once
+
+# Strict: a status of "503", True or 503.0 is a caller's mistake, not a number to guess at.
+_PARAMS = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+PathGlob = Annotated[str, Field(min_length=1, max_length=200)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+DelayMs = Annotated[int, Field(ge=0, le=MAX_DELAY_MS)]
+Stream = Literal["public", "private", "all"]
+Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{1,30}$")]
+
+
+class HttpError(BaseModel):
+    """REST answers an HTTP error status."""
+
+    model_config = _PARAMS
+    status: int = Field(503, ge=400, le=599)
+    path: PathGlob = "*"
+    fraction: Fraction = 1.0
+
+
+class RateLimit(BaseModel):
+    """REST answers retCode 10006 with Bybit's rate-limit headers."""
+
+    model_config = _PARAMS
+    path: PathGlob = "*"
+    fraction: Fraction = 1.0
+    reset_ms: int = Field(1000, ge=1, le=3_600_000)
+
+
+class Latency(BaseModel):
+    """Added delay on REST or a stream ("ws" is both streams)."""
+
+    model_config = _PARAMS
+    target: Literal["rest", "ws", "ws_public", "ws_private"] = "rest"
+    path: PathGlob = "*"
+    fixed_ms: DelayMs = 100
+    jitter_ms: DelayMs = 0
+
+
+class WsDrop(BaseModel):
+    """Drop WebSocket connections ("close" or "abort").
+
+    Existing connections drop at once; while the fault lasts new ones drop right after the upgrade.
+    """
+
+    model_config = _PARAMS
+    stream: Stream = "all"
+    mode: Literal["close", "abort"] = "close"
+
+
+class WsStream(BaseModel):
+    """A fault on every connection of a stream: refused upgrades (HTTP 503), or silence (no data, no pongs)."""
+
+    model_config = _PARAMS
+    stream: Stream = "all"
+
+
+class WsMalformed(BaseModel):
+    """Send one malformed (non-JSON) text frame to every connection of the stream."""
+
+    model_config = _PARAMS
+    stream: Stream = "all"
+    text: str = Field("{this is not json", max_length=MAX_TEXT)
+
+
+class MarketFreeze(BaseModel):
+    """No public messages for one symbol (the exchange's market keeps moving)."""
+
+    model_config = _PARAMS
+    symbol: Symbol = "BTCUSDT"
+
+
+class AmbiguousSubmit(BaseModel):
+    """The order is created but its HTTP response is never sent: "drop" cuts the connection, "hang" holds it first."""
+
+    model_config = _PARAMS
+    path: PathGlob = "/v5/order/create"
+    mode: Literal["drop", "hang"] = "drop"
+    hold_s: float = Field(30.0, gt=0.0, le=MAX_HOLD_S)
+
+
+class Slippage(BaseModel):
+    """Taker fills of a symbol land ``bps`` basis points worse than the book."""
+
+    model_config = _PARAMS
+    symbol: Symbol = "BTCUSDT"
+    bps: int = Field(500, ge=0, le=MAX_SLIPPAGE_BPS)
+
+
+# kind -> its parameters, with defaults and bounds
+FAULT_KINDS: dict[str, type[BaseModel]] = {
+    "http_error": HttpError,
+    "rate_limit": RateLimit,
+    "latency": Latency,
+    "ws_drop": WsDrop,
+    "ws_refuse": WsStream,
+    "ws_malformed": WsMalformed,
+    "ws_silent": WsStream,
+    "market_freeze": MarketFreeze,
+    "ambiguous_submit": AmbiguousSubmit,
+    "slippage": Slippage,
 }
 
-STREAMS = ("public", "private", "all")
+
+class Lifetime(BaseModel):
+    """How long a fault lasts: ``duration_s`` seconds, ``count`` uses, or until cleared when both are None."""
+
+    model_config = _PARAMS
+    duration_s: float | None = Field(None, gt=0.0, le=MAX_DURATION_S)
+    count: int | None = Field(None, ge=1, le=MAX_COUNT)
+
+
+class FaultError(ValueError):
+    """A fault request the registry refuses; ``field`` names the value at fault (``params.status``, ``duration_s``)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _refusal(exc: ValidationError, prefix: str) -> FaultError:
+    first = exc.errors()[0]
+    name = ".".join(part for part in (prefix, *(str(p) for p in first["loc"])) if part)
+    return FaultError(f"{name}: {first['msg']}", name)
 
 
 @dataclass(slots=True)
@@ -77,38 +185,29 @@ class FaultRegistry:
 
     def add(self, kind: str, params: dict[str, Any] | None = None, *, duration_s: float | None = None,
             count: int | None = None) -> Fault:
-        """Register a fault; raise ValueError on an unknown kind or parameter."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(sorted(FAULT_KINDS))}")
-        defaults = FAULT_KINDS[kind]
-        params = dict(params or {})
-        unknown = set(params) - set(defaults)
-        if unknown:
-            raise ValueError(f"unknown parameters for {kind}: {', '.join(sorted(unknown))}")
-        merged = {**defaults, **params}
-        for key, default in defaults.items():
-            if isinstance(default, (int, float)) and not isinstance(default, bool):
-                merged[key] = type(default)(merged[key])
-            elif isinstance(default, str) and not isinstance(merged[key], str):
-                raise ValueError(f"{kind}.{key} must be a string")
-        if "stream" in merged and merged["stream"] not in STREAMS:
-            raise ValueError(f"stream must be one of {STREAMS}")
-        if kind == "ws_drop" and merged["mode"] not in ("close", "abort"):
-            raise ValueError("ws_drop.mode must be close or abort")
-        if kind == "ambiguous_submit" and merged["mode"] not in ("drop", "hang"):
-            raise ValueError("ambiguous_submit.mode must be drop or hang")
-        if kind == "latency" and merged["target"] not in ("rest", "ws", "ws_public", "ws_private"):
-            raise ValueError("latency.target must be rest, ws, ws_public or ws_private")
-        if duration_s is not None and duration_s < 0 or count is not None and count < 1:
-            raise ValueError("duration_s must be >= 0 and count >= 1")
+        """Register a fault; raise FaultError naming the field on an unknown kind, parameter or value out of bounds."""
+        model = FAULT_KINDS.get(kind)
+        if model is None:
+            raise FaultError(f"unknown fault kind {kind!r}; known: {', '.join(sorted(FAULT_KINDS))}", "kind")
+        try:
+            checked = model.model_validate(params or {}).model_dump()
+        except ValidationError as exc:
+            raise _refusal(exc, "params") from None
+        try:
+            life = Lifetime.model_validate({"duration_s": duration_s, "count": count})
+        except ValidationError as exc:
+            raise _refusal(exc, "") from None
+        self.expire()
+        if len(self.faults) >= MAX_ACTIVE:
+            raise FaultError(f"{MAX_ACTIVE} faults are active already; clear some first", "faults")
         now = time.monotonic()
         fault = Fault(
             id=f"f{next(self._ids)}",
             kind=kind,
-            params=merged,
+            params=checked,
             created=now,
-            expires=None if duration_s is None else now + duration_s,
-            remaining=count,
+            expires=None if life.duration_s is None else now + life.duration_s,
+            remaining=life.count,
         )
         self.faults[fault.id] = fault
         return fault

@@ -1,36 +1,23 @@
-"""The simulator's exchange truth on disk: one JSON file, written atomically."""
+"""The simulator's exchange truth on disk: one JSON file, written atomically and private (0600)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from failover.domain import files
 
 STATE_VERSION = 1
+MAX_STATE_BYTES = 64 * 1024 * 1024  # a full book of remembered orders and executions is a few MB
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so a crash leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # The rename is durable only once the folder itself is synced.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write JSON so a crash leaves either the old file or the new one, never half of one; the file is 0600."""
+    files.atomic_write_bytes(path, json.dumps(data, separators=(",", ":")).encode("utf-8"))
 
 
 def save_state(path: Path, engine_state: dict[str, Any]) -> None:
@@ -38,23 +25,41 @@ def save_state(path: Path, engine_state: dict[str, Any]) -> None:
     write_atomic(path, {"version": STATE_VERSION, "savedAt": int(time.time() * 1000), "engine": engine_state})
 
 
-def load_state(path: Path) -> dict[str, Any] | None:
-    """Return the saved engine state, or None when there is none.
+def load_state(path: Path, restore: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
+    """Return the saved engine state (after ``restore`` accepted it), or None when there is none.
 
-    A file that does not parse is moved aside (never deleted) and the exchange
-    starts clean, as a real exchange would not, but a simulator must keep going.
+    Anything wrong with the file is bad input, never a crash: unreadable, a
+    directory or a symlink loop in its place, over ``MAX_STATE_BYTES`` (64 MiB),
+    not JSON (numbers past the 4,300-digit limit and deep nesting included), a
+    version or shape this simulator does not know, or an engine state
+    ``restore`` refuses (whatever it raises). The file is then moved aside
+    (never deleted) and ``CorruptStateError`` raised; the caller starts the
+    exchange clean, as a real exchange would not, but a simulator must keep going.
+    The existing file is made 0600 first: it may come from an older version.
     """
-    if not path.exists():
-        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("version") != STATE_VERSION or not isinstance(data.get("engine"), dict):
-            raise ValueError(f"unsupported state version {data.get('version')!r}")
-        return data["engine"]
-    except (ValueError, OSError) as exc:
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-        os.replace(path, aside)
-        raise CorruptStateError(f"state file {path} unreadable ({exc}); moved to {aside}") from exc
+        files.secure_file(path)
+        raw = files.read_bounded(path, MAX_STATE_BYTES)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:
+        _refuse(path, f"unreadable: {files.describe_error(exc)}", exc)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        known = isinstance(data, dict) and data.get("version") == STATE_VERSION and isinstance(data.get("engine"), dict)
+        if not known:
+            raise ValueError(f"not a version {STATE_VERSION} exchange state")
+        if restore is not None:
+            restore(data["engine"])
+    except Exception as exc:
+        _refuse(path, files.describe_error(exc), exc)
+    engine: dict[str, Any] = data["engine"]
+    return engine
+
+
+def _refuse(path: Path, problem: str, exc: BaseException) -> NoReturn:
+    aside = files.move_aside(path, datetime.now(UTC))
+    raise CorruptStateError(f"state file {path} unreadable ({problem}); moved to {aside}") from exc
 
 
 class CorruptStateError(Exception):

@@ -4,6 +4,9 @@ Two ways to run it:
 - ``python manage.py run_simexchange`` (``serve_forever``), a process of its own;
 - ``SimServer(...).start()`` in tests: its own asyncio loop on a background thread,
   on a free loopback port.
+
+Either way ``/sim`` asks for a control token (``control_auth``): the command keeps
+it in a file next to the state file, ``SimServer`` exposes it as ``token``.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from trading.marketdata.jsonl import MarketFileError
+
 from . import control_routes, rest, ws
 from .appkeys import RATES, SIM
 from .constants import DEFAULT_HOST
+from .control_auth import control_guard, load_or_create_token, new_token, token_path_for
 from .core import SimExchange
 from .ratelimit import RateWindow
 
@@ -33,9 +39,9 @@ YIELD_EVERY = 100  # messages played between two yields to the loop when behind 
 T = TypeVar("T")
 
 
-def build_app(sim: SimExchange) -> web.Application:
-    """Return the aiohttp application serving ``sim``."""
-    app = web.Application(middlewares=[control_routes.loopback_only], client_max_size=1 << 20)
+def build_app(sim: SimExchange, *, control_token: str) -> web.Application:
+    """Return the aiohttp application serving ``sim``; ``/sim`` calls must carry ``control_token``."""
+    app = web.Application(middlewares=[control_guard(control_token)], client_max_size=1 << 20)
     app[SIM] = sim
     app[RATES] = RateWindow()
     app.router.add_get("/v5/public/linear", ws.public_handler)
@@ -48,6 +54,17 @@ def build_app(sim: SimExchange) -> web.Application:
 async def play(sim: SimExchange, source: Iterator[dict[str, Any]], speed: float) -> None:
     """Play a time-ordered message source at ``speed`` times real time (0 = as fast as possible)."""
     loop = asyncio.get_running_loop()
+    try:
+        await _play_all(sim, source, speed, loop)
+    except MarketFileError as exc:  # the recording itself is unreadable from here on: the market stops, said why
+        log.error("simexchange: market playback stopped: %s", exc)
+        return
+    log.info("simexchange: market source exhausted after %s messages", sim.messages_played)
+
+
+async def _play_all(
+    sim: SimExchange, source: Iterator[dict[str, Any]], speed: float, loop: asyncio.AbstractEventLoop
+) -> None:
     first_ts: int | None = None
     started = loop.time()
     for n, msg in enumerate(source):
@@ -66,7 +83,6 @@ async def play(sim: SimExchange, source: Iterator[dict[str, Any]], speed: float)
             sim.play(msg)
         except Exception:  # one bad line in a recording must not stop the market
             log.exception("simexchange: cannot play message %r", msg)
-    log.info("simexchange: market source exhausted after %s messages", sim.messages_played)
 
 
 async def maintain(sim: SimExchange) -> None:
@@ -109,12 +125,14 @@ async def start(
     port: int = 0,
     source: Iterator[dict[str, Any]] | None = None,
     speed: float = 1.0,
+    control_token: str,
 ) -> Running:
     """Bind, start serving and start the market player; return the handle."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    runner = web.AppRunner(build_app(sim), handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    app = build_app(sim, control_token=control_token)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     loop = asyncio.get_running_loop()
@@ -136,9 +154,14 @@ class SimServer:
         speed: float = 1.0,
         state_path: Path | None = None,
         reset: bool = False,
+        control_token: str | None = None,
         **sim_kwargs: Any,
     ) -> None:
         self.sim = SimExchange(state_path=state_path, reset=reset, **sim_kwargs)
+        if control_token is None:
+            # With a state file the token sits next to it, as the command keeps it; without one, in memory only.
+            control_token = new_token() if state_path is None else load_or_create_token(token_path_for(state_path))
+        self.token = control_token
         self._host, self._port, self._source, self._speed = host, port, source, speed
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="simexchange", daemon=True)
@@ -147,7 +170,9 @@ class SimServer:
     def start(self) -> SimServer:
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(
-            start(self.sim, host=self._host, port=self._port, source=self._source, speed=self._speed), self._loop
+            start(self.sim, host=self._host, port=self._port, source=self._source, speed=self._speed,
+                  control_token=self.token),
+            self._loop,
         )
         self._running = fut.result(timeout=10)
         return self
@@ -197,10 +222,11 @@ async def serve_forever(
     source: Iterator[dict[str, Any]] | None,
     speed: float,
     stop: asyncio.Event,
+    control_token: str,
     on_ready: Callable[[Running], None] | None = None,
 ) -> None:
     """Run until ``stop`` is set, then save the state and close every connection."""
-    running = await start(sim, host=host, port=port, source=source, speed=speed)
+    running = await start(sim, host=host, port=port, source=source, speed=speed, control_token=control_token)
     if on_ready is not None:
         on_ready(running)
     try:

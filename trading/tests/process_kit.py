@@ -20,7 +20,7 @@ from scalper_site.testkit import (
     stop_process,
     wait_until,
 )
-from trading.simexchange.control import SimControl
+from trading.simexchange.control import SimControl, token_path_for
 
 SYMBOLS = "BTCUSDT,ETHUSDT"
 
@@ -83,7 +83,7 @@ class Environment:
         self.processes += [self.sim, self.worker]
         wait_until(lambda: "listening" in (self.tmp / "sim.log").read_text(), timeout=30, what="simulator")
         wait_until(lambda: "ready." in (self.tmp / "worker.log").read_text(), timeout=60, what="worker")
-        self.control = SimControl(self.sim_url)
+        self.control = SimControl(self.sim_url, token_file=token_path_for(self.tmp / "exchange_state.json"))
         return self
 
     def start_trader(self, name: str = "trader", *extra_args: str) -> None:

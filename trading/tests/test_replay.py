@@ -68,3 +68,15 @@ def test_a_data_set_fed_in_chunks_gives_the_result_of_one_run():
     assert result.trades == whole.trades
     assert (result.messages, result.events, result.pnl, result.fees, result.exposure, result.final_equity) == (
         whole.messages, whole.events, whole.pnl, whole.fees, whole.exposure, whole.final_equity)
+
+
+def test_replay_of_an_unreadable_market_file_stops_with_its_reason_not_a_traceback(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"topic": "publicTrade.BTCUSDT", "ts": ' + "9" * 5000 + "}\n")
+    out = io.StringIO()
+
+    code = replay_main(symbols=["BTCUSDT"], path=str(path), events=0, seed=1, out=out)
+
+    assert code == 2
+    assert out.getvalue().startswith("REPLAY stopped: the market file is unreadable: ")
+    assert f"{path}:1" in out.getvalue()

@@ -41,7 +41,7 @@ def test_a_malformed_frame_is_reported_and_the_stream_keeps_delivering(sim):
     stream = _stream(sim, "public", received)
     try:
         wait_until(lambda: any("topic" in m for m in received), timeout=10, what="market data")
-        SimControl(sim.base_url).inject("ws_malformed", stream="public")
+        SimControl(sim.base_url, token=sim.token).inject("ws_malformed", stream="public")
         wait_until(lambda: stream.hostile_messages == 1, timeout=5, what="the malformed frame counted")
         before = len(received)
         wait_until(lambda: len(received) > before + 5, timeout=10, what="data after the malformed frame")
@@ -55,7 +55,7 @@ def test_a_malformed_frame_is_reported_and_the_stream_keeps_delivering(sim):
 def test_a_stream_pybit_gave_up_on_is_rebuilt_and_counted(sim):
     received: list = []
     stream = _stream(sim, "private", received)
-    control = SimControl(sim.base_url)
+    control = SimControl(sim.base_url, token=sim.token)
     try:
         opens = stream.status.opens
         # Refuse reconnects long enough for pybit's retries to run out: it stops for good, silently.
@@ -75,7 +75,7 @@ def test_a_stream_pybit_gave_up_on_is_rebuilt_and_counted(sim):
 @pytest.mark.slow  # waits for pybit to give up, then out one build bound
 def test_a_build_stuck_in_pybits_subscribe_is_abandoned_and_a_fresh_client_built(sim):
     """Once pybit gave up reconnecting, its subscribe waits for ever: the build bound ends that wait."""
-    control = SimControl(sim.base_url)
+    control = SimControl(sim.base_url, token=sim.token)
     stuck: list = []
 
     def subscribe(socket) -> None:

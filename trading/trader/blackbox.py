@@ -92,11 +92,18 @@ class Blackbox:
             "marketData": self._market_data(),
             "restFailuresInARow": watchdog.rest_failures_in_a_row,
             "latencyAvgMs": {"rest": core.latency.average("rest"), "ws": core.latency.average("ws")},
-            "config": {"valid": not ctx.config_engine.last_errors, "source": ctx.config_engine.source},
+            "config": self._config(),
             "counters": self._counters(),
             "positions": len(core.state.positions),
             "openOrders": len(core.state.open_orders()),
         }
+
+    def _config(self) -> dict[str, Any]:
+        """Whether the config file in force is valid, where the config comes from, and what is wrong if not."""
+        engine = self._ctx.config_engine
+        # Bounded: a heartbeat goes out every second, and an error may quote a long line of the file.
+        errors = [error[:300] for error in engine.last_errors[:5]]
+        return {"valid": not errors, "source": engine.source, "errors": errors}
 
     def _streams(self, now_mono: int) -> dict[str, dict[str, Any]]:
         return {

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from failover.domain import files
 from failover.domain.enums import FailureSource, FailureType, Phase, RunMode
 from failover.domain.process_state import (
+    MAX_STATE_BYTES,
     ProcessStateCorrupt,
     ProcessStateStore,
     classify_previous_run,
-    os_pid_alive,
     startup_failure_event,
+    trader_pid_alive,
 )
 from failover.domain.types import FailureEvent, ProcessState
 from trading.exchange.connect import socket_factory
@@ -34,8 +36,43 @@ if TYPE_CHECKING:
 logger = logging.getLogger("scalper.trader")
 
 
+# What the system folder holds for a trader: state only this user may read (the mode is fixed at every start).
+STATE_FILES = ("process_state.json", "process_state.previous.json", "recovery_plan.json")
+
+
+def secure_system_folder(system: Path) -> None:
+    """Make the data folder and its ``system/`` folder ``0700`` and the state files in it ``0600``.
+
+    Files written by this version are created private; this fixes what an older
+    version or a copy with a loose umask left readable. A failure is logged, not
+    raised: a mode that cannot be fixed must not keep the trader from starting.
+    """
+    try:
+        files.secure_folder(system.parent)
+        files.secure_folder(system)
+        for name in STATE_FILES:
+            files.secure_file(system / name)
+    except OSError as exc:
+        logger.warning("cannot make %s private: %s", system, exc)
+
+
+def keep_previous(store: ProcessStateStore) -> None:
+    """Copy the state file to ``process_state.previous.json`` (0600, atomic) as evidence for the recovery plan."""
+    target = store.path.with_name("process_state.previous.json")
+    try:
+        files.atomic_write_bytes(target, files.read_bounded(store.path, MAX_STATE_BYTES))
+    except (OSError, ValueError) as exc:  # the copy is evidence, not a condition of the start
+        logger.warning("cannot keep the previous process state in %s: %s", target.name, exc)
+
+
 def previous_run(store: ProcessStateStore, *, now: datetime) -> list[FailureEvent]:
-    """Read the previous process state; return the failures this start must report, stamped ``now``."""
+    """Read the previous process state; return the failures this start must report, stamped ``now``.
+
+    Every bad state file (unreadable, not a file, not JSON, the wrong shape, an
+    absurd pid) has been moved aside by ``store.load`` and is reported as
+    DATA_CORRUPTION: the recovery then works from the exchange's truth.
+    """
+    secure_system_folder(store.path.parent)
     try:
         previous = store.load()
     except ProcessStateCorrupt as corrupt:
@@ -50,7 +87,7 @@ def previous_run(store: ProcessStateStore, *, now: datetime) -> list[FailureEven
                 details={"firstStart": False, "corruptStateMovedTo": str(corrupt.moved_to)},
             ),
         ]
-    verdict = classify_previous_run(previous, os_pid_alive, current_pid=os.getpid())  # may refuse to start
+    verdict = classify_previous_run(previous, trader_pid_alive, current_pid=os.getpid())  # may refuse to start
     if previous is None or verdict is None:
         return [
             FailureEvent(
@@ -61,7 +98,7 @@ def previous_run(store: ProcessStateStore, *, now: datetime) -> list[FailureEven
                 details={"firstStart": True},
             )
         ]
-    shutil.copyfile(store.path, store.path.with_name("process_state.previous.json"))
+    keep_previous(store)
     return [startup_failure_event(previous, verdict, at=now)]
 
 

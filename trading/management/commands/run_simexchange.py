@@ -2,6 +2,8 @@
 
 The default simulated account is ``trading.simexchange.constants.DEFAULT_API_KEY`` /
 ``DEFAULT_API_SECRET`` (SIMKEY000000000000 / SIMSECRET00000000000000000000000000).
+The ``/sim`` control routes ask for the token in ``control_token`` next to the
+state file (created 0600 on the first start, kept afterwards).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from trading.simexchange.constants import DEFAULT_API_KEY, DEFAULT_API_SECRET, DEFAULT_HOST, DEFAULT_PORT
+from trading.simexchange.control_auth import load_or_create_token, token_path_for
 from trading.simexchange.core import SimExchange
 from trading.simexchange.server import Running, serve_forever
 from trading.simexchange.sources import DEFAULT_SYMBOLS, file_source, seeded_source
@@ -63,9 +66,16 @@ class Command(BaseCommand):
             if unknown:
                 raise CommandError(f"unknown symbols: {', '.join(unknown)}")
             source = seeded_source(symbols, opts["seed"] if opts["seed"] is not None else 1)
-        asyncio.run(self._serve(sim, opts, source, state_path))
+        token_path = token_path_for(state_path)
+        try:
+            token = load_or_create_token(token_path)
+        except OSError as exc:
+            raise CommandError(f"cannot keep the control token in {token_path}: {exc}") from exc
+        asyncio.run(self._serve(sim, opts, source, state_path, token))
 
-    async def _serve(self, sim: SimExchange, opts: dict[str, Any], source: Any, state_path: Path) -> None:
+    async def _serve(
+        self, sim: SimExchange, opts: dict[str, Any], source: Any, state_path: Path, token: str
+    ) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -76,11 +86,12 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"simexchange listening on http://{running.host}:{running.port} "
                 f"(ws://{running.host}:{running.port}/v5/public/linear, /v5/private) "
-                f"state={state_path}"
+                f"state={state_path} control token in {token_path_for(state_path)}"
             )
             self.stdout.flush()
 
         await serve_forever(
-            sim, host=opts["host"], port=opts["port"], source=source, speed=opts["speed"], stop=stop, on_ready=ready
+            sim, host=opts["host"], port=opts["port"], source=source, speed=opts["speed"], stop=stop,
+            control_token=token, on_ready=ready,
         )
         self.stdout.write("simexchange stopped; state saved")

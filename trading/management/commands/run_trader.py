@@ -27,6 +27,11 @@ def parse_symbols(raw: str) -> list[str]:
     return list(dict.fromkeys(symbols))
 
 
+def bybit_keys_set() -> bool:
+    """Say whether both Bybit keys are set; a blank one (a stray space in an env file) counts as missing."""
+    return bool(str(settings.BYBIT_API_KEY or "").strip() and str(settings.BYBIT_API_SECRET or "").strip())
+
+
 class Command(BaseCommand):
     help = "Run the trader: SIM against the simulator, DRY_RUN/LIVE against Bybit, or REPLAY a data set."
 
@@ -64,9 +69,9 @@ class Command(BaseCommand):
         if mode == "LIVE":
             if not opts["confirm_live"]:
                 raise CommandError("LIVE sends real orders: add --confirm-live to start it")
-            if not (settings.BYBIT_API_KEY and settings.BYBIT_API_SECRET):
+            if not bybit_keys_set():
                 raise CommandError("LIVE needs BYBIT_API_KEY and BYBIT_API_SECRET in the environment")
-        if mode == "DRY_RUN" and not (settings.BYBIT_API_KEY and settings.BYBIT_API_SECRET):
+        if mode == "DRY_RUN" and not bybit_keys_set():
             raise CommandError("DRY_RUN reads the account: BYBIT_API_KEY and BYBIT_API_SECRET must be set")
         if mode == "SIM":
             unknown = [s for s in symbols if s not in DEFAULT_INSTRUMENTS]

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
-from aiohttp.test_utils import make_mocked_request
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 
 from trading.simexchange import errors as E
-from trading.simexchange.appkeys import SIM
 from trading.simexchange.control import SimControl, SimControlError
-from trading.simexchange.control_routes import is_loopback, loopback_only
 from trading.simexchange.pybit_target import SimWebSocket, sim_http
-from trading.simexchange.server import SimServer, build_app
+from trading.simexchange.server import SimServer
 
 from .conftest import Collector, wait_for
 
@@ -243,10 +239,12 @@ def test_faults_expire_and_bad_fault_requests_are_refused(sim: SimServer, ctl: S
     ctl.inject("latency", target="rest", fixed_ms=1, duration_s=0.2)
     assert ctl.faults()[0]["remainingS"] <= 0.2
     wait_for(lambda: ctl.faults() == [], what="expiry")
+    auth = {"X-Sim-Token": sim.token}
     for bad in ({"kind": "nope"}, {"kind": "latency", "params": {"bogus": 1}},
                 {"kind": "ws_drop", "params": {"mode": "sideways"}}):
-        assert requests.post(f"{sim.base_url}/sim/faults", json=bad, timeout=5).status_code == 400
-    assert requests.post(f"{sim.base_url}/sim/faults", data="{oops", timeout=5).status_code == 400
+        assert requests.post(f"{sim.base_url}/sim/faults", json=bad, headers=auth, timeout=5).status_code == 400
+    oops = {**auth, "Content-Type": "application/json"}
+    assert requests.post(f"{sim.base_url}/sim/faults", data="{oops", headers=oops, timeout=5).status_code == 400
     ctl.inject("http_error")
     ctl.inject("slippage")
     assert len(ctl.clear()) == 2 and ctl.faults() == []
@@ -259,33 +257,3 @@ def test_reset_clears_the_account(sim: SimServer, ctl: SimControl, http: Any) ->
     state = ctl.state()
     assert state["positions"] == [] and state["faults"] == [] and state["wallet"]["totalEquity"] == "10000"
     assert http.place_order(**BUY, orderLinkId="r-1")["retCode"] == 0
-
-
-def test_control_routes_refuse_non_loopback_clients(sim: SimServer) -> None:
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("10.1.2.3")
-    app = build_app(sim.sim)
-
-    async def call(peer: str) -> int:
-        request = make_mocked_request("POST", "/sim/reset", app=app, transport=_Transport((peer, 4242)))
-        return (await loopback_only(request, _ok)).status
-
-    assert asyncio.run(call("192.168.1.9")) == 403
-    assert asyncio.run(call("127.0.0.1")) == 200
-    assert app[SIM] is sim.sim
-
-
-class _Transport:
-    def __init__(self, peer: tuple[str, int]) -> None:
-        self.peer = peer
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.peer if name == "peername" else default
-
-    def is_closing(self) -> bool:
-        return False
-
-
-async def _ok(request: Any) -> Any:
-    from aiohttp import web
-
-    return web.Response(status=200)

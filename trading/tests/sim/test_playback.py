@@ -75,3 +75,19 @@ def test_record_market_from_the_simulator_itself(tmp_path: Path) -> None:
         wait_for(lambda: replay.call(lambda s: s.messages_played) == len(messages), what="replay")
         best: Any = replay.call(lambda s: s.engine.books["BTCUSDT"].best_ask())
         assert best is not None
+
+
+def test_an_unreadable_market_file_stops_the_market_with_its_reason_and_the_exchange_keeps_serving(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    good = next(generate_messages(["BTCUSDT"], 7, START, duration_ms=60_000))
+    write_messages(path, [good])
+    with path.open("a") as fh:
+        fh.write("[" * 100_000 + "\n")  # nested far deeper than any message: refused, not a RecursionError
+    with caplog.at_level("ERROR", logger="trading.simexchange.server"), SimServer(
+        source=file_source(path), speed=0
+    ) as sim:
+        wait_for(lambda: "market playback stopped" in caplog.text, timeout=10)
+        assert f"{path}:2" in caplog.text
+        assert sim_http(sim.base_url).get_server_time()["retCode"] == 0

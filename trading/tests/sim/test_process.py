@@ -16,6 +16,7 @@ from pybit.exceptions import InvalidRequestError
 
 from trading.simexchange import errors as E
 from trading.simexchange.control import SimControl
+from trading.simexchange.control_auth import token_path_for
 from trading.simexchange.pybit_target import sim_http
 
 from .conftest import BTC_ASKS, BTC_BIDS
@@ -60,7 +61,9 @@ def test_state_survives_kill_and_restart(tmp_path: Path) -> None:
     state = tmp_path / "sim" / "exchange_state.json"
     proc, url = start(state, "--reset")
     try:
-        SimControl(url).set_book("BTCUSDT", BTC_BIDS, BTC_ASKS)
+        token_file = token_path_for(state)
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        SimControl(url, token_file=token_file).set_book("BTCUSDT", BTC_BIDS, BTC_ASKS)
         http = sim_http(url, retry_codes={-1})
         http.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.3",
                          orderLinkId="keep-1", takeProfit="55000")
