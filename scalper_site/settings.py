@@ -265,10 +265,18 @@ CELERY_BEAT_SCHEDULE = {
     "itests-sweep-runs": {"task": "itests.sweep_runs", "schedule": float(SWEEP_EVERY_S)},
 }
 
+CHANNEL_LAYER_SOCKET_TIMEOUT_S = 15  # above channels_redis's 5 s blocking receive
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [CELERY_BROKER_URL], "prefix": "scalper"},
+        # channels_redis waits for a message in BZPOPMIN for up to 5 s, and redis-py 8 gives every connection a
+        # 5 s socket timeout by default: an idle consumer then died with TimeoutError about every 5.5 s. The
+        # socket timeout must exceed the longest blocking wait (and still bounds a Redis that stops answering).
+        "CONFIG": {
+            "hosts": [{"address": CELERY_BROKER_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT_S,
+                       "socket_connect_timeout": 5}],
+            "prefix": "scalper",
+        },
     }
 }
 # The dashboard's websocket (failover/consumers.py): sockets per user in one web process, and how often

@@ -69,6 +69,47 @@ def _browser_session_cookie() -> str:
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_idle_websocket_outlives_the_layers_blocking_receive_and_still_gets_the_next_push():
+    """redis-py 8's default 5 s socket timeout against channels_redis's 5 s BZPOPMIN killed idle consumers."""
+    from scalper_site.asgi import application
+
+    session = _browser_session_cookie()
+    sender = (
+        "import django; django.setup(); from scalper_site.realtime import push_failover_message\n"
+        "push_failover_message(kind='failover.status', payload={'safeMode': True, 'seq': 'after-idle'})"
+    )
+
+    async def scenario() -> dict:
+        communicator = WebsocketCommunicator(
+            application,
+            "/ws/failover/",
+            headers=[(b"cookie", f"sessionid={session}".encode()), (b"origin", b"http://127.0.0.1")],
+        )
+        connected, _ = await communicator.connect(timeout=10)
+        assert connected
+        assert (await communicator.receive_json_from(timeout=10))["type"] == "failover.status"  # sent on connect
+        try:
+            # Idle through more than one blocking receive plus the old socket timeout: nothing may arrive,
+            # and the consumer must still be alive afterwards.
+            assert await communicator.receive_nothing(timeout=12, interval=0.5)
+            result = subprocess.run(
+                [sys.executable, "-c", sender],
+                cwd=BASE_DIR,
+                env=env_on_test_database(connection),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert result.returncode == 0, result.stderr
+            return await communicator.receive_json_from(timeout=10)
+        finally:
+            await communicator.disconnect()
+
+    message = async_to_sync(scenario)()
+    assert message == {"type": "failover.status", "data": {"safeMode": True, "seq": "after-idle"}}
+
+
+@pytest.mark.django_db(transaction=True)
 def test_websocket_consumer_receives_every_group_message_sent_from_another_process_in_order():
     from scalper_site.asgi import application
 
