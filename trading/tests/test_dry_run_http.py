@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from trading.simexchange.pybit_target import sim_http
 from trading.simexchange.server import SimServer
 from trading.simexchange.sources import seeded_source
 from trading.tests.process_kit import eager_config
+from trading.tests.trader.fakes import Control, Gate
 from trading.trader.process import Trader, TraderSettings
 
 # Headers that belong to one hop, not to the request being passed on.
@@ -282,13 +282,6 @@ def test_the_front_sees_a_write_when_one_is_sent(sim, front):
     assert front.writes() == [("POST", "/v5/position/set-leverage")]
 
 
-@dataclass(frozen=True)
-class Gate:
-    safe_mode: bool = False
-    reason: str | None = None
-    version: int = 1
-    trading_enabled: bool = True
-    recovery_in_progress: bool = False
 
 
 class AgreeingFailover:
@@ -310,16 +303,6 @@ class AgreeingFailover:
     def failure_cleared(self, *, failure_type: str, run_id: str = "") -> Gate:
         self.version += 1
         return Gate(version=self.version)
-
-
-class Control:
-    """The command bus and heartbeat store (Redis in the product): heartbeats dropped, no command expected."""
-
-    def write_heartbeat(self, beat: dict, *, run_id: str = "") -> None:
-        pass
-
-    def write_ack(self, command_id: str, **kwargs: Any) -> None:
-        raise AssertionError("no command is sent in this test")
 
 
 def dry_run_rejections(events: Path) -> list[dict[str, Any]]:

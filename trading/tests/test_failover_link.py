@@ -7,7 +7,6 @@ the link's threads wait on events the fakes set, never on the clock.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 from django.db import OperationalError
 
@@ -15,18 +14,12 @@ from failover.domain.clock import ManualClock
 from failover.domain.enums import FailureSource, FailureType, utc_now
 from failover.domain.types import FailureEvent
 from trading.engine.failover_link import FailoverLink
+from trading.tests.trader.fakes import Gate
 
 T0 = 1_763_479_200_000
 WAIT_S = 10  # a bound on waiting for the link's threads, never reached when the code is right
 
 
-@dataclass
-class Gate:
-    safe_mode: bool = False
-    reason: str | None = None
-    version: int = 1
-    trading_enabled: bool = True
-    recovery_in_progress: bool = False
 
 
 class Database:

@@ -15,7 +15,6 @@ import json
 import os
 import stat
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -56,6 +55,7 @@ from trading.marketdata.jsonl import MarketFileError, read_messages
 from trading.simexchange import persistence
 from trading.simexchange.core import SimExchange
 from trading.simexchange.server import SimServer
+from trading.tests.trader.fakes import Control, Gate
 from trading.trader import startup
 from trading.trader.process import Trader, TraderSettings
 
@@ -280,13 +280,6 @@ def test_an_empty_market_file_has_no_messages(tmp_path):
 # -- a whole trader, in this process, for every case ----------------------------
 
 
-@dataclass(frozen=True)
-class Gate:
-    safe_mode: bool = False
-    reason: str | None = None
-    version: int = 1
-    trading_enabled: bool = True
-    recovery_in_progress: bool = False
 
 
 class Services:
@@ -318,17 +311,6 @@ class Services:
             self.active.discard(failure_type)
             self.version += 1
         return self.failover_gate()
-
-
-class Control:
-    def __init__(self) -> None:
-        self.beats: list[dict] = []
-
-    def write_heartbeat(self, beat: dict, *, run_id: str = "") -> None:
-        self.beats.append(json.loads(json.dumps(beat)))
-
-    def write_ack(self, command_id: str, **kwargs) -> None:
-        raise AssertionError("no command is sent in this test")
 
 
 @pytest.fixture(scope="module")

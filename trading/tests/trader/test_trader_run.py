@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 
 from trading.engine.eventlog import read_events
 from trading.exchange.connect import SIM, ExchangeTarget
 from trading.simexchange.server import SimServer
+from trading.tests.trader.fakes import Control, Gate
 from trading.trader.process import Trader, TraderSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-@dataclass(frozen=True)
-class Gate:
-    safe_mode: bool = False
-    reason: str | None = None
-    version: int = 1
-    trading_enabled: bool = True
-    recovery_in_progress: bool = False
 
 
 class Services:
@@ -43,17 +36,6 @@ class Services:
     def failure_cleared(self, *, failure_type: str, run_id: str = "") -> Gate:
         self.calls.append(f"failure_cleared:{failure_type}")
         return Gate(version=3)
-
-
-class Control:
-    def __init__(self) -> None:
-        self.beats: list[dict] = []
-
-    def write_heartbeat(self, beat: dict, *, run_id: str = "") -> None:
-        self.beats.append(json.loads(json.dumps(beat)))
-
-    def write_ack(self, command_id: str, **kwargs) -> None:
-        raise AssertionError("no command is sent in this test")
 
 
 @pytest.fixture
