@@ -100,6 +100,11 @@ class OrderSide(StrEnum):
         """Return the side that closes a position opened on this side."""
         return OrderSide.SELL if self is OrderSide.BUY else OrderSide.BUY
 
+    @classmethod
+    def opening(cls, position_side: str) -> OrderSide:
+        """Return the side that opened a position on ``position_side`` ("LONG" -> BUY, otherwise SELL)."""
+        return cls.BUY if position_side == "LONG" else cls.SELL
+
 
 class OrderStatus(StrEnum):
     NEW = "NEW"

@@ -159,7 +159,7 @@ class ExecutionEngine:
         pending = [o for o in self.state.open_orders(symbol) if o.reduce_only]
         if pending:
             return ExecResult(True, EXIT_ALREADY_PENDING, pending[0].order_link_id)
-        side = OrderSide.SELL if position.side == "LONG" else OrderSide.BUY
+        side = OrderSide.opening(position.side).opposite
         self.risk.check_exit(symbol, side, position.qty)  # always allowed; kept for the audit trail
         now = self.clock.now_ms()
         order = LocalOrder(

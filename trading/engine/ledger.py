@@ -238,7 +238,7 @@ class Ledger:
         )
         self.publish_exposure()
         if local is None:
-            self.machine.on_position_opened(symbol, OrderSide.BUY if side == "LONG" else OrderSide.SELL, now)
+            self.machine.on_position_opened(symbol, OrderSide.opening(side), now)
 
     def _origin_of_new_position(self, symbol: str) -> str:
         ours = any(
@@ -291,7 +291,7 @@ class Ledger:
         self.risk.on_positions(
             PositionExposure(
                 symbol=p.symbol,
-                side=OrderSide.BUY if p.side == "LONG" else OrderSide.SELL,
+                side=OrderSide.opening(p.side),
                 qty=p.qty,
                 price=p.entry_price,
             )

@@ -75,8 +75,9 @@ class Commands:
         core.ledger.publish_exposure()
         now = self._ctx.clock.now_ms()
         for position in state.positions.values():
-            side = OrderSide.BUY if position.side == "LONG" else OrderSide.SELL
-            core.machine.on_position_opened(position.symbol, side, now, reason="STATE_RELOADED")
+            core.machine.on_position_opened(
+                position.symbol, OrderSide.opening(position.side), now, reason="STATE_RELOADED"
+            )
         for symbol, machine_ctx in core.machine.contexts().items():
             if machine_ctx.state.value == "IN_POSITION" and symbol not in state.positions:
                 core.machine.on_position_closed(symbol, now, reason="STATE_RELOADED")
