@@ -68,10 +68,24 @@ def _browser_session_cookie() -> str:
     return client.cookies["sessionid"].value
 
 
+async def _dashboard_socket(session: str) -> WebsocketCommunicator:
+    """Connect to the dashboard's websocket as a logged-in browser and take the status it sends on connect."""
+    from scalper_site.asgi import application
+
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/failover/",
+        headers=[(b"cookie", f"sessionid={session}".encode()), (b"origin", b"http://127.0.0.1")],
+    )
+    connected, _ = await communicator.connect(timeout=10)
+    assert connected
+    assert (await communicator.receive_json_from(timeout=10))["type"] == "failover.status"  # sent on connect
+    return communicator
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_idle_websocket_outlives_the_layers_blocking_receive_and_still_gets_the_next_push():
     """redis-py 8's default 5 s socket timeout against channels_redis's 5 s BZPOPMIN killed idle consumers."""
-    from scalper_site.asgi import application
 
     session = _browser_session_cookie()
     sender = (
@@ -80,14 +94,7 @@ def test_an_idle_websocket_outlives_the_layers_blocking_receive_and_still_gets_t
     )
 
     async def scenario() -> dict:
-        communicator = WebsocketCommunicator(
-            application,
-            "/ws/failover/",
-            headers=[(b"cookie", f"sessionid={session}".encode()), (b"origin", b"http://127.0.0.1")],
-        )
-        connected, _ = await communicator.connect(timeout=10)
-        assert connected
-        assert (await communicator.receive_json_from(timeout=10))["type"] == "failover.status"  # sent on connect
+        communicator = await _dashboard_socket(session)
         try:
             # Idle through more than one blocking receive plus the old socket timeout: nothing may arrive,
             # and the consumer must still be alive afterwards.
@@ -111,7 +118,6 @@ def test_an_idle_websocket_outlives_the_layers_blocking_receive_and_still_gets_t
 
 @pytest.mark.django_db(transaction=True)
 def test_websocket_consumer_receives_every_group_message_sent_from_another_process_in_order():
-    from scalper_site.asgi import application
 
     session = _browser_session_cookie()
     # Fifty pushes, then the process exits at once: the sender thread must deliver all of them, in order.
@@ -122,14 +128,7 @@ def test_websocket_consumer_receives_every_group_message_sent_from_another_proce
     )
 
     async def scenario() -> dict:
-        communicator = WebsocketCommunicator(
-            application,
-            "/ws/failover/",
-            headers=[(b"cookie", f"sessionid={session}".encode()), (b"origin", b"http://127.0.0.1")],
-        )
-        connected, _ = await communicator.connect(timeout=10)
-        assert connected
-        assert (await communicator.receive_json_from(timeout=10))["type"] == "failover.status"  # sent on connect
+        communicator = await _dashboard_socket(session)
         try:
             result = subprocess.run(
                 [sys.executable, "-c", sender],
