@@ -22,12 +22,21 @@ import logging
 import os
 import re
 import secrets
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+
+from failover.domain.files import (
+    PRIVATE_FOLDER,
+    FileRefused,
+    atomic_write_text,
+    move_aside,
+    read_bounded,
+    secure_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +60,17 @@ def new_token() -> str:
 
 def read_token(path: Path) -> str | None:
     """Return the token in ``path``; None when there is no file or it does not hold a token."""
-    try:
-        # O_NOFOLLOW: the token is a plain file of ours; a symlink (or a loop of them) is not trusted.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
+    if path.is_symlink():  # the token is a plain file of ours; a symlink (or a loop of them) is not trusted
         return None
     try:
-        with os.fdopen(fd, "rb") as fh:
-            raw = fh.read(MAX_TOKEN_FILE + 1)
-    except OSError:  # a directory opens but does not read
+        raw = read_bounded(path, MAX_TOKEN_FILE)
+    except (OSError, FileRefused):  # absent, a directory, too large
         return None
     try:
         token = raw.decode("ascii").strip()
     except UnicodeDecodeError:
         return None
-    return token if len(raw) <= MAX_TOKEN_FILE and _TOKEN_RE.match(token) else None
+    return token if _TOKEN_RE.match(token) else None
 
 
 def load_or_create_token(path: Path) -> str:
@@ -76,27 +81,16 @@ def load_or_create_token(path: Path) -> str:
     ``path`` that is not a token (empty, binary, a directory, a symlink) is moved
     aside, never deleted, and a new token is written.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
     token = read_token(path)
     if token is not None:
-        os.chmod(path, 0o600)
+        secure_file(path)
         return token
-    if path.is_symlink() or path.exists():
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-        os.replace(path, aside)
+    if os.path.lexists(path):
+        aside = move_aside(path, datetime.now(tz=UTC))
         log.warning("simexchange: %s held no control token; moved to %s", path, aside)
     token = new_token()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(token + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, token + "\n")
     return token
 
 
