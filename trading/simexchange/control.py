@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
 from .control_auth import TOKEN_HEADER, read_token, token_path_for
 
 __all__ = ["SimControl", "SimControlError", "token_path_for"]  # token_path_for: where a simulator keeps its token
+
+
+MAX_HISTORY_PAGES = 1000  # history_all reads at most this many pages (a million records at the default size)
 
 
 class SimControlError(Exception):
@@ -76,6 +80,27 @@ class SimControl:
         """Clear orders, positions, executions and faults; refill the wallet."""
         self._call("POST", "/sim/reset")
 
+    # -- history ------------------------------------------------------------------------
+    def history(self, after: int = 0, limit: int = 1000) -> dict[str, Any]:
+        """Return ``{"records": [...], "lastSeq": int}``: up to ``limit`` history records with seq above ``after``."""
+        return self._call("GET", "/sim/history?" + urlencode({"after": after, "limit": limit}))
+
+    def history_all(self, after: int = 0, *, page: int = 1000) -> list[dict[str, Any]]:
+        """Return every history record with seq above ``after``, reading page after page until the last.
+
+        Raise ``SimControlError`` past ``MAX_HISTORY_PAGES`` pages rather than
+        return a history cut short.
+        """
+        records: list[dict[str, Any]] = []
+        for _ in range(MAX_HISTORY_PAGES):
+            answer = self.history(after, page)
+            got = answer["records"]
+            records += got
+            if len(got) < page or got[-1]["seq"] >= answer["lastSeq"]:
+                return records
+            after = got[-1]["seq"]
+        raise SimControlError(f"history longer than {MAX_HISTORY_PAGES} pages of {page} records after seq {after}")
+
     # -- market -----------------------------------------------------------------------
     def publish(self, *messages: dict[str, Any]) -> int:
         """Play Bybit public messages now, as if the market had sent them."""
@@ -101,6 +126,18 @@ class SimControl:
         """Cancel an order the client believes open."""
         body = {"symbol": symbol, "orderId": order_id, "orderLinkId": order_link_id}
         return self._call("POST", "/sim/actions/cancel-order", body)["orderId"]
+
+    def fill_order(self, symbol: str, *, order_id: str | None = None, order_link_id: str | None = None,
+                   qty: str | None = None) -> dict[str, Any]:
+        """Fill a resting limit order now at its price (all it leaves, or ``qty``), as the market never showed."""
+        body = {"symbol": symbol, "orderId": order_id, "orderLinkId": order_link_id, "qty": qty}
+        return self._call("POST", "/sim/actions/fill-order", body)
+
+    def amend_order(self, symbol: str, *, order_id: str | None = None, order_link_id: str | None = None,
+                    **changes: str) -> dict[str, Any]:
+        """Amend an open order as a manual action would (``qty``, ``price``, ``takeProfit``, ``stopLoss``)."""
+        body = {"symbol": symbol, "orderId": order_id, "orderLinkId": order_link_id, **changes}
+        return self._call("POST", "/sim/actions/amend-order", body)
 
     def place_order(self, symbol: str, side: str, qty: str, *, order_type: str = "Market",
                     price: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The simulator's own control API under ``/sim``: faults, state, reset, market and manual actions.
+"""The simulator's own control API under ``/sim``: faults, state, reset, market, manual actions, history.
 
 These routes change exchange truth at will: ``control_auth`` admits only
 loopback callers with the control token, and every value is checked here,
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import errors as E
 from .appkeys import SIM
 from .faults import FaultError
+from .journal import ORIGIN_SIM
 from .models import Changes
 from .orders import OrderRequest
 
@@ -28,6 +29,9 @@ ONE_SHOT_KINDS = ("ws_drop", "ws_malformed")
 M = TypeVar("M", bound=BaseModel)
 MAX_MESSAGES = 10_000  # market messages in one /sim/market call
 MAX_NUMBER = Decimal("1e12")  # above any price or quantity of a listed instrument
+DEFAULT_HISTORY_LIMIT = 1000
+MAX_HISTORY_LIMIT = 5000  # records in one /sim/history answer (about 2 MB)
+MAX_SEQ = 2**63 - 1
 
 Positive = Annotated[Decimal, Field(gt=0, le=MAX_NUMBER, allow_inf_nan=False)]
 Size = Annotated[Decimal, Field(ge=0, le=MAX_NUMBER, allow_inf_nan=False)]
@@ -58,6 +62,23 @@ class SymbolBody(BaseModel):
 class CancelBody(SymbolBody):
     orderId: Id | None = None  # noqa: N815 (Bybit's names)
     orderLinkId: Id | None = None  # noqa: N815
+
+
+class FillBody(CancelBody):
+    qty: Positive | None = None  # all the order leaves when absent
+
+
+class AmendBody(CancelBody):
+    qty: Positive | None = None
+    price: Positive | None = None
+    takeProfit: Size | None = None  # noqa: N815 (0 removes it, as on Bybit)
+    stopLoss: Size | None = None  # noqa: N815
+
+
+class HistoryQuery(BaseModel):
+    model_config = _BODY
+    after: int = Field(0, ge=0, le=MAX_SEQ)
+    limit: int = Field(DEFAULT_HISTORY_LIMIT, ge=1, le=MAX_HISTORY_LIMIT)
 
 
 class PlaceBody(SymbolBody):
@@ -242,6 +263,31 @@ def _cancel_order(sim: SimExchange, data: dict[str, Any]) -> tuple[dict[str, Any
     return {"orderId": order.order_id}, changes
 
 
+def _order_ref(body: CancelBody) -> tuple[str | None, str | None]:
+    if not body.orderId and not body.orderLinkId:
+        raise bad_request("orderId: orderId or orderLinkId is required", "orderId")
+    return body.orderId, body.orderLinkId
+
+
+def _fill_order(sim: SimExchange, data: dict[str, Any]) -> tuple[dict[str, Any], Changes]:
+    body = _checked(FillBody, data)
+    symbol = _known_symbol(sim, body.symbol)
+    order_id, link_id = _order_ref(body)
+    if body.qty is not None and body.qty % sim.engine.instruments[symbol].qty_step:
+        raise bad_request("qty: not a multiple of the instrument's qty step", "qty")
+    order, changes = sim.engine.fill_order(symbol, order_id, link_id, body.qty)
+    return {"orderId": order.order_id, "orderStatus": order.status, "cumExecQty": format(order.cum_qty, "f")}, changes
+
+
+def _amend_order(sim: SimExchange, data: dict[str, Any]) -> tuple[dict[str, Any], Changes]:
+    body = _checked(AmendBody, data)
+    symbol = _known_symbol(sim, body.symbol)
+    order_id, link_id = _order_ref(body)
+    order, changes = sim.engine.amend_order(symbol, order_id, link_id, qty=body.qty, price=body.price,
+                                            take_profit=body.takeProfit, stop_loss=body.stopLoss)
+    return {"orderId": order.order_id, "orderStatus": order.status}, changes
+
+
 def _place_order(sim: SimExchange, data: dict[str, Any]) -> tuple[dict[str, Any], Changes]:
     body = _checked(PlaceBody, data)
     req = OrderRequest(
@@ -257,6 +303,8 @@ ACTIONS: dict[str, Callable[[SimExchange, dict[str, Any]], tuple[dict[str, Any],
     "close-position": _close_position,
     "cancel-order": _cancel_order,
     "place-order": _place_order,
+    "fill-order": _fill_order,
+    "amend-order": _amend_order,
 }
 
 
@@ -272,9 +320,25 @@ async def action(request: web.Request) -> web.StreamResponse:
         result, changes = act(sim, data)
     except E.ExchangeError as exc:
         return web.json_response({"error": exc.ret_msg, "retCode": exc.ret_code}, status=409)
-    sim.publish(changes)
+    sim.publish(changes, origin=ORIGIN_SIM)
     sim.persist()
     return web.json_response(result)
+
+
+def _query(request: web.Request) -> dict[str, str]:
+    """Return the query parameters; 400 naming one given twice (which of the two would count is a guess)."""
+    for name in request.query:
+        if len(request.query.getall(name)) > 1:
+            raise bad_request(f"{name}: given more than once", name)
+    return dict(request.query)
+
+
+async def history(request: web.Request) -> web.StreamResponse:
+    """Return the exchange history after ``after`` (a seq), at most ``limit`` records, and the last seq given."""
+    sim = _sim(request)
+    query = _checked(HistoryQuery, _query(request))
+    records = sim.journal.read(query.after, query.limit)
+    return web.json_response({"records": records, "lastSeq": sim.journal.seq})
 
 
 def add_routes(app: web.Application) -> None:
@@ -282,6 +346,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/sim/faults/clear", clear_faults)
     app.router.add_delete("/sim/faults/{fault_id}", delete_fault)
     app.router.add_get("/sim/state", get_state)
+    app.router.add_get("/sim/history", history)
     app.router.add_post("/sim/reset", reset)
     app.router.add_post("/sim/market", publish_market)
     app.router.add_post("/sim/actions/{name}", action)

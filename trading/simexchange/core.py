@@ -19,7 +19,9 @@ from . import payloads
 from .auth import Credentials
 from .constants import DEFAULT_API_KEY, DEFAULT_API_SECRET, INITIAL_BALANCE
 from .faults import FaultRegistry
+from .history_file import history_path_for
 from .hub import Hub
+from .journal import ORIGIN_MARKET, Journal
 from .market import MarketFeed
 from .matching import MatchingEngine
 from .models import Changes
@@ -52,48 +54,69 @@ class SimExchange:
         self.hub = Hub(self)
         self.feed = MarketFeed(self.engine, wanted=self.hub.wanted)
         self.state_path = state_path
+        # The exchange's own record, next to the state file (in memory only without one).
+        self.journal = Journal(history_path_for(state_path) if state_path is not None else None)
         self.dirty = False
         self.started_ms = now_ms()
         self.messages_played = 0
         if state_path is not None and not reset:
             try:
-                load_state(state_path, restore=self.engine.load_state)
+                load_state(state_path, restore=self.engine.load_state, restore_journal=self.journal.restore)
             except CorruptStateError as exc:
                 log.error("%s", exc)
                 self.engine.reset()  # a restore that failed half-way must not leave half an account
+        self.journal.start(self.engine, fresh=reset)
         if reset and state_path is not None:
             self.persist()
 
     # -- state -------------------------------------------------------------
     def persist(self) -> None:
-        """Write the exchange truth now (before the client hears about a change)."""
+        """Write the exchange truth now (before the client hears about a change), the history's new lines first.
+
+        The history is appended and flushed, not fsynced: the state write's fsync
+        is the only one per change (see ``history_file``).
+        """
         self.dirty = False
         if self.state_path is not None:
-            save_state(self.state_path, self.engine.to_state())
+            self.journal.flush()
+            save_state(self.state_path, self.engine.to_state(), self.journal.saved_form(self.engine.orders))
 
     def persist_if_dirty(self) -> None:
         if self.dirty:
             self.persist()
 
     def reset(self) -> None:
-        """Start the account clean: no orders, positions or executions; faults cleared."""
+        """Start the account clean: no orders, positions or executions; faults cleared.
+
+        The history goes on: the open orders are recorded cancelled and the
+        positions flat (origin ``sim``) before they are forgotten.
+        """
+        self.journal.record_reset(self.engine, now_ms())
         self.engine.reset()
         self.faults.clear()
         self.sync_fault_effects()
         self.persist()
+
+    def close(self) -> None:
+        """Write what is left of the history and close its file (the state is written by ``persist``)."""
+        self.journal.close()
 
     def sync_fault_effects(self) -> None:
         """Push fault state that lives in the engine (slippage) into it."""
         self.engine.slippage_bps = {s: Decimal(str(b)) for s, b in self.faults.slippage().items()}
 
     # -- events --------------------------------------------------------------
-    def publish(self, changes: Changes) -> None:
-        """Push what changed on the private stream in Bybit's order: order, execution, position, wallet."""
+    def publish(self, changes: Changes, *, origin: str) -> None:
+        """Record what changed in the history, then push it on the private stream in Bybit's order.
+
+        ``origin`` says who caused it (``journal.ORIGINS``): ``api``, ``sim`` or ``market``.
+        """
         if not changes:
             return
         self.dirty = True
         e = self.engine
         ts = now_ms()
+        self.journal.record(e, changes, origin, ts)
         if changes.orders:
             self._private("order", [payloads.order_item(e, o, ws=True) for o in changes.orders], ts)
         if changes.executions:
@@ -115,7 +138,7 @@ class SimExchange:
         self.messages_played += 1
         for public in out:
             self.hub.publish_public(public)
-        self.publish(changes)
+        self.publish(changes, origin=ORIGIN_MARKET)
 
     # -- views -----------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

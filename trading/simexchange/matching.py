@@ -306,6 +306,26 @@ class MatchingEngine(Account):
         changes.position(symbol)
         return changes
 
+    def fill_order(
+        self, symbol: str, order_id: str | None, link_id: str | None, qty: Decimal | None = None
+    ) -> tuple[Order, Changes]:
+        """Fill a resting limit order now at its own price, as maker (all it leaves, or ``qty`` of it).
+
+        A counterparty the played book never showed; 110001 when the order is
+        unknown, closed, of another symbol or not a resting limit order.
+        """
+        self.spec(symbol)
+        order = self.find_order(order_id, link_id)
+        if order is None or not order.is_open or order.symbol != symbol or order.price is None:
+            raise E.ExchangeError(E.ORDER_NOT_EXISTS, "order not exists or not resting")
+        if qty is not None and qty <= 0:
+            raise E.param_error("params error: qty invalid")
+        changes = Changes()
+        fill = order.leaves_qty if qty is None else min(qty, order.leaves_qty)
+        self._fill(order, order.price, fill, is_maker=True, changes=changes)
+        changes.order(order)
+        return order, changes
+
     # -- fills -----------------------------------------------------------
     def _fill(self, order: Order, price: Decimal, qty: Decimal, *, is_maker: bool, changes: Changes) -> None:
         pos = self.position(order.symbol)

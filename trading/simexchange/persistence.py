@@ -20,13 +20,23 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
     files.atomic_write_bytes(path, json.dumps(data, separators=(",", ":")).encode("utf-8"))
 
 
-def save_state(path: Path, engine_state: dict[str, Any]) -> None:
-    """Persist the engine's state with a version and a timestamp."""
-    write_atomic(path, {"version": STATE_VERSION, "savedAt": int(time.time() * 1000), "engine": engine_state})
+def save_state(path: Path, engine_state: dict[str, Any], journal: dict[str, Any] | None = None) -> None:
+    """Persist the engine's state (and the journal's seq and order creators) with a version and a timestamp."""
+    data: dict[str, Any] = {"version": STATE_VERSION, "savedAt": int(time.time() * 1000), "engine": engine_state}
+    if journal is not None:
+        data["journal"] = journal
+    write_atomic(path, data)
 
 
-def load_state(path: Path, restore: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
+def load_state(
+    path: Path,
+    restore: Callable[[dict[str, Any]], None] | None = None,
+    restore_journal: Callable[[Any], None] | None = None,
+) -> dict[str, Any] | None:
     """Return the saved engine state (after ``restore`` accepted it), or None when there is none.
+
+    ``restore_journal`` is then given the saved ``journal`` section as it is
+    (None when absent): it must take what it can use and ignore the rest.
 
     Anything wrong with the file is bad input, never a crash: unreadable, a
     directory or a symlink loop in its place, over ``MAX_STATE_BYTES`` (64 MiB),
@@ -53,6 +63,8 @@ def load_state(path: Path, restore: Callable[[dict[str, Any]], None] | None = No
             restore(data["engine"])
     except Exception as exc:
         _refuse(path, files.describe_error(exc), exc)
+    if restore_journal is not None:
+        restore_journal(data.get("journal"))
     engine: dict[str, Any] = data["engine"]
     return engine
 

@@ -15,6 +15,7 @@ from .auth import verify_rest
 from .core import now_ms
 from .endpoints import ROUTES
 from .faults import Fault, FaultRegistry
+from .journal import ORIGIN_API
 from .params import Params
 from .ratelimit import RateWindow
 
@@ -57,7 +58,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return _json(envelope(E.PARAM_ERROR, "params error: body is not UTF-8"), headers)
     if changes is not None:
         # Exchange truth reaches the disk before the client hears about it.
-        sim.publish(changes)
+        sim.publish(changes, origin=ORIGIN_API)
         sim.persist()
     ambiguous = faults.rest_fault("ambiguous_submit", path) if faults.faults else None
     if ambiguous is not None:

@@ -116,6 +116,7 @@ class Running:
             await conn.drop("abort")
         await self.runner.cleanup()
         self.sim.persist()
+        self.sim.close()
 
 
 async def start(

@@ -3,7 +3,8 @@
 The default simulated account is ``trading.simexchange.constants.DEFAULT_API_KEY`` /
 ``DEFAULT_API_SECRET`` (SIMKEY000000000000 / SIMSECRET00000000000000000000000000).
 The ``/sim`` control routes ask for the token in ``control_token`` next to the
-state file (created 0600 on the first start, kept afterwards).
+state file (created 0600 on the first start, kept afterwards). The exchange's
+history (``GET /sim/history``) is appended to ``exchange_history.jsonl`` there too.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ class Command(BaseCommand):
         parser.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="symbols of the generator")
         parser.add_argument("--speed", type=float, default=1.0, help="playback speed; 0 = as fast as possible")
         parser.add_argument("--state", type=Path, default=None, help="state file (default DATA_DIR/sim/...)")
-        parser.add_argument("--reset", action="store_true", help="start with a clean account")
+        parser.add_argument("--reset", action="store_true",
+                            help="start with a clean account and a new history (the old one is kept as "
+                                 "exchange_history.previous.jsonl)")
         parser.add_argument("--api-key", default=DEFAULT_API_KEY)
         parser.add_argument("--api-secret", default=DEFAULT_API_SECRET)
 
