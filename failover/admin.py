@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from failover.models import (
+    FailoverStateChange,
     FailoverStateRecord,
     FailureEventRecord,
     OperatorAction,
@@ -64,6 +65,14 @@ class FailoverStateRecordAdmin(ReadOnlyAdmin):
     list_display = ("run_id", "safe_mode", "reason", "since", "recovery_in_progress", "trading_enabled",
                     "config_fallback", "active_failures", "version")
     list_filter = ("safe_mode", "reason", "recovery_in_progress", "trading_enabled")
+
+
+@admin.register(FailoverStateChange)
+class FailoverStateChangeAdmin(ReadOnlyAdmin):
+    list_display = ("run_id", "version", "at", "safe_mode", "reason", "trading_enabled")
+    list_filter = ("run_id", "safe_mode")
+    date_hierarchy = "at"
+    ordering = ("run_id", "-version")
 
 
 @admin.register(OperatorAction)

@@ -115,6 +115,35 @@ class FailoverStateRecord(models.Model):
         return f"safeMode={'ON' if self.safe_mode else 'OFF'} reason={self.reason} v{self.version}"
 
 
+class FailoverStateChange(models.Model):
+    """One committed version of an environment's failover state: the history of ``FailoverStateRecord``.
+
+    Written in the transaction that writes the version (``failover.recovery.history``),
+    so a version is in the history exactly when it was in the state.
+    """
+
+    run_id = models.CharField(max_length=64, blank=True, default="")
+    version = models.PositiveBigIntegerField()
+    at = models.DateTimeField()  # the commit's time: the state row's updated_at
+    safe_mode = models.BooleanField()
+    reason = models.CharField(max_length=40, null=True, blank=True)
+    planned = models.BooleanField(default=False)
+    operator_hold = models.BooleanField(default=False)
+    trading_enabled = models.BooleanField(default=True)
+    recovery_in_progress = models.BooleanField(default=False)
+    active_failures = models.JSONField(default=list, blank=True)
+    current_plan_id = models.BigIntegerField(null=True, blank=True)  # not a foreign key: deleting plans keeps history
+
+    class Meta:
+        ordering = ["run_id", "version"]
+        constraints = [models.UniqueConstraint(fields=["run_id", "version"], name="one_change_per_version")]
+        # run_id leads both: the unique index serves version order, this one time windows and retention.
+        indexes = [models.Index(fields=["run_id", "at"], name="failover_change_run_at")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id or 'product'} v{self.version} safeMode={'ON' if self.safe_mode else 'OFF'}"
+
+
 class OperatorAction(models.Model):
     """Who did what, from the dashboard or the API: the audit trail of manual actions."""
 

@@ -1,4 +1,4 @@
-"""Reads of an environment's failover record: its state, its stored failures, its recovery plans.
+"""Reads of an environment's failover record: its state and its history, its stored failures, its recovery plans.
 
 Read-only and side-effect free: unlike ``services.failover_state_get`` nothing
 here creates a state row, so a reader can tell "no state yet" from "safe mode
@@ -12,13 +12,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from failover.domain.clock import iso_ms, to_epoch_ms
+from failover.domain.state_history import StateChange, blocked_intervals
 from failover.domain.types import FailureEvent
-from failover.models import FailoverStateRecord, FailureEventRecord, RecoveryPlanRecord
+from failover.models import FailoverStateChange, FailoverStateRecord, FailureEventRecord, RecoveryPlanRecord
 from failover.recovery.records import ManagedFailoverState, failure_from_record, state_domain
 
 __all__ = [
-    "ManagedFailoverState", "failover_state_find", "failure_events_list", "recovery_plan_get",
-    "recovery_plans_list",
+    "ManagedFailoverState", "failover_state_find", "failover_state_history", "failure_events_list",
+    "recovery_plan_get", "recovery_plans_list", "safe_mode_intervals",
 ]
 
 
@@ -26,6 +28,59 @@ def failover_state_find(*, run_id: str = "") -> ManagedFailoverState | None:
     """Return the environment's state, or None when nothing has happened in it yet."""
     row = FailoverStateRecord.objects.filter(run_id=run_id).first()
     return None if row is None else state_domain(row)
+
+
+def _change_dict(change: FailoverStateChange) -> dict[str, Any]:
+    return {
+        "version": change.version,
+        "at": iso_ms(to_epoch_ms(change.at)),
+        "safeMode": change.safe_mode,
+        "reason": change.reason,
+        "planned": change.planned,
+        "operatorHold": change.operator_hold,
+        "tradingEnabled": change.trading_enabled,
+        "recoveryInProgress": change.recovery_in_progress,
+        "activeFailures": list(change.active_failures or []),
+        "currentPlanId": change.current_plan_id,
+    }
+
+
+def failover_state_history(*, run_id: str = "", since: datetime | None = None, until: datetime | None = None,
+                           limit: int = 1000) -> list[dict[str, Any]]:
+    """Return the environment's state changes committed in ``[since, until]``, oldest first, at most ``limit``.
+
+    Each is ``{version, at, safeMode, reason, planned, operatorHold, tradingEnabled, recoveryInProgress,
+    activeFailures, currentPlanId}``; ``at`` is the commit's time (``2025-11-18T15:20:30.000Z``).
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    changes = FailoverStateChange.objects.filter(run_id=run_id)
+    if since is not None:
+        changes = changes.filter(at__gte=since)
+    if until is not None:
+        changes = changes.filter(at__lte=until)
+    return [_change_dict(change) for change in changes.order_by("version")[:limit]]
+
+
+def safe_mode_intervals(*, run_id: str = "", since: datetime | None = None,
+                        until: datetime | None = None) -> list[dict[str, Any]]:
+    """Return the intervals in ``[since, until]`` when entries were blocked: safe mode ON or trading disabled.
+
+    Each is ``{start, end, reason, fromVersion, toVersion, halted}``, oldest first; ``end`` is None while it
+    is still on. The rules are ``failover.domain.state_history.blocked_intervals``'s: one already on at
+    ``since`` starts at ``since``, from the version in force then.
+    """
+    fields = ("version", "at", "safe_mode", "trading_enabled", "reason")  # StateChange's fields, in its order
+    changes = FailoverStateChange.objects.filter(run_id=run_id)
+    if until is not None:
+        changes = changes.filter(at__lte=until)
+    in_force: list[tuple[Any, ...]] = []
+    if since is not None:
+        in_force = list(changes.filter(at__lt=since).order_by("-version").values_list(*fields)[:1])
+        changes = changes.filter(at__gte=since)
+    rows = in_force + list(changes.order_by("version").values_list(*fields))
+    intervals = blocked_intervals([StateChange(*row) for row in rows], since=since, until=until)
+    return [interval.to_dict() for interval in intervals]
 
 
 def failure_events_list(*, run_id: str = "", failure_type: str | None = None) -> list[FailureEvent]:

@@ -62,10 +62,7 @@ def environment_register(*, run_id: str = "", context: dict[str, Any]) -> None:
 
 def failover_state_get(*, run_id: str = "") -> ManagedFailoverState:
     """Return the environment's state (a ``FailoverState``); the first read creates it with safe mode ON."""
-    at = records.now()
-    row, _ = FailoverStateRecord.objects.get_or_create(run_id=run_id, defaults={"safe_mode": True, "since": at,
-                                                                                "updated_at": at})
-    return records.state_domain(row)
+    return records.state_domain(records.state_row(run_id))
 
 
 def failover_gate(*, run_id: str = "") -> records.Gate:

@@ -12,8 +12,9 @@ import logging
 from typing import Any
 
 from celery import chain, shared_task
+from django.conf import settings
 
-from failover.recovery import runner
+from failover.recovery import history, records, runner
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,12 @@ def retry_recovery_plan(*, plan_pk: int) -> str:
 def sweep_stuck_steps() -> dict[str, list[str]]:
     """Reset steps left RUNNING by a lost worker, retry due plans, restart orphaned chains."""
     return runner.sweep_stuck_steps()
+
+
+@shared_task(name="failover.prune_state_history", acks_late=True, soft_time_limit=60, time_limit=90)
+def prune_state_history() -> dict[str, int]:
+    """Delete failover state history older than ``SCALPER_FAILOVER_HISTORY_DAYS`` (idempotent)."""
+    return history.state_history_prune(days=settings.SCALPER_FAILOVER_HISTORY_DAYS, now=records.now())
 
 
 def recovery_chain(*, plan_pk: int, chain_token: str, step_pks: list[int]) -> Any:

@@ -260,9 +260,14 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 180)
 SWEEP_EVERY_S = env_int("SCALPER_SWEEP_EVERY_S", 30)
 if SWEEP_EVERY_S < 1:
     raise ImproperlyConfigured(f"SCALPER_SWEEP_EVERY_S must be at least 1 second, got {SWEEP_EVERY_S}")
+# Days of failover state history kept (each change of safe mode, reason, trading switch, with its version).
+SCALPER_FAILOVER_HISTORY_DAYS = env_int("SCALPER_FAILOVER_HISTORY_DAYS", 30)
+if SCALPER_FAILOVER_HISTORY_DAYS < 1:
+    raise ImproperlyConfigured(f"SCALPER_FAILOVER_HISTORY_DAYS must be at least 1, got {SCALPER_FAILOVER_HISTORY_DAYS}")
 CELERY_BEAT_SCHEDULE = {
     "failover-sweep-stuck-steps": {"task": "failover.sweep_stuck_steps", "schedule": float(SWEEP_EVERY_S)},
     "itests-sweep-runs": {"task": "itests.sweep_runs", "schedule": float(SWEEP_EVERY_S)},
+    "failover-prune-state-history": {"task": "failover.prune_state_history", "schedule": 3600.0},
 }
 
 CHANNEL_LAYER_SOCKET_TIMEOUT_S = 15  # above channels_redis's 5 s blocking receive

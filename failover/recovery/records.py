@@ -3,7 +3,8 @@
 Every change of an environment's failover state goes through ``state_lock``
 (the state row, ``select_for_update``: the one lock of an environment, so the
 web process, Celery workers and the trader's reporter never interleave) and
-ends with ``state_commit``, which bumps ``version``, mirrors the current plan to
+ends with ``state_commit``, which bumps ``version``, keeps a copy of the row in
+its history (``history.py``), mirrors the current plan to
 ``<dataDir>/system/recovery_plan.json`` and, once the transaction commits,
 publishes ``failover.changed`` on the bus and pushes ``failover.status`` to
 the dashboard.
@@ -34,6 +35,7 @@ from failover.models import (
     RecoveryStepRecord,
     StepStatus,
 )
+from failover.recovery import history
 from scalper_site import bus
 from scalper_site.realtime import push_failover_message
 from trading.domain.config import DEFAULT_CONFIG, ConfigError, TradingConfig, read_config_file
@@ -189,11 +191,23 @@ def plan_head(rows: list[RecoveryStepRecord]) -> RecoveryStepRecord | None:
 # -- the state row ----------------------------------------------------------------
 
 
+def state_row(run_id: str) -> FailoverStateRecord:
+    """Return the environment's state row; create it fail-closed (safe mode ON, version 0, in the history too)."""
+    row = FailoverStateRecord.objects.filter(run_id=run_id).first()
+    if row is not None:
+        return row
+    at = now()
+    with transaction.atomic():  # the row and its version 0 in the history, or neither
+        row, created = FailoverStateRecord.objects.get_or_create(run_id=run_id, defaults={
+            "safe_mode": True, "since": at, "updated_at": at})
+        if created:
+            history.state_change_record(run_id, first=True)
+    return row
+
+
 def state_lock(run_id: str) -> FailoverStateRecord:
     """Return the environment's state row locked for this transaction; create it fail-closed (safe mode ON)."""
-    at = now()
-    FailoverStateRecord.objects.get_or_create(run_id=run_id, defaults={"safe_mode": True, "since": at,
-                                                                       "updated_at": at})
+    state_row(run_id)
     return FailoverStateRecord.objects.select_for_update().get(run_id=run_id)
 
 
@@ -252,7 +266,8 @@ def gate_close(run_id: str, *, reason: str) -> int | None:
 
     This is the first thing a failure report does, before any slower work (the
     plan): one UPDATE guarded by ``safe_mode = false``, atomic on its own, and one
-    read of the version, both plain SQL. The ORM's row read and full save cost
+    read of the version, both plain SQL (then the history's copy of the row, in
+    the caller's transaction). The ORM's row read and full save cost
     ~4 ms here, most of the time between a report and the trader refusing entries.
     A row that does not exist yet needs nothing: it is created with safe mode ON.
     """
@@ -275,6 +290,7 @@ def gate_close(run_id: str, *, reason: str) -> int | None:
     # (the trader holds it until the database shows this version); a rolled-back report only keeps a
     # trader in safe mode until the reporter's retry commits it.
     _announce(run_id, {"version": version, "safeMode": True, "reason": reason})
+    history.state_change_record(run_id)  # after the announcement, still before the caller's commit
     return version
 
 
@@ -305,6 +321,7 @@ def state_commit(row: FailoverStateRecord) -> ManagedFailoverState:
     row.version += 1
     row.updated_at = now()
     row.save()
+    history.state_change_record(row.run_id)  # same transaction: the version is in the history iff it is in the state
     state = state_domain(row)
     plan_mirror(row, state.current_plan)
     changed = {"version": row.version, "safeMode": row.safe_mode, "reason": row.reason}

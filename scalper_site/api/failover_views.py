@@ -1,4 +1,4 @@
-"""Failover endpoints: the status (spec 9) and the operator's two recovery actions."""
+"""Failover endpoints: the status (spec 9), its history, and the operator's two recovery actions."""
 
 from __future__ import annotations
 
@@ -9,11 +9,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from failover.selectors import failover_state_history, safe_mode_intervals
 from failover.services import RecoveryNotRetryable, SafeModeExitRefused, failover_status, recovery_retry, safe_mode_exit
+from scalper_site.api.integration_views import RUN_ID_PATTERN
 from scalper_site.api.permissions import ActionViewMixin
-from scalper_site.api.serializers import ErrorSerializer, FailoverStatusSerializer, StrictBooleanField
+from scalper_site.api.serializers import (
+    ContractDateTimeField,
+    ErrorSerializer,
+    FailoverStatusSerializer,
+    QueryParamsSerializer,
+    StrictBooleanField,
+    ZonedDateTimeField,
+)
 
 TAG = ["failover"]
+HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT = 500, 5000
 
 
 def _user(request: Request) -> str:
@@ -28,6 +38,67 @@ class FailoverStatusView(APIView):
     @extend_schema(operation_id="failover_status", tags=TAG, responses=OutputSerializer)
     def get(self, request: Request) -> Response:
         return Response(self.OutputSerializer(failover_status()).data)
+
+
+@extend_schema_serializer(component_name="FailoverStateChange")
+class FailoverStateChangeSerializer(serializers.Serializer):
+    """One committed version of the failover state."""
+
+    version = serializers.IntegerField()
+    at = ContractDateTimeField(help_text="When the version was committed.")
+    safeMode = serializers.BooleanField()
+    reason = serializers.CharField(allow_null=True)
+    planned = serializers.BooleanField()
+    operatorHold = serializers.BooleanField()
+    tradingEnabled = serializers.BooleanField()
+    recoveryInProgress = serializers.BooleanField()
+    activeFailures = serializers.ListField(child=serializers.CharField())
+    currentPlanId = serializers.IntegerField(allow_null=True)
+
+
+@extend_schema_serializer(component_name="SafeModeInterval")
+class SafeModeIntervalSerializer(serializers.Serializer):
+    """A maximal interval in which entries were blocked: safe mode ON or trading disabled."""
+
+    start = ContractDateTimeField()
+    end = ContractDateTimeField(allow_null=True, help_text="null while it is still on.")
+    reason = serializers.CharField(allow_null=True, help_text="The first reason recorded in the interval.")
+    fromVersion = serializers.IntegerField()
+    toVersion = serializers.IntegerField(help_text="The last version of the interval (included).")
+    halted = serializers.BooleanField(help_text="Trading was disabled at some version of the interval.")
+
+
+class FailoverStateHistoryView(APIView):
+    """The failover state's changes in a time window (oldest first) and the intervals when entries were blocked.
+
+    `items` stops at `limit`; `intervals` cover the whole window. An interval already on at `since` starts
+    at `since`. A `since` after `until` is an empty window.
+    """
+
+    @extend_schema_serializer(component_name="FailoverStateHistoryQuery")
+    class QuerySerializer(QueryParamsSerializer):
+        runId = serializers.RegexField(RUN_ID_PATTERN, required=False, max_length=64,
+                                       help_text="An integration run's id; absent: the product.")
+        since = ZonedDateTimeField(required=False, help_text="ISO-8601 with a zone; changes at or after it.")
+        until = ZonedDateTimeField(required=False, help_text="ISO-8601 with a zone; changes at or before it.")
+        limit = serializers.IntegerField(required=False, default=HISTORY_DEFAULT_LIMIT, min_value=1,
+                                         max_value=HISTORY_MAX_LIMIT)
+
+    @extend_schema_serializer(component_name="FailoverStateHistory")
+    class OutputSerializer(serializers.Serializer):
+        items = FailoverStateChangeSerializer(many=True)
+        intervals = SafeModeIntervalSerializer(many=True)
+
+    @extend_schema(operation_id="failover_state_history", tags=TAG, parameters=[QuerySerializer],
+                   responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = query.validated_data
+        window = {"run_id": found.get("runId", ""), "since": found.get("since"), "until": found.get("until")}
+        body = {"items": failover_state_history(**window, limit=found["limit"]),
+                "intervals": safe_mode_intervals(**window)}
+        return Response(self.OutputSerializer(body).data)
 
 
 class RecoveryRetryView(ActionViewMixin, APIView):

@@ -50,6 +50,17 @@ class StrictChoiceField(serializers.ChoiceField):
         return super().to_internal_value(data)
 
 
+class ZonedDateTimeField(serializers.DateTimeField):
+    """An ISO-8601 time naming its zone (``Z`` or an offset); a naive time is refused, not read in the server's zone."""
+
+    default_error_messages = {"naive": "Must name its zone: 'Z' or an offset such as +02:00."}
+
+    def enforce_timezone(self, value: Any) -> Any:
+        if value.tzinfo is None or value.utcoffset() is None:
+            self.fail("naive")
+        return super().enforce_timezone(value)
+
+
 class ContractDateTimeField(serializers.DateTimeField):
     """Write datetimes in the contract's form (``2025-11-18T15:20:30.000Z``); strings from services pass as they are."""
 
