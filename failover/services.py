@@ -138,7 +138,15 @@ def failure_cleared(*, failure_type: str, run_id: str = "") -> ManagedFailoverSt
             # The file is valid again and the trader runs on it: lift the fallback and the entry block.
             row.config_fallback, row.trading_enabled = False, True
         runner.safe_mode_settle(row)
-        return records.state_commit(row)
+        # A plan waiting out its backoff most likely failed on what just cleared: retry it now.
+        plan = records.live_plan(row)
+        retry = plan if plan is not None and plan.status == PlanStatus.FAILED else None
+        if retry is not None:
+            runner.plan_restart(row, retry)
+        state = records.state_commit(row)
+        if retry is not None:
+            runner.chain_enqueue(retry)
+        return state
 
 
 def safe_mode_enter(*, run_id: str = "", reason: str, user: str, planned: bool = True) -> ManagedFailoverState:

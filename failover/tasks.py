@@ -19,7 +19,7 @@ from failover.recovery import history, records, runner
 logger = logging.getLogger(__name__)
 
 STEP_SOFT_LIMIT_S = 90
-STEP_HARD_LIMIT_S = 120  # runner.STALE_AFTER_S is longer: a step quiet for that long has no worker left
+STEP_HARD_LIMIT_S = 120  # the step pulse keeps its heartbeat fresh until then; runner.STALE_AFTER_S spots a lost worker
 
 
 def _step_failed(self: Any, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:

@@ -257,7 +257,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 180)
 # The beat process (`run_stack` starts one) runs the sweepers that finish what a lost worker left
 # behind: recovery steps stuck RUNNING, plans due for a retry, integration runs gone quiet.
-SWEEP_EVERY_S = env_int("SCALPER_SWEEP_EVERY_S", 30)
+SWEEP_EVERY_S = env_int("SCALPER_SWEEP_EVERY_S", 10)
 if SWEEP_EVERY_S < 1:
     raise ImproperlyConfigured(f"SCALPER_SWEEP_EVERY_S must be at least 1 second, got {SWEEP_EVERY_S}")
 # Days of failover state history kept (each change of safe mode, reason, trading switch, with its version).

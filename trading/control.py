@@ -18,6 +18,15 @@ Commands (bus kind ``trader.command``): the names in
 ``trading.trader.commands.COMMAND_NAMES`` (``reload_state``,
 ``clear_local_state``, ``rebuild_streams``, ``reload_config``, ``panic_close``,
 ``close_position``, ``arm_fault``).
+
+``arm_fault`` (refused unless the trader runs with ``--allow-fault-hooks``)
+changes only the faults its args name: ``feature_engine_error`` (a message: the
+FeatureEngine throws it on every update; None disarms), ``crash_at`` (a crash
+point: ``before_send``, ``after_send``, ``after_fill``, ``mid_state_write``; the
+trader SIGKILLs itself there, see ``trading/trader/README.md``; None disarms)
+with ``crash_after`` (die at the N-th reach from now, default 1). An unknown
+name or point is refused and arms nothing; the result is what is armed now:
+``{"featureEngineError": ..., "crashAt": ..., "crashAfter": ...}``.
 The acknowledgement (JSON at ``scalper:trader:<env>:ack:<commandId>``, kept 5
 minutes) is ``{"ok": bool, "result": {...}, "error": str | null}``.
 """

@@ -84,7 +84,11 @@ def temp_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+Midway = Callable[[], None]
+"""Called with the temp file half written and flushed (a crash test dies there); never called by default."""
+
+
+def atomic_write_text(path: Path, text: str, *, midway: Midway | None = None) -> None:
     """Replace ``path`` with ``text`` so a reader or a crash sees either the old file or the new one, complete.
 
     The temp file is in the same folder because ``os.replace`` is only atomic
@@ -93,10 +97,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     itself survives a power cut. The file is created ``0600``: what is written
     here is state or a secret, never meant for other users.
     """
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), midway=midway)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, midway: Midway | None = None) -> None:
     """Replace ``path`` with ``data`` atomically (see ``atomic_write_text``); the new file is ``0600``."""
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,6 +109,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             # mkstemp already creates 0600; said again so the mode is this function's promise, not an accident.
             os.fchmod(handle.fileno(), PRIVATE_FILE)
+            if midway is not None:
+                half = len(data) // 2
+                handle.write(data[:half])
+                handle.flush()
+                midway()
+                data = data[half:]
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -117,10 +127,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fsync_folder(folder)
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
+def atomic_write_json(path: Path, data: Any, *, midway: Midway | None = None) -> None:
     """Write ``data`` as indented JSON through ``atomic_write_text``."""
     # allow_nan=False: NaN is not JSON, and the readers here would refuse it as corrupt.
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", midway=midway)
 
 
 def fsync_folder(folder: Path) -> None:

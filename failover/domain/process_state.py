@@ -31,6 +31,7 @@ from failover.domain._codec import SchemaError, format_ts
 from failover.domain.clock import Clock, SystemClock
 from failover.domain.files import (
     TEMP_SUFFIX,
+    Midway,
     atomic_write_json,
     describe_error,
     move_aside,
@@ -129,8 +130,11 @@ class ProcessStateStore:
     the newest state in memory.
     """
 
-    def __init__(self, path: str | os.PathLike[str], clock: Clock | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], clock: Clock | None = None, *, midway: Midway | None = None
+    ) -> None:
         self._path = Path(path)
+        self._midway = midway  # a crash test's hook inside each write (``files.atomic_write_bytes``)
         self._clock: Clock = SystemClock() if clock is None else clock
         self._lock = threading.RLock()
         self._current: ProcessState | None = None
@@ -161,7 +165,7 @@ class ProcessStateStore:
         if not isinstance(state, ProcessState):
             raise TypeError(f"expected ProcessState, got {type(state).__name__}")
         with self._lock:
-            atomic_write_json(self._path, state.to_dict())
+            atomic_write_json(self._path, state.to_dict(), midway=self._midway)
             self._current = state
 
     def update(self, **partial: Any) -> ProcessState:

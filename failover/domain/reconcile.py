@@ -36,6 +36,17 @@ MARK_ORDER_CANCELED = "MARK_LOCAL_ORDER_CANCELED"
 LEAVE_UNTOUCHED = "LEAVE_UNTOUCHED"
 
 DEFAULT_QTY_TOLERANCE = 1e-9  # float noise, far below any lot size
+EXTERNAL_LINK_PREFIX = "EXT-"
+
+
+def external_link_id(order_id: str) -> str:
+    """Return the local orderLinkId of an exchange order that came without one (placed by someone else)."""
+    return f"{EXTERNAL_LINK_PREFIX}{order_id}"[:36]
+
+
+def exchange_link_id(local_link_id: str) -> str:
+    """Return the orderLinkId the exchange knows a local order by: none for one named by ``external_link_id``."""
+    return "" if local_link_id.startswith(EXTERNAL_LINK_PREFIX) else local_link_id
 
 
 def _same_qty(a: float, b: float, tolerance: float) -> bool:

@@ -5,18 +5,22 @@ transaction with conditional updates (a row the trader changed meanwhile is
 left to it); each difference also goes to ``data/events/<symbol>.jsonl``. An
 order intent that was never confirmed is looked up by its orderLinkId and never
 sent again: found, it takes the exchange's status; not found, it never reached
-the exchange and is CANCELED.
+the exchange and is CANCELED. A confirmed order the exchange no longer lists
+takes its final state (filled, cancelled) from the exchange's order history,
+never a guess. Whatever is too young to judge is asked about again; a step that
+skipped anything has not converged.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
 from failover.domain import enums
-from failover.domain.reconcile import diff_orders, diff_positions
+from failover.domain.reconcile import diff_orders, diff_positions, exchange_link_id, external_link_id
 from failover.domain.types import OrderSnapshot, PositionSnapshot
 from failover.recovery import records
 from failover.recovery.kit import StepContext, StepFailed, trader_command, write_event
@@ -33,6 +37,9 @@ _SNAPSHOT_STATUS = {
     OrderStatus.FILLED: enums.OrderStatus.FILLED,
 }  # anything else is CANCELED
 INTENT_STATUSES = (OrderStatus.INTENT, OrderStatus.SUBMITTED)
+SKIPPED = "SKIPPED_TOO_YOUNG"
+LEFT_IN_FLIGHT = "LEFT_IN_FLIGHT"
+CONVERGE_WAIT_S = 45.0  # within the step task's soft time limit; a longer window fails the step and retries
 OPEN_CONFIRMED = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 
 
@@ -152,10 +159,10 @@ def _resolve_intents(ctx: StepContext, now_ms: int, window_ms: int) -> list[dict
         age = now_ms - _ms(order.created_at)
         gone = ctx.restart_cutoff is not None and order.created_at <= ctx.restart_cutoff
         if age < window_ms and not gone:  # its sender may still be waiting for the answer
-            resolved.append({"orderLinkId": order.order_link_id, "action": "LEFT_IN_FLIGHT", "ageMs": age})
+            resolved.append({"orderLinkId": order.order_link_id, "action": LEFT_IN_FLIGHT, "ageMs": age})
             continue
         try:
-            found = ctx.rest().get_order(order.symbol, order.order_link_id)
+            found = ctx.rest().get_order(order.symbol, exchange_link_id(order.order_link_id))
         except ExchangeError as exc:
             raise StepFailed(f"order lookup of {order.order_link_id} failed: {exc}", {"intents": resolved}) from exc
         ctx.beat()
@@ -177,8 +184,65 @@ def _resolve_intents(ctx: StepContext, now_ms: int, window_ms: int) -> list[dict
     return resolved
 
 
-def resync_orders(ctx: StepContext) -> dict[str, Any]:
-    """Resolve unconfirmed intents, then track exchange-only orders and cancel local-only ones."""
+def _lookup(ctx: StepContext, order: Order) -> ExchangeOrder | None:
+    """Ask the exchange for one order in any status: by its exchange id when known, else by its orderLinkId."""
+    try:
+        found = ctx.rest().get_order(order.symbol, exchange_link_id(order.order_link_id),
+                                     order_id=order.exchange_order_id or "")
+    except ExchangeError as exc:
+        raise StepFailed(f"order lookup of {order.order_link_id} failed: {exc}") from exc
+    ctx.beat()
+    return found
+
+
+def _final_states(ctx: StepContext, missing: list[Any], now_ms: int, window_ms: int) -> list[dict[str, Any]]:
+    """Give every local open order the exchange no longer lists its final state from the exchange.
+
+    Filled or cancelled, the exchange's order history says which (a guess would turn a fill into a
+    cancel); an order it never saw is CANCELED once older than the window, and a younger one is
+    left for the next pass (``SKIPPED``).
+    """
+    rows = {o.order_link_id: o for o in Order.objects.filter(
+        run_id=ctx.run_id, order_link_id__in=[m.client_order_id for m in missing], status__in=OPEN_CONFIRMED)}
+    applied = []
+    for row in rows.values():
+        found = _lookup(ctx, row)
+        at = records.now()
+        still_open = Order.objects.filter(pk=row.pk, status__in=OPEN_CONFIRMED)
+        if found is not None:
+            status = _BYBIT_STATUS.get(found.status, OrderStatus.CANCELED)
+            changed = still_open.update(status=status, exchange_order_id=found.order_id,
+                                        filled_qty=found.cum_exec_qty, avg_fill_price=found.avg_price or None,
+                                        updated_at=at)
+            action = f"FINAL_STATE_{status}" if changed else "CHANGED_MEANWHILE"
+            if found.is_open and changed:
+                action = "STILL_OPEN_ON_EXCHANGE"  # listed again: the open list was read a moment earlier
+        elif now_ms - _ms(row.created_at) < window_ms:
+            action = SKIPPED
+        else:
+            changed = still_open.update(status=OrderStatus.CANCELED, reject_reason="ORDER_MISSING_ON_EXCHANGE",
+                                        updated_at=at)
+            action = "CANCELED_NEVER_SEEN" if changed else "CHANGED_MEANWHILE"
+        applied.append({"orderLinkId": row.order_link_id, "symbol": row.symbol, "action": action,
+                        "exchange": None if found is None else {"orderId": found.order_id, "status": found.status,
+                                                                "cumExecQty": str(found.cum_exec_qty)}})
+    return applied
+
+
+def _adopt(ctx: StepContext, snap: OrderSnapshot, x: ExchangeOrder) -> dict[str, Any]:
+    """Track an order only the exchange lists, dated by the exchange, not by the moment we saw it."""
+    link = x.order_link_id or external_link_id(x.order_id)
+    at = records.now()
+    created = datetime.fromtimestamp(x.created_ms / 1000, UTC) if x.created_ms else at
+    _, made = Order.objects.get_or_create(run_id=ctx.run_id, order_link_id=link, defaults=dict(
+        exchange_order_id=x.order_id, symbol=x.symbol, side=snap.side.value, order_type=x.order_type or "Limit",
+        qty=x.qty, price=x.price or None, reduce_only=x.reduce_only, filled_qty=x.cum_exec_qty,
+        status=_BYBIT_STATUS.get(x.status, OrderStatus.NEW), origin=Origin.EXTERNAL_ORDER_RECOVERED,
+        purpose="EXTERNAL", created_at=created, updated_at=at))
+    return {"orderLinkId": link, "action": "TRACKED" if made else "ALREADY_TRACKED"}
+
+
+def _resync_orders_once(ctx: StepContext) -> dict[str, Any]:
     at = records.now()
     now_ms, window_ms = _ms(at), ctx.config.failover.recent_order_window_ms
     intents = _resolve_intents(ctx, now_ms, window_ms)
@@ -198,30 +262,52 @@ def resync_orders(ctx: StepContext) -> dict[str, Any]:
     by_id: dict[str | None, ExchangeOrder] = {x.order_id or None: x for x in theirs}  # keyed as the snapshots
     applied: list[dict[str, Any]] = []
     with transaction.atomic():
-        for snap in diff.adopt:
-            x = by_id[snap.exchange_order_id]
-            link = (x.order_link_id or f"ext-{x.order_id}")[:36]
-            _, made = Order.objects.get_or_create(run_id=ctx.run_id, order_link_id=link, defaults=dict(
-                exchange_order_id=x.order_id, symbol=x.symbol, side=snap.side.value, order_type=x.order_type or "Limit",
-                qty=x.qty, price=x.price or None, reduce_only=x.reduce_only, filled_qty=x.cum_exec_qty,
-                status=_BYBIT_STATUS.get(x.status, OrderStatus.NEW), origin=Origin.EXTERNAL_ORDER_RECOVERED,
-                purpose="EXTERNAL", created_at=at, updated_at=at))
-            applied.append({"orderLinkId": link, "action": "TRACKED" if made else "ALREADY_TRACKED"})
-        for snap in diff.cancel:
-            changed = Order.objects.filter(run_id=ctx.run_id, order_link_id=snap.client_order_id,
-                                           status__in=OPEN_CONFIRMED).update(
-                status=OrderStatus.CANCELED, reject_reason="ORDER_MISSING_ON_EXCHANGE", updated_at=at)
-            applied.append({"orderLinkId": snap.client_order_id, "action": "CANCELED" if changed else "CHANGED"})
+        applied += [_adopt(ctx, snap, by_id[snap.exchange_order_id]) for snap in diff.adopt]
         for mismatch in diff.correct:
             x = by_id[mismatch.exchange.exchange_order_id]
             Order.objects.filter(run_id=ctx.run_id, order_link_id=mismatch.local.client_order_id).update(
                 status=_BYBIT_STATUS.get(x.status, OrderStatus.CANCELED), exchange_order_id=x.order_id,
                 qty=x.qty, price=x.price or None, filled_qty=x.cum_exec_qty, updated_at=at)
             applied.append({"orderLinkId": mismatch.local.client_order_id, "action": "CORRECTED"})
+    # A local open order the exchange no longer lists, young or old, takes its final state from the exchange.
+    applied += _final_states(ctx, [*diff.cancel, *(f.order for f in diff.in_flight)], now_ms, window_ms)
     evidence = diff.to_details()
-    _order_events(ctx, intents, evidence)
+    skipped = [e["orderLinkId"] for e in [*intents, *applied] if e["action"] in (SKIPPED, LEFT_IN_FLIGHT)]
     evidence.update(intents=intents, localCount=len(rows), exchangeCount=len(theirs), applied=applied,
-                    trader=trader_command(ctx.run_id, "reload_state"))
+                    skipped=skipped, converged=not skipped)
+    return evidence
+
+
+def resync_orders(ctx: StepContext) -> dict[str, Any]:
+    """Resolve unconfirmed intents, track exchange-only orders, settle local-only ones from the exchange.
+
+    The step converges only when nothing was skipped: an order too young to judge (its sender may
+    still be waiting for the answer) is asked about again until it is old enough, within
+    ``CONVERGE_WAIT_S``; past that the step fails and its plan retries, so a plan never ends DONE
+    (nor safe mode OFF) with an order whose state is unknown.
+    """
+    window_s = ctx.config.failover.recent_order_window_ms / 1000
+    deadline = time.monotonic() + min(window_s + 1.0, CONVERGE_WAIT_S)
+    passes = 0
+    done: dict[str, list[dict[str, Any]]] = {"applied": [], "intents": [], "differences": []}
+    while True:
+        passes += 1
+        evidence = _resync_orders_once(ctx)
+        # Each pass reports what it changed; the evidence keeps every change, and what is still skipped.
+        for key, entries in done.items():
+            waiting = [e for e in evidence[key] if e.get("action") in (SKIPPED, LEFT_IN_FLIGHT)]
+            entries += [e for e in evidence[key] if e.get("action") not in (SKIPPED, LEFT_IN_FLIGHT)]
+            evidence[key] = entries + waiting
+        if evidence["converged"]:
+            break
+        if time.monotonic() >= deadline:
+            _order_events(ctx, evidence["intents"], evidence)
+            raise StepFailed(f"not converged: {len(evidence['skipped'])} order(s) too young to judge "
+                             f"({', '.join(evidence['skipped'][:5])})", evidence | {"passes": passes})
+        ctx.beat()
+        time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+    _order_events(ctx, evidence["intents"], evidence)
+    evidence.update(passes=passes, trader=trader_command(ctx.run_id, "reload_state"))
     return evidence
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max, Q
 
 from failover.domain import steps as transitions
@@ -33,16 +34,29 @@ from failover.recovery.alerts import alert_on_commit
 from failover.recovery.handlers import handler_for
 from failover.recovery.kit import StepContext, StepFailed
 from trading.alerts import CRIT
+from trading.engine import crashpoints
 
 logger = logging.getLogger(__name__)
 
-MAX_AUTO_RETRIES = 3  # then WAITING_OPERATOR
-RETRY_BASE_S = 5.0  # 5 s, 10 s, 20 s
-STALE_AFTER_S = 240.0  # longer than the step task's hard time limit: a quiet step's worker is gone
+# A failed plan is retried for as long as it fails, never left for an operator: nobody may be awake, and
+# the cause (an exchange outage, a lost worker) usually passes. Backoff 5 s, 10 s, then every 20 s; past
+# MAX_AUTO_RETRIES the alert says the recovery is stalled. A failure clearing retries a FAILED plan at once.
+MAX_AUTO_RETRIES = 3
+RETRY_BASE_S = 5.0
+RETRY_MAX_S = 20.0
+# A running step's heartbeat is kept by a pulse thread every PULSE_EVERY_S, whatever its handler waits on,
+# so a step quiet for STALE_AFTER_S has lost its worker (killed, host gone, frozen) and the sweeper hands
+# it to another. A frozen worker that wakes later finds its claim gone and its result discarded.
+STALE_AFTER_S = 15.0
 BEAT_EVERY_S = 1.0
+PULSE_EVERY_S = 2.0
 # Failure types no detector clears: their plan completing is their end. (MODULE_CRASH is held by the
 # trader's crash detector until its modules run clean: a plan can finish while a module still throws.)
 CLEARED_BY_PLAN = frozenset({"PROCESS_RESTART", "UNEXPECTED_SHUTDOWN", "DATA_CORRUPTION", "NON_SYNC_STATE"})
+
+# A worker started with SCALPER_CRASH_AT=recovery_step:<STEP_TYPE> and SCALPER_ALLOW_FAULT_HOOKS=1 kills itself
+# in the middle of such a step (chaos tests of a lost worker); without both, nothing is armed.
+crashpoints.arm_from_environment(os.environ, points=crashpoints.WORKER_POINTS)
 
 
 # -- safe mode rule ------------------------------------------------------------------
@@ -110,6 +124,40 @@ def _claim_name(worker: str) -> str:
     return f"{worker or socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class _Pulse:
+    """Keep a running step's heartbeat fresh from a thread of its own while the handler works.
+
+    A handler may wait on the exchange for a while between its own beats; the pulse says the worker is
+    alive meanwhile, so only a worker that is gone (or frozen) lets its step go stale. It writes through
+    its own database connection, closed when the step ends; a failed write is only logged (the next one
+    may succeed, and a step that went stale is simply handed to another worker).
+    """
+
+    def __init__(self, step_pk: int, claim: str) -> None:
+        self.step_pk, self.claim = step_pk, claim
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"step-pulse-{step_pk}", daemon=True)
+
+    def __enter__(self) -> _Pulse:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=PULSE_EVERY_S * 2)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(PULSE_EVERY_S):
+                try:
+                    RecoveryStepRecord.objects.filter(pk=self.step_pk, claimed_by=self.claim,
+                                                      status=StepStatus.RUNNING).update(heartbeat_at=records.now())
+                except Exception as exc:  # noqa: BLE001 (a missed pulse is retried; it must not end the step)
+                    logger.warning("heartbeat of step %s not written: %s", self.step_pk, exc)
+        finally:
+            connection.close()
+
+
 def recovery_step_run(*, step_pk: int, chain_token: str, worker: str = "") -> str:
     """Advance the plan of ``step_pk`` by its head step; return what happened (done, stale, busy, DONE, FAILED)."""
     claim = _claim_name(worker)
@@ -139,20 +187,24 @@ def recovery_step_run(*, step_pk: int, chain_token: str, worker: str = "") -> st
         records.state_commit(row)
         ctx = _context(row, plan, rows, head)
     last_beat = [time.monotonic()]
+    crash_point = crashpoints.recovery_step(head.type)
 
     def beat() -> None:
+        crashpoints.reached(crash_point)  # handlers beat after an exchange read
         if time.monotonic() - last_beat[0] >= BEAT_EVERY_S:
             last_beat[0] = time.monotonic()
             RecoveryStepRecord.objects.filter(pk=head.pk, claimed_by=claim).update(heartbeat_at=records.now())
 
     ctx.beat = beat
-    try:
-        evidence, error = handler_for(head.type)(ctx), None
-    except StepFailed as exc:
-        evidence, error = exc.details, str(exc) or type(exc).__name__
-    except Exception as exc:  # SoftTimeLimitExceeded included: the step fails, the plan decides what next
-        logger.exception("recovery step %s crashed", head.type)
-        evidence, error = {}, f"{type(exc).__name__}: {exc}"
+    with _Pulse(head.pk, claim):
+        try:
+            evidence, error = handler_for(head.type)(ctx), None
+        except StepFailed as exc:
+            evidence, error = exc.details, str(exc) or type(exc).__name__
+        except Exception as exc:  # SoftTimeLimitExceeded included: the step fails, the plan decides what next
+            logger.exception("recovery step %s crashed", head.type)
+            evidence, error = {}, f"{type(exc).__name__}: {exc}"
+    crashpoints.reached(crash_point)  # the step's work is done, its result not stored
     return step_settle(step_pk=head.pk, claim=claim, evidence=evidence, error=error)
 
 
@@ -192,22 +244,21 @@ def _plan_failed(row: FailoverStateRecord, plan: RecoveryPlanRecord, step: Recov
     plan.attempts += 1
     plan.chain_token = ""  # this chain is over; a retry starts a new one
     plan.finished_at = at
-    if plan.attempts > MAX_AUTO_RETRIES:
-        plan.status, plan.next_retry_at, delay = PlanStatus.WAITING_OPERATOR, None, None
-    else:
-        delay = RETRY_BASE_S * 2 ** (plan.attempts - 1)
-        plan.status, plan.next_retry_at = PlanStatus.FAILED, at + timedelta(seconds=delay)
+    delay = min(RETRY_BASE_S * 2 ** (plan.attempts - 1), RETRY_MAX_S)
+    plan.status, plan.next_retry_at = PlanStatus.FAILED, at + timedelta(seconds=delay)
     plan.save()
     if not row.safe_mode:  # an operator forced safe mode off; a failed recovery fails closed again
         row.safe_mode, row.since, row.reason = True, at, plan.failure_type
     row.recovery_in_progress = True
-    alert_on_commit(level=CRIT, type="RECOVERY_STEP_FAILED", run_id=row.run_id,
-                    message=f"Recovery step {step.type} failed: {error}",
+    stalled = plan.attempts > MAX_AUTO_RETRIES
+    alert_on_commit(level=CRIT, type="RECOVERY_STALLED" if stalled else "RECOVERY_STEP_FAILED", run_id=row.run_id,
+                    message=(f"Recovery step {step.type} failed {plan.attempts} times, retrying every "
+                             f"{RETRY_MAX_S:.0f} s: {error}" if stalled else
+                             f"Recovery step {step.type} failed: {error}"),
                     details={"planId": plan.plan_id, "stepId": step.step_id, "attempts": plan.attempts,
                              "next": plan.status, "retryInS": delay})
-    if delay is not None:
-        plan_pk = plan.pk
-        transaction.on_commit(lambda: _schedule_retry(plan_pk, delay))
+    plan_pk = plan.pk
+    transaction.on_commit(lambda: _schedule_retry(plan_pk, delay))
 
 
 def _schedule_retry(plan_pk: int, delay: float) -> None:

@@ -93,24 +93,41 @@ def test_failing_step_keeps_safe_mode_on_marks_it_failed_and_alerts_crit(env: En
     assert services.failover_state_get(run_id=env.run_id).safe_mode is False
 
 
-def test_retries_exhausted_wait_for_the_operator_whose_retry_is_audited(env: Env, ctl):
+def test_a_failing_plan_is_retried_for_ever_with_capped_backoff_and_an_operator_retry_is_audited(env: Env, ctl):
     ctl.inject("http_error", path="*order*", status=502)
     env.report("NON_SYNC_STATE")
     plan = env.plan()
-    for _ in range(runner.MAX_AUTO_RETRIES):
+    delays = []
+    for _ in range(runner.MAX_AUTO_RETRIES + 2):
         plan.refresh_from_db()
+        assert plan.status == PlanStatus.FAILED  # never parked for an operator
+        delays.append(round((plan.next_retry_at - plan.finished_at).total_seconds()))
         runner.sweep_stuck_steps(now=plan.next_retry_at + timedelta(seconds=1))
     plan.refresh_from_db()
-    assert plan.status == PlanStatus.WAITING_OPERATOR and plan.attempts == runner.MAX_AUTO_RETRIES + 1
-    assert plan.next_retry_at is None
+    assert delays == [5, 10, 20, 20, 20] and plan.attempts == runner.MAX_AUTO_RETRIES + 3
+    assert plan.status == PlanStatus.FAILED and plan.next_retry_at is not None
+    alerts = list(Alert.objects.filter(run_id=env.run_id).values_list("type", flat=True))
+    assert "RECOVERY_STALLED" in alerts and "RECOVERY_STEP_FAILED" in alerts
     ctl.clear()
     state = services.recovery_retry(run_id=env.run_id, user="alice")
     assert env.plan().status == PlanStatus.DONE and env.plan().pk == plan.pk
     action = OperatorAction.objects.get(run_id=env.run_id, action="RECOVERY_RETRY")
-    assert action.username == "alice" and action.details["previousStatus"] == "WAITING_OPERATOR"
+    assert action.username == "alice" and action.details["previousStatus"] == "FAILED"
     assert state.version < services.failover_state_get(run_id=env.run_id).version
     with pytest.raises(services.RecoveryNotRetryable):
         services.recovery_retry(run_id=env.run_id, user="alice")
+
+
+def test_a_failure_clearing_retries_a_failed_plan_at_once_instead_of_waiting_out_its_backoff(env: Env, ctl):
+    ctl.inject("http_error", status=503)
+    env.report("EXCHANGE_UNAVAILABLE")
+    plan = env.plan()
+    assert plan.status == PlanStatus.FAILED and plan.next_retry_at is not None
+    ctl.clear()
+    services.failure_cleared(failure_type="EXCHANGE_UNAVAILABLE", run_id=env.run_id)
+    assert env.plan().status == PlanStatus.DONE and env.plan().pk == plan.pk
+    assert services.failover_state_get(run_id=env.run_id).safe_mode is False
+
 
 
 def test_a_failure_during_recovery_extends_the_plan_instead_of_starting_a_second(env: Env, captured_chains):

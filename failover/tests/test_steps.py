@@ -99,19 +99,47 @@ def test_resync_orders_resolves_intents_without_ever_sending_an_order_twice(env:
 def test_resync_orders_marks_missing_order_canceled_and_tracks_an_external_one(env: Env, ctl):
     _order(env, "gone-1", OrderStatus.NEW, exchange_order_id="no-such-id")
     young = _order(env, "young-1", OrderStatus.NEW)
-    Order.objects.filter(pk=young.pk).update(created_at=datetime.now(UTC))  # in flight: left alone
+    # Younger than the 30 s window by about a second: the step asks again until it is old enough.
+    Order.objects.filter(pk=young.pk).update(created_at=datetime.now(UTC) - timedelta(seconds=29))
     external = ctl.place_order("ETHUSDT", "Sell", "0.5", order_type="Limit", price="3100")
     env.report("PRIVATE_WS_DISCONNECTED")
+    assert env.plan().status == PlanStatus.DONE
     gone = Order.objects.get(run_id=env.run_id, order_link_id="gone-1")
     assert gone.status == OrderStatus.CANCELED and gone.reject_reason == "ORDER_MISSING_ON_EXCHANGE"
-    assert Order.objects.get(pk=young.pk).status == OrderStatus.NEW
+    assert Order.objects.get(pk=young.pk).status == OrderStatus.CANCELED  # judged once old enough, not skipped
     tracked = Order.objects.get(run_id=env.run_id, origin="EXTERNAL_ORDER_RECOVERED")
     assert tracked.symbol == "ETHUSDT" and tracked.side == "SELL" and tracked.qty == Decimal("0.5")
     assert tracked.exchange_order_id == str(external.get("orderId", tracked.exchange_order_id))
     details = env.step("RESYNC_ORDERS").details
-    assert [d["kind"] for d in details["inFlight"]] == ["ORDER_IN_FLIGHT"]
-    assert {d["kind"] for d in details["differences"]} == {"ORDER_MISSING_ON_EXCHANGE", "EXTERNAL_ORDER_RECOVERED"}
+    assert details["converged"] is True and details["skipped"] == [] and details["passes"] >= 2
+    actions = {a["orderLinkId"]: a["action"] for a in details["applied"]}
+    assert actions["gone-1"] == actions["young-1"] == "CANCELED_NEVER_SEEN"
+    assert {d["kind"] for d in details["differences"]} >= {"EXTERNAL_ORDER_RECOVERED"}
     assert "ORDER_MISSING_ON_EXCHANGE" in {e["event"] for e in _events(env, "BTCUSDT")}
+
+
+def test_resync_orders_takes_a_vanished_order_final_state_from_the_exchange_never_a_guess(env: Env, ctl, sim):
+    """The zombie: an order placed behind the back, tracked NEW, then filled on the exchange while nobody looked.
+
+    It is young (tracked a moment ago) and no longer open on the exchange: it must become FILLED with its
+    filled quantity from the exchange's order history, not be left NEW, nor later be marked CANCELED.
+    """
+    bid = Decimal(sim.call(lambda s: str(s.engine.books["ETHUSDT"].best_bid()[0])))
+    outside = ctl.place_order("ETHUSDT", "Buy", "0.10", order_type="Limit", price=str(bid))
+    env.report("PRIVATE_WS_DISCONNECTED")
+    tracked = Order.objects.get(run_id=env.run_id, origin="EXTERNAL_ORDER_RECOVERED")
+    assert tracked.status == OrderStatus.NEW and tracked.order_link_id.startswith("EXT-")
+    # Dated by the exchange's createdTime, not by the moment recovery saw it.
+    created_ms = sim.call(lambda s: s.engine.orders[outside["orderId"]].created_ms)
+    assert int(tracked.created_at.timestamp() * 1000) == created_ms
+    ctl.trade("ETHUSDT", str(bid - 1), "5", side="Sell")  # the market trades through it: filled behind our back
+    assert not ctl.state()["orders"]
+    env.report("PRIVATE_WS_DISCONNECTED")
+    row = Order.objects.get(pk=tracked.pk)
+    assert row.status == OrderStatus.FILLED and row.filled_qty == Decimal("0.10")
+    applied = {a["orderLinkId"]: a for a in env.step("RESYNC_ORDERS").details["applied"]}
+    assert applied[tracked.order_link_id]["action"] == "FINAL_STATE_FILLED"
+    assert applied[tracked.order_link_id]["exchange"]["orderId"] == outside["orderId"]
 
 
 def test_read_process_state_records_what_the_previous_process_believed(env: Env):

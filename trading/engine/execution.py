@@ -24,11 +24,13 @@ from typing import Any, Protocol, TypeVar
 
 from failover.domain.clock import Clock
 from failover.domain.enums import OrderSide
+from failover.domain.reconcile import exchange_link_id
 from trading.domain import reasons
 from trading.domain.ids import OrderLinkIdFactory
 from trading.domain.orders import OrderRequest
 from trading.domain.risk import AccountState, RiskEngine
 from trading.domain.statemachine import StateMachine
+from trading.engine import crashpoints
 from trading.engine.eventlog import SYSTEM, EventLog
 from trading.engine.ledger import Ledger
 from trading.engine.localstate import CANCELED, INTENT, REJECTED, SUBMITTED, ZERO, LocalOrder, LocalState
@@ -184,6 +186,7 @@ class ExecutionEngine:
         return ExecResult(False, reason, message=message)
 
     def _send(self, order: LocalOrder) -> None:
+        crashpoints.reached(crashpoints.BEFORE_SEND)  # the intent is stored; the request has not left
         request = PlaceOrder(
             symbol=order.symbol,
             side=BUY if order.side == "BUY" else SELL,
@@ -196,7 +199,8 @@ class ExecutionEngine:
             stop_loss=order.stop_loss,
         )
         self.dispatcher.submit(
-            lambda: self.exchange.place_order(request),
+            # after_send: the exchange's answer is in, not yet handed back to be processed and stored.
+            lambda: crashpoints.passing(crashpoints.AFTER_SEND, self.exchange.place_order(request)),
             lambda ack, error: self._on_submitted(order.order_link_id, ack, error),
         )
 
@@ -289,7 +293,9 @@ def sync_from_exchange(engine: ExecutionEngine) -> dict[str, int]:
         if local.status in (INTENT, SUBMITTED):
             continue  # in flight: resolve_unconfirmed owns these
         if local.order_link_id not in remote_open and local.exchange_order_id not in remote_open:
-            found = exchange.get_order(local.symbol, local.order_link_id)
+            # Gone from the open list: its final state (filled, cancelled) is the exchange's, never a guess.
+            found = exchange.get_order(local.symbol, exchange_link_id(local.order_link_id),
+                                       order_id=local.exchange_order_id or "")
             if found is not None:
                 ledger.apply_order(found)
             else:

@@ -18,9 +18,11 @@ from typing import Any
 
 from failover.domain.clock import Clock
 from failover.domain.enums import OrderSide
+from failover.domain.reconcile import external_link_id
 from trading.domain.quality import ExecutionQuality
 from trading.domain.risk import PositionExposure, RiskEngine
 from trading.domain.statemachine import StateMachine
+from trading.engine import crashpoints
 from trading.engine.eventlog import EventLog
 from trading.engine.localstate import (
     CANCELED,
@@ -100,6 +102,8 @@ class Ledger:
             return
         if local.status == status and local.filled_qty == remote.cum_exec_qty:
             return
+        if remote.cum_exec_qty > local.filled_qty:
+            crashpoints.reached(crashpoints.AFTER_FILL)  # an order update or REST answer reports a fill not stored yet
         updated = self.state.update_order(
             local.order_link_id,
             status=status,
@@ -133,7 +137,7 @@ class Ledger:
 
     def _adopt_order(self, remote: ExchangeOrder, status: str, now: int) -> None:
         adopted = LocalOrder(
-            order_link_id=remote.order_link_id or f"EXT-{remote.order_id}"[:36],
+            order_link_id=remote.order_link_id or external_link_id(remote.order_id),
             symbol=remote.symbol,
             side="BUY" if remote.side == BUY else "SELL",
             qty=remote.qty,
@@ -163,6 +167,7 @@ class Ledger:
 
     def apply_execution(self, execution: Execution) -> None:
         """Record a fill once; add it to the closing trade or to the position's fees."""
+        crashpoints.reached(crashpoints.AFTER_FILL)  # the fill is in, not stored yet
         fresh = self.state.persistence.save_fill(
             exec_id=execution.exec_id,
             order_link_id=execution.order_link_id,

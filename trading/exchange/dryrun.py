@@ -55,8 +55,8 @@ class DryRunExchange:
 
     # -- reads: the real exchange ---------------------------------------------
 
-    def get_order(self, symbol: str, order_link_id: str) -> ExchangeOrder | None:
-        return self._real.get_order(symbol, order_link_id)
+    def get_order(self, symbol: str, order_link_id: str, *, order_id: str = "") -> ExchangeOrder | None:
+        return self._real.get_order(symbol, order_link_id, order_id=order_id)
 
     def open_orders(self, symbol: str | None = None) -> list[ExchangeOrder]:
         return self._real.open_orders(symbol)

@@ -169,8 +169,9 @@ class ExchangePort(Protocol):
 
     def cancel_all(self, symbol: str | None = None) -> list[str]: ...
 
-    def get_order(self, symbol: str, order_link_id: str) -> ExchangeOrder | None:
-        """Find an order by orderLinkId, open or closed; None if the exchange never saw it."""
+    def get_order(self, symbol: str, order_link_id: str, *, order_id: str = "") -> ExchangeOrder | None:
+        """Find an order by orderLinkId (or by ``order_id`` when it has no link), open or closed; None if the
+        exchange never saw it."""
         ...
 
     def open_orders(self, symbol: str | None = None) -> list[ExchangeOrder]: ...

@@ -244,14 +244,17 @@ class PybitRest:
         result = self._call("cancel_all", self._http.cancel_all_orders, category=CATEGORY, **scope)
         return [str(row.get("orderLinkId") or row.get("orderId")) for row in result.get("list", [])]
 
-    def get_order(self, symbol: str, order_link_id: str) -> ExchangeOrder | None:
+    def get_order(self, symbol: str, order_link_id: str, *, order_id: str = "") -> ExchangeOrder | None:
+        key, value = ("orderLinkId", order_link_id) if order_link_id else ("orderId", order_id)
+        if not value:
+            raise ValueError("get_order needs an orderLinkId or an orderId")
         for operation, method in (
             ("get_order", self._http.get_open_orders),
             ("get_order_history", self._http.get_order_history),
         ):
-            result = self._call(operation, method, category=CATEGORY, symbol=symbol, orderLinkId=order_link_id)
+            result = self._call(operation, method, category=CATEGORY, symbol=symbol, **{key: value})
             for row in result.get("list", []):
-                if row.get("orderLinkId") == order_link_id:
+                if row.get(key) == value:
                     return parse_order(row)
         return None
 

@@ -114,7 +114,9 @@ class ManagedStream:
         subscribe: Callable[[Any], None],
         sink: StreamSink,
         rebuild_after_ms: int = 3000,
-        max_backoff_ms: int = 30000,
+        # A stream is rebuilt at least this often for as long as it stays down: after a long outage the
+        # first build once the exchange is back comes within this bound, which the liveness bound counts.
+        max_backoff_ms: int = 8000,
         build_timeout_s: float = 15.0,
     ) -> None:
         self.name = name

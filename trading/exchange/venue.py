@@ -162,8 +162,8 @@ class InProcessVenue:
     def _order(self, order: Any) -> ExchangeOrder:
         return parse_order(payloads.order_item(self.engine, order))
 
-    def get_order(self, symbol: str, order_link_id: str) -> ExchangeOrder | None:
-        found = self.engine.find_order(None, order_link_id)
+    def get_order(self, symbol: str, order_link_id: str, *, order_id: str = "") -> ExchangeOrder | None:
+        found = self.engine.find_order(None if order_link_id else order_id or None, order_link_id or None)
         return self._order(found) if found is not None and found.symbol == symbol else None
 
     def open_orders(self, symbol: str | None = None) -> list[ExchangeOrder]:

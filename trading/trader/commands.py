@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from failover.domain.enums import OrderSide
 from trading.domain.config import DEFAULT_CONFIG
+from trading.engine import crashpoints
 
 if TYPE_CHECKING:
     from trading.trader.blackbox import Blackbox
@@ -29,6 +30,7 @@ COMMAND_NAMES: tuple[str, ...] = (
     "close_position",
     "arm_fault",
 )
+FAULT_ARGS = frozenset({"feature_engine_error", "crash_at", "crash_after"})
 
 
 class Commands:
@@ -124,8 +126,36 @@ class Commands:
             raise ValueError(f"{symbol!r} is not a symbol this trader trades ({', '.join(symbols)})")
         return self._core.execution.submit_exit(symbol, reason="OPERATOR_CLOSE").to_dict()
 
-    def arm_fault(self, feature_engine_error: str | None = None) -> dict[str, Any]:
+    def arm_fault(self, **faults: Any) -> dict[str, Any]:
+        """Arm or disarm the faults named (``feature_engine_error``, ``crash_at`` with ``crash_after``).
+
+        Only what is named changes; a refusal (hooks off, an unknown name or
+        point) changes nothing. The answer is what is armed now.
+        """
         if not self._ctx.settings.allow_fault_hooks:
             raise PermissionError("fault hooks are off (start the trader with --allow-fault-hooks)")
-        self._ctx.hooks.feature_engine_error = feature_engine_error
-        return {"featureEngineError": feature_engine_error}
+        unknown = sorted(set(faults) - FAULT_ARGS)
+        if unknown:
+            raise TypeError(f"unknown fault {', '.join(unknown)}; known: {', '.join(sorted(FAULT_ARGS))}")
+        if "crash_after" in faults and "crash_at" not in faults:
+            raise ValueError("crash_after needs crash_at")
+        if "crash_at" in faults:
+            _arm_crash(faults["crash_at"], faults.get("crash_after", 1))
+        if "feature_engine_error" in faults:
+            self._ctx.hooks.feature_engine_error = faults["feature_engine_error"]
+        armed = crashpoints.REGISTRY.armed
+        return {
+            "featureEngineError": self._ctx.hooks.feature_engine_error,
+            "crashAt": armed.point if armed else None,
+            "crashAfter": armed.remaining if armed else None,
+        }
+
+
+def _arm_crash(point: Any, after: Any) -> None:
+    """Arm one of the trader's crash points (None disarms); raise ValueError for anything else."""
+    if point is None:
+        crashpoints.disarm()
+        return
+    if point not in crashpoints.TRADER_POINTS:
+        raise ValueError(f"unknown crash point {point!r}; the trader's: {', '.join(crashpoints.TRADER_POINTS)}")
+    crashpoints.arm(point, after)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from failover.domain.enums import FailureType
 from failover.domain.process_state import ProcessStateStore
 from failover.domain.types import FailureEvent
 from trading.domain.config import ConfigEngine
+from trading.engine import crashpoints
 from trading.engine.core import FaultHooks, TradingCore
 from trading.engine.eventlog import EventLog
 from trading.engine.execution import Dispatcher
@@ -111,7 +113,11 @@ def build_context(
         control=control,
         post=post,
         clock=clock,
-        store=ProcessStateStore(data / "system" / "process_state.json", clock=clock),
+        store=ProcessStateStore(
+            data / "system" / "process_state.json",
+            clock=clock,
+            midway=partial(crashpoints.reached, crashpoints.MID_STATE_WRITE),
+        ),
         events=EventLog(data / "events", clock_ms=clock.now_ms, run_id=settings.run_id),
         config_engine=ConfigEngine(data / "config" / "config.json", clock),
         link=FailoverLink(

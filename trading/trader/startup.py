@@ -65,6 +65,21 @@ def keep_previous(store: ProcessStateStore) -> None:
         logger.warning("cannot keep the previous process state in %s: %s", target.name, exc)
 
 
+def remove_stale_temp_files(store: ProcessStateStore) -> None:
+    """Delete the temp files a writer killed mid-write left beside the state file (never read, only in the way).
+
+    Called once no other trader can be writing: after the verdict on the previous run.
+    """
+    try:
+        removed = store.remove_stale_temp_files()
+    except OSError as exc:  # litter, not a condition of the start
+        logger.warning("cannot remove stale temp files beside %s: %s", store.path.name, exc)
+        return
+    if removed:
+        logger.warning("removed %d temp file(s) a killed writer left: %s", len(removed),
+                       ", ".join(p.name for p in removed))
+
+
 def previous_run(store: ProcessStateStore, *, now: datetime) -> list[FailureEvent]:
     """Read the previous process state; return the failures this start must report, stamped ``now``.
 
@@ -88,6 +103,7 @@ def previous_run(store: ProcessStateStore, *, now: datetime) -> list[FailureEven
             ),
         ]
     verdict = classify_previous_run(previous, trader_pid_alive, current_pid=os.getpid())  # may refuse to start
+    remove_stale_temp_files(store)
     if previous is None or verdict is None:
         return [
             FailureEvent(
