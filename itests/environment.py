@@ -156,11 +156,42 @@ class IsolatedEnvironment:
             [sys.executable, "manage.py", "run_simexchange", "--port", str(self.sim_port), "--reset",
              "--speed", str(self.speed), "--state", str(self.root / "exchange_state.json")],
         )
-        self._start("worker", celery_worker_argv(name=self.run_id))
+        self._start("worker", self._worker_argv("worker", self.run_id))
         for name, marker in (("sim", "listening"), ("worker", "ready.")):
             wait_until(functools.partial(self._ready, name, marker), timeout=timeout, interval=0.1,
                        what=f"the {name} to start (log {self.logs / (name + '.log')})")
         return self
+
+    def start_worker(self, name: str = "worker", *, extra_env: dict[str, str] | None = None,
+                     timeout: float = 60.0) -> subprocess.Popen:
+        """Start (again) a Celery worker on the run's queue; ``extra_env`` arms a worker crash point."""
+        env = {**self.env, **(extra_env or {})}
+        process = start_process(self._worker_argv(name, f"{self.run_id}-{name}"), env=env,
+                                log=self.logs / f"{name}.log")
+        self.processes[name] = process
+        self._changed()
+        if timeout > 0:
+            wait_until(functools.partial(self._ready, name, "ready."), timeout=timeout, interval=0.1,
+                       what=f"the {name} to start (log {self.logs / (name + '.log')})")
+        return process
+
+    def kill_group(self, name: str, sig: int = signal.SIGKILL, *, timeout: float = 30.0) -> int | None:
+        """Send ``sig`` to a started process's whole group (a worker and its pool, as a host loss would)."""
+        process = self.processes.get(name)
+        if process is None or process.poll() is not None:
+            return None if process is None else process.returncode
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        code = process.wait(timeout=timeout)
+        self._changed()
+        return code
+
+    def _worker_argv(self, name: str, node: str) -> list[str]:
+        """A worker of the run's queue with its own beat: the sweepers (a step whose worker was lost, a plan
+        whose retry is due) run for the run as `make run`'s beat does for the product."""
+        return [*celery_worker_argv(name=node), "--beat", "--schedule", str(self.logs / f"{name}-beat-schedule")]
 
     def _ready(self, name: str, marker: str) -> bool:
         process = self.processes[name]

@@ -16,7 +16,9 @@ from itests.scenarios.scenario_6_panic_close import PanicClose
 from itests.scenarios.scenario_a_exchange_outage import SoftExchangeOutage
 from itests.scenarios.scenario_b_module_crash import ModuleCrash
 from itests.scenarios.scenario_c_clean_restart import CleanRestart
+from itests.scenarios.scenario_chaos_kill9 import ChaosKill9
 from itests.scenarios.scenario_d_storm import NightStorm
+from itests.scenarios.scenario_fault_soak import FaultSoak
 
 
 class UnknownScenario(ValueError):
@@ -25,7 +27,7 @@ class UnknownScenario(ValueError):
 
 SCENARIOS: tuple[type[IntegrationScenario], ...] = (
     HappyPath, PrivateWsDisconnect, ProcessRestartRecovery, ConfigInvalidScenario, SlippageSpike, PanicClose,
-    SoftExchangeOutage, ModuleCrash, CleanRestart, NightStorm,
+    SoftExchangeOutage, ModuleCrash, CleanRestart, NightStorm, ChaosKill9, FaultSoak,
 )
 SCENARIOS_BY_ID: dict[str, type[IntegrationScenario]] = {cls.id: cls for cls in SCENARIOS}
 

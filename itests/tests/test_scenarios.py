@@ -19,8 +19,8 @@ from itests.runner import IntegrationRunner
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def _run(scenario_id: str) -> dict:
-    report = IntegrationRunner(requested_by="pytest").run_scenario(scenario_id)
+def _run(scenario_id: str, **options) -> dict:
+    report = IntegrationRunner(requested_by="pytest").run_scenario(scenario_id, options=options)
     record = IntegrationRunRecord.objects.get(run_id=report["runId"])
     assert record.status == "DONE" and Path(record.report_path).exists()
     assert json.loads(Path(record.report_path).read_text()) == report
@@ -70,3 +70,18 @@ def test_c_graceful_restart_with_nothing_open_gets_a_minimal_plan():
 
 def test_d_the_3am_storm_blocks_entries_until_everything_has_cleared_and_ends_in_sync():
     _run("TEST_D")
+
+
+def test_chaos_kill9_ten_kills_converge_every_time_with_no_violation_from_the_exchanges_record():
+    metrics = _run("CHAOS_KILL9", kills=10, seed=20261202)["result"]["metrics"]
+    assert metrics["kills"] == 10 and metrics["restarts"] >= 10
+    assert sum(metrics["violations"].values()) == 0
+    assert metrics["entries"] >= 1 and metrics["checkpoints"] >= 1
+    assert metrics["restartToRunningMs"]["count"] >= 10
+
+
+def test_fault_soak_a_minute_of_storms_ends_in_safe_mode_off_and_sync_with_no_violation():
+    metrics = _run("FAULT_SOAK", duration_s=60, seed=20261202)["result"]["metrics"]
+    assert metrics["storms"] >= 1 and metrics["faults"] >= 2
+    assert sum(metrics["violations"].values()) == 0
+    assert metrics["finalSafeModeOffMs"] is not None

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from itests import services
+from itests.chaos import invariants
+from itests.environment import runs_root
 from itests.models import IntegrationRunRecord
 from itests.runner import IntegrationRunner
 
@@ -26,6 +30,11 @@ class Command(BaseCommand):
                          help="SCENARIO_1: keep trading this many seconds (600-900 for the soak)")
         run.add_argument("--min-trades", type=int, default=1, help="SCENARIO_1: trades required to pass")
         run.add_argument("--speed", type=float, default=20.0, help="simulator market speed-up")
+        run.add_argument("--kills", type=int, default=0, help="CHAOS_KILL9: kill cycles (default 10)")
+        run.add_argument("--seed", type=int, default=None,
+                         help="CHAOS_KILL9, FAULT_SOAK: the random seed (a run prints its own; reuse it to replay)")
+        check = sub.add_parser("check", help="judge a chaos run again, offline, from its recorded history")
+        check.add_argument("folder", help="a run's history folder (<runs>/<runId>/history) or its run id")
         sweep = sub.add_parser("sweep", help="finish runs whose process was lost; start the next queued run")
         sweep.add_argument("--stale-after", type=float, default=services.STALE_AFTER_S)
 
@@ -34,6 +43,8 @@ class Command(BaseCommand):
         if action == "list":
             for meta in services.scenarios_list():
                 self.stdout.write(f"{meta['id']:<11} {meta['name']:<36} {meta['description']}")
+        elif action == "check":
+            sys.exit(self._check(opts["folder"]))
         elif action == "sweep":
             outcome = services.integration_runs_sweep(stale_after_s=opts["stale_after"])
             self.stdout.write(f"abandoned: {outcome['abandoned'] or '-'}; dispatched: {outcome['dispatched'] or '-'}")
@@ -56,7 +67,8 @@ class Command(BaseCommand):
             raise CommandError("no Redis: set REDIS_URL, or start the product with `make run` and run this beside it")
         runner = IntegrationRunner(
             requested_by="cli", printer=self._progress,
-            options={"duration_s": opts["duration"], "min_trades": opts["min_trades"], "speed": opts["speed"]},
+            options={"duration_s": opts["duration"], "min_trades": opts["min_trades"], "speed": opts["speed"],
+                     "kills": opts["kills"], "seed": opts["seed"]},
         )
         try:
             reports = runner.run_all() if opts["all"] else [runner.run_scenario(opts["scenario"])]
@@ -64,6 +76,16 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self._summary(reports)
         return 0 if all(r["result"]["success"] for r in reports) else 1
+
+    def _check(self, where: str) -> int:
+        folder = Path(where)
+        if not folder.is_dir():
+            folder = runs_root() / where / "history"
+        if not (folder / "meta.json").exists():
+            raise CommandError(f"no recorded chaos history at {folder}")
+        verdict = invariants.check(invariants.load(folder))
+        self.stdout.write(json.dumps(verdict.to_dict(), indent=2, default=str))
+        return 0 if verdict.ok else 1
 
     def _progress(self, record: IntegrationRunRecord | None, step: str) -> None:
         if record is not None:
