@@ -64,6 +64,18 @@ def _exchange_position(x: ExchangePosition) -> PositionSnapshot:
                             pnl_unrealized=float(x.unrealised_pnl))
 
 
+def _origin_of(ctx: StepContext, symbol: str) -> str:
+    """LOCAL when one of the run's own entries since the symbol's last position explains it (a fill the
+    trader died before storing), else EXTERNAL_POSITION_RECOVERED: someone else opened it."""
+    last = (Position.objects.filter(run_id=ctx.run_id, symbol=symbol).order_by("-opened_at")
+            .values_list("closed_at", "opened_at").first())
+    entries = Order.objects.filter(run_id=ctx.run_id, symbol=symbol, purpose="ENTRY").exclude(
+        status__in=(OrderStatus.CANCELED, OrderStatus.REJECTED))
+    if last is not None:
+        entries = entries.filter(created_at__gt=last[0] or last[1])
+    return Origin.LOCAL if entries.exists() else Origin.EXTERNAL_POSITION_RECOVERED
+
+
 def resync_positions(ctx: StepContext) -> dict[str, Any]:
     """Adopt exchange-only positions, close local-only ones, correct the ones that differ."""
     try:
@@ -84,11 +96,12 @@ def resync_positions(ctx: StepContext) -> dict[str, Any]:
             x = theirs[snap.symbol]
             try:
                 with transaction.atomic():
+                    origin = _origin_of(ctx, x.symbol)
                     Position.objects.create(
                         run_id=ctx.run_id, symbol=x.symbol, side=snap.side.value, qty=x.size, entry_price=x.avg_price,
                         leverage=x.leverage or 1, pnl_unrealized=x.unrealised_pnl, status=PositionStatus.OPEN,
-                        origin=Origin.EXTERNAL_POSITION_RECOVERED, opened_at=at)
-                done.append({"symbol": x.symbol, "action": "ADOPTED"})
+                        origin=origin, opened_at=at)
+                done.append({"symbol": x.symbol, "action": "ADOPTED", "origin": origin})
             except IntegrityError:  # the trader recorded it meanwhile: one open position per symbol
                 done.append({"symbol": x.symbol, "action": "ALREADY_OPEN_LOCALLY"})
         for snap in diff.close:
@@ -106,11 +119,12 @@ def resync_positions(ctx: StepContext) -> dict[str, Any]:
             else:
                 try:
                     with transaction.atomic():
+                        origin = _origin_of(ctx, x.symbol)
                         Position.objects.create(
                             run_id=ctx.run_id, symbol=x.symbol, side=mismatch.exchange.side.value, qty=x.size,
                             entry_price=x.avg_price, leverage=x.leverage or 1, status=PositionStatus.OPEN,
-                            origin=Origin.EXTERNAL_POSITION_RECOVERED, opened_at=at)
-                    done.append({"symbol": x.symbol, "action": "ADOPTED"})
+                            origin=origin, opened_at=at)
+                    done.append({"symbol": x.symbol, "action": "ADOPTED", "origin": origin})
                 except IntegrityError:
                     done.append({"symbol": x.symbol, "action": "ALREADY_OPEN_LOCALLY"})
     evidence = diff.to_details()

@@ -61,6 +61,21 @@ def test_resync_positions_adopts_a_position_opened_behind_the_back_and_closes_a_
     assert env.step("CLEAR_LOCAL_STATE").details["keep"] == ["BTCUSDT"]
 
 
+def test_resync_positions_adopts_the_runs_own_unstored_entry_as_local_not_external(env: Env, ctl):
+    """The trader died between the fill and storing it: its ENTRY intent explains the position."""
+    _position(env, "ETHUSDT")
+    Position.objects.filter(run_id=env.run_id, symbol="ETHUSDT").update(status="CLOSED", closed_at=_old())
+    _order(env, "entry-1", OrderStatus.SUBMITTED, symbol="ETHUSDT", purpose="ENTRY")
+    # Sent 29 s ago, after the last position closed: RESYNC_ORDERS resolves it a second later.
+    Order.objects.filter(run_id=env.run_id, order_link_id="entry-1").update(
+        created_at=datetime.now(UTC) - timedelta(seconds=29))
+    ctl.open_position("ETHUSDT", "Buy", "0.10")
+    ctl.open_position("BTCUSDT", "Sell", "0.01")  # nobody's entry explains this one
+    env.report("NON_SYNC_STATE")
+    origins = dict(Position.objects.filter(run_id=env.run_id, status="OPEN").values_list("symbol", "origin"))
+    assert origins == {"ETHUSDT": "LOCAL", "BTCUSDT": "EXTERNAL_POSITION_RECOVERED"}
+
+
 def test_resync_positions_corrects_a_size_to_exchange_truth_and_is_idempotent(env: Env, ctl):
     ctl.open_position("ETHUSDT", "Sell", "0.05")
     _position(env, "ETHUSDT", side="SHORT", qty="0.02")

@@ -61,6 +61,7 @@ class ChaosScenario(IntegrationScenario):
         waited = driver.wait_safe_mode_off(within_s=LIVENESS_S + 15)
         self.metrics["finalSafeModeOffMs"] = waited
         driver.checkpoint("end")
+        driver.make_room()  # one entry per symbol: with every symbol held, no entry could come
         since, after = now_ms(), driver.env.control.history(after=0, limit=1)["lastSeq"]
         self.progress("wait for the trader to enter again")
         deadline = time.monotonic() + TRADES_AGAIN_S

@@ -56,8 +56,8 @@ class ChaosDriver:
         if how == "crash_point":
             point = self.rng.choice(TRADER_CRASH_POINTS)
             if point in SEND_POINTS:
-                self._make_room()
-            how = self._die_at(point, crash_wait_s)
+                self.make_room()
+            how = self._die_at(point, crash_wait_s, with_worker=with_worker)
         if how != "crash_point":
             self.recorder.event("kill", how=how, target="trader", point=point, worker=with_worker)
             self.env.kill_trader(signal.SIGKILL)
@@ -65,7 +65,7 @@ class ChaosDriver:
             self.env.kill_group(self.worker_name, signal.SIGKILL)
         return {"how": how, "point": point}
 
-    def _make_room(self) -> None:
+    def make_room(self) -> None:
         """Close a position behind the trader's back when every symbol holds one, so it has an entry to send."""
         held = [p["symbol"] for p in self.env.exchange()["positions"] if Decimal(p["size"]) > 0]
         if len(held) >= len(self.env.symbols):
@@ -76,7 +76,7 @@ class ChaosDriver:
                 result = {"refused": str(exc)}
             self.recorder.event("behind_back", action="close", purpose="room for an entry", result=result)
 
-    def _die_at(self, point: str, wait_s: float) -> str:
+    def _die_at(self, point: str, wait_s: float, *, with_worker: bool) -> str:
         """Arm a crash point and wait for the trader to reach it; fall back to a plain SIGKILL if it does not."""
         try:
             ack = send_command("arm_fault", run_id=self.run_id, args={"crash_at": point}, wait_s=5)
@@ -95,7 +95,7 @@ class ChaosDriver:
             self.recorder.event("crash_point_not_reached", point=point, waitedMs=now_ms() - armed)
             return "random_after_crash_point"
         self.recorder.event("kill", how="crash_point", target="trader", point=point, armedAtMs=armed,
-                            exitCode=trader.returncode)
+                            exitCode=trader.returncode, worker=with_worker)
         return "crash_point"
 
     def kill_worker_in_step(self) -> str:

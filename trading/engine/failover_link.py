@@ -75,12 +75,15 @@ class FailoverLink:
         on_change: Callable[[FailoverView], None] | None = None,
         refresh_interval_s: float = 1.0,
         clock: Clock = SYSTEM_CLOCK,
+        retry_base_s: float = 0.2,
+        retry_max_s: float = 5.0,
     ) -> None:
         self.run_id = run_id
         self.confirm_timeout_ms = confirm_timeout_ms
         self._services = services  # failover.services, injected so the link stays testable
         self._on_change = on_change
         self._refresh_interval_s = refresh_interval_s
+        self._retry_base_s, self._retry_max_s = retry_base_s, retry_max_s
         self._clock = clock
         self._monotonic_ms = clock.monotonic_ms  # bound once: read on every entry check
         self.safe_mode = True  # fail closed until the first confirmation
@@ -209,9 +212,15 @@ class FailoverLink:
             self.refresh()
 
     def _deliver(self, job: FailureEvent | str) -> bool:
-        """Send a report (a FailureEvent) or a clearance (a failure type), with retries; False once stopping."""
+        """Send a report (a FailureEvent) or a clearance (a failure type) until it lands; False once stopping.
+
+        Never given up: a report dropped would leave this trader's latch on for ever (entries refused while
+        the database says safe mode OFF), a clearance dropped would leave the failure active (safe mode ON
+        for ever). The backoff grows to ``retry_max_s``; past a few attempts each failure is an ERROR.
+        """
         kind = "report" if isinstance(job, FailureEvent) else "cleared"
-        for attempt in range(5):
+        attempt = 0
+        while True:
             try:
                 if isinstance(job, FailureEvent):
                     state = self._services.failure_report(event=job, run_id=self.run_id)
@@ -222,10 +231,11 @@ class FailoverLink:
                     self._services.failure_cleared(failure_type=job, run_id=self.run_id)
                 return True
             except Exception as exc:
-                logger.warning("failover %s failed (attempt %d): %s", kind, attempt + 1, exc)
-                if self._stop.wait(0.2 * 2**attempt):
+                attempt += 1
+                log = logger.error if attempt >= 5 else logger.warning
+                log("failover %s failed (attempt %d), retrying: %s", kind, attempt, exc)
+                if self._stop.wait(min(self._retry_base_s * 2 ** (attempt - 1), self._retry_max_s)):
                     return False
-        return True
 
     def _poll(self) -> None:
         while not self._stop.is_set():

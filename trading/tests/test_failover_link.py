@@ -99,6 +99,32 @@ def test_a_detected_failure_blocks_entries_before_the_database_knows_and_is_repo
         link.stop()
 
 
+def test_a_report_is_retried_until_it_lands_never_dropped_and_only_then_the_latch_can_lift():
+    """Dropped after five failures, a report left the latch on for ever: entries refused while the
+    database said safe mode OFF. It is retried until it lands; then the database's state rules."""
+    db = Database()
+    failures = [12]  # more than any fixed number of attempts
+
+    def flaky_report(*, event: FailureEvent, run_id: str) -> Gate:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise RuntimeError("a bug in an alert sink")
+        return Database.failure_report(db, event=event, run_id=run_id)
+
+    db.failure_report = flaky_report  # type: ignore[method-assign]
+    link = link_on(db, ManualClock(T0), retry_base_s=0.001, retry_max_s=0.005).start()
+    try:
+        link.refresh()
+        link.report(FailureEvent(timestamp=utc_now(), type=FailureType.NON_SYNC_STATE,
+                                 source=FailureSource.RECONCILER, message="apart", details={}))
+        assert db.took_a_report.wait(WAIT_S) and failures == [0]
+        db.gate = Gate(safe_mode=False, version=db.gate.version + 1)  # its plan done, safe mode OFF
+        link.refresh()
+        assert not link.is_safe_mode()
+    finally:
+        link.stop()
+
+
 def _changed(**payload) -> dict:
     return {"kind": "failover.changed", "payload": payload}
 
