@@ -117,7 +117,11 @@ class FaultSoak(ChaosScenario):
         driver.recorder.event("all_clear")
 
     def _quiet(self, driver: ChaosDriver, seconds: float) -> None:
+        """Let the product recover: once safe mode is off within the gap, local state must equal the
+        exchange's (a checkpoint); then trade on until the gap ends."""
         end = time.monotonic() + seconds
+        if driver.wait_safe_mode_off(within_s=seconds) is not None and end - time.monotonic() > 15:
+            driver.checkpoint("after_recovery")
         while time.monotonic() < end:
             self._check_trader()
             time.sleep(min(1.0, max(0.0, end - time.monotonic())))

@@ -217,8 +217,10 @@ class ExecutionEngine:
                 self.state.update_order(link_id, exchange_order_id=ack.order_id)
             return
         if isinstance(error, (AmbiguousSubmitError, DuplicateOrderLinkId)):
-            # The order may exist: find out by its id, never send it again.
-            self.state.update_order(link_id, status=SUBMITTED, updated_ms=now)
+            # The order may exist: find out by its id, never send it again. The stream may already have
+            # moved it further (filled): a lost answer never moves it back.
+            if order.status == INTENT:
+                self.state.update_order(link_id, status=SUBMITTED, updated_ms=now)
             self.events.write(order.symbol, "ORDER_OUTCOME_UNKNOWN", orderLinkId=link_id, error=str(error))
             self._lookup(order)
             return
@@ -290,8 +292,8 @@ def sync_from_exchange(engine: ExecutionEngine) -> dict[str, int]:
         ledger.apply_order(remote)
     remote_open = {o.order_link_id for o in remote_orders} | {o.order_id for o in remote_orders}
     for local in state.open_orders():
-        if local.status in (INTENT, SUBMITTED):
-            continue  # in flight: resolve_unconfirmed owns these
+        if local.status == INTENT or (local.status == SUBMITTED and not local.exchange_order_id):
+            continue  # in flight, never acknowledged: resolve_unconfirmed owns these
         if local.order_link_id not in remote_open and local.exchange_order_id not in remote_open:
             # Gone from the open list: its final state (filled, cancelled) is the exchange's, never a guess.
             found = exchange.get_order(local.symbol, exchange_link_id(local.order_link_id),
@@ -358,9 +360,15 @@ def _close_at_market(engine: ExecutionEngine, remote: ExchangePosition, report: 
         )
     )
     try:
-        engine.exchange.place_order(
+        ack = engine.exchange.place_order(
             PlaceOrder(symbol=remote.symbol, side=side, qty=remote.size, order_link_id=link_id, reduce_only=True)
         )
+        # The answer confirms it: SUBMITTED with its id, so it is neither looked up as unconfirmed later nor
+        # skipped by the final resync (the stream or that resync moves it on).
+        current = engine.state.orders.get(link_id)
+        if current is not None and current.status == INTENT:
+            engine.state.update_order(link_id, status=SUBMITTED, exchange_order_id=ack.order_id,
+                                      updated_ms=engine.clock.now_ms())
         report["closedPositions"].append(remote.symbol)
     except ExchangeError as exc:
         report["errors"].append(f"{remote.symbol}: {exc}")

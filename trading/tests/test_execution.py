@@ -11,7 +11,7 @@ from trading.domain import reasons
 from trading.engine.eventlog import read_events
 from trading.engine.execution import panic_close_all
 from trading.engine.localstate import FILLED, REJECTED
-from trading.exchange.port import AmbiguousSubmitError, PlaceOrder
+from trading.exchange.port import AmbiguousSubmitError, ExchangeError, PlaceOrder
 from trading.exchange.venue import InProcessVenue
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
 from trading.tests.kit import T0, build_rig
@@ -186,3 +186,42 @@ def test_panic_close_cancels_orders_closes_positions_and_refreshes_risk(tmp_path
     assert len(rig.persistence.trades) == 2
     assert rig.core.risk.open_positions == 0 and rig.core.risk.exposure == 0
     assert rig.core.risk.daily_pnl == sum(t.realized_pnl for t in rig.persistence.trades)
+
+
+class FillsThenLosesTheAnswer(InProcessVenue):
+    """The fill arrives on the private stream first; then the HTTP answer is lost."""
+
+    core = None
+
+    def place_order(self, order: PlaceOrder):
+        super().place_order(order)
+        for message in self.drain():  # the stream is faster than the lost answer
+            self.core.on_private(message)
+        raise AmbiguousSubmitError("read timed out", order_link_id=order.order_link_id)
+
+    def get_order(self, symbol: str, order_link_id: str, *, order_id: str = ""):
+        raise ExchangeError("the lookup goes unanswered too")  # only the stream's word counts here
+
+
+def test_a_lost_answer_never_moves_an_order_the_stream_already_filled_back_to_submitted(tmp_path):
+    instruments = {"BTCUSDT": DEFAULT_INSTRUMENTS["BTCUSDT"]}
+    venue = FillsThenLosesTheAnswer(instruments, clock_ms=lambda: T0)
+    rig = build_rig(["BTCUSDT"], tmp_path, venue=venue)
+    venue.core = rig.core
+    result = rig.core.execution.submit_entry(rig.request("BTCUSDT"))
+    order = rig.core.state.orders[result.order_link_id]
+    assert order.status == FILLED and rig.core.state.positions["BTCUSDT"].qty == order.qty
+    assert len(venue.engine.orders) == 1
+
+
+def test_panic_close_orders_are_confirmed_by_the_answer_and_settled_by_its_final_resync(tmp_path):
+    """Without the private stream, the closing orders still end FILLED: not left INTENT to be looked up."""
+    rig = build_rig(["BTCUSDT", "ETHUSDT"], tmp_path)
+    rig.enter("BTCUSDT")
+    rig.enter("ETHUSDT", OrderSide.SELL)
+    report = panic_close_all(rig.core.execution)  # no pump: the stream says nothing
+    assert report["success"] is True
+    closing = [o for o in rig.core.state.orders.values() if o.purpose == "PANIC_CLOSE"]
+    assert len(closing) == 2
+    assert all(o.status == FILLED and o.exchange_order_id for o in closing)
+    assert rig.core.state.positions == {}
