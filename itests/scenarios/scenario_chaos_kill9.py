@@ -27,6 +27,9 @@ class ChaosKill9(ChaosScenario):
                      "no entry stacked on an open position", "local == exchange after each recovery and at the end",
                      "safe mode ends; the trader runs again and trades again")
 
+    # A queued run (dashboard, API) takes the defaults: its task's time limit comes from this.
+    time_limit_s = 240.0 + 45.0 * DEFAULT_KILLS
+
     def kills(self) -> int:
         return int(self.options.get("kills") or DEFAULT_KILLS)
 

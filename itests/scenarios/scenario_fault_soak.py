@@ -77,6 +77,9 @@ class FaultSoak(ChaosScenario):
                      "no entry stacked on an open position", "local == exchange at the end",
                      "safe mode ends after every storm; the trader trades again")
 
+    # A queued run (dashboard, API) takes the defaults: its task's time limit comes from this.
+    time_limit_s = DEFAULT_DURATION_S + 300.0
+
     def duration(self) -> float:
         return float(self.options.get("duration_s") or DEFAULT_DURATION_S)
 
