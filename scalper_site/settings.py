@@ -8,6 +8,7 @@ at real services; the code path is the same.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from failover.domain import files as private_files
 from scalper_site import embedded_redis
 from scalper_site.env import env_bool, env_int, env_list, env_str
+from scalper_site.metrics.folder import metrics_folder_prepare
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("SCALPER_DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -27,6 +29,20 @@ DATA_DIR = Path(env_str("SCALPER_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 with contextlib.suppress(OSError):  # a folder this user may not change fails loudly where it is used
     private_files.secure_folder(DATA_DIR)
     private_files.secure_folder(DATA_DIR / "system")
+
+# /metrics: every process writes the histograms it records to its own file in this folder (prometheus-client's
+# multiprocess mode) and the web server adds them up at each scrape. The library reads the variable once, at its
+# first import, which comes after the settings; child processes inherit it. Each start removes dead processes' files.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR") or str(DATA_DIR / "system" / "metrics")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+with contextlib.suppress(OSError):  # unwritable: samples are dropped (logged once), the scrape says the source is down
+    metrics_folder_prepare(Path(PROMETHEUS_MULTIPROC_DIR))
+# Loopback clients are served without credentials (off behind a proxy on this host that hides the client's address
+# from uvicorn); any other client needs `Authorization: Bearer <SCALPER_METRICS_TOKEN>`.
+SCALPER_METRICS_LOOPBACK = env_bool("SCALPER_METRICS_LOOPBACK", True)
+SCALPER_METRICS_TOKEN = env_str("SCALPER_METRICS_TOKEN").strip()
+if SCALPER_METRICS_TOKEN and len(SCALPER_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("SCALPER_METRICS_TOKEN must be at least 32 characters (or unset)")
 
 DEBUG = env_bool("DEBUG", False)
 EMBEDDED = not env_str("DATABASE_URL")
@@ -61,6 +77,8 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "scalper_site.security.SanitizingExceptionRe
 # embedded http://127.0.0.1 setup keeps working; the README's "Production settings" block turns it on.
 HTTPS = env_bool("SCALPER_HTTPS", False)
 SECURE_SSL_REDIRECT = HTTPS
+# A scraper on this machine speaks plain HTTP to the web server; /metrics has its own access rule.
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 # An hour unless told: a browser that saw HSTS refuses plain HTTP for that long, so grow it once HTTPS is proven.
@@ -108,6 +126,8 @@ INSTALLED_APPS = [
     # Login lockout after repeated failures (see the AXES_* settings below).
     "axes",
     "drf_spectacular",
+    # Swagger UI and Redoc as static files of this site (no CDN).
+    "drf_spectacular_sidecar",
     "channels",
     "trading",
     "failover",
@@ -264,10 +284,19 @@ if SWEEP_EVERY_S < 1:
 SCALPER_FAILOVER_HISTORY_DAYS = env_int("SCALPER_FAILOVER_HISTORY_DAYS", 30)
 if SCALPER_FAILOVER_HISTORY_DAYS < 1:
     raise ImproperlyConfigured(f"SCALPER_FAILOVER_HISTORY_DAYS must be at least 1, got {SCALPER_FAILOVER_HISTORY_DAYS}")
+# The equity curve: the trader samples the exchange wallet this often (and after every position close);
+# samples older than the retention are deleted hourly.
+SCALPER_EQUITY_SAMPLE_EVERY_S = env_int("SCALPER_EQUITY_SAMPLE_EVERY_S", 60)
+if SCALPER_EQUITY_SAMPLE_EVERY_S < 5:
+    raise ImproperlyConfigured(f"SCALPER_EQUITY_SAMPLE_EVERY_S must be at least 5, got {SCALPER_EQUITY_SAMPLE_EVERY_S}")
+SCALPER_EQUITY_RETENTION_DAYS = env_int("SCALPER_EQUITY_RETENTION_DAYS", 90)
+if SCALPER_EQUITY_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured(f"SCALPER_EQUITY_RETENTION_DAYS must be at least 1, got {SCALPER_EQUITY_RETENTION_DAYS}")
 CELERY_BEAT_SCHEDULE = {
     "failover-sweep-stuck-steps": {"task": "failover.sweep_stuck_steps", "schedule": float(SWEEP_EVERY_S)},
     "itests-sweep-runs": {"task": "itests.sweep_runs", "schedule": float(SWEEP_EVERY_S)},
     "failover-prune-state-history": {"task": "failover.prune_state_history", "schedule": 3600.0},
+    "trading-prune-equity-samples": {"task": "trading.prune_equity_samples", "schedule": 3600.0},
 }
 
 CHANNEL_LAYER_SOCKET_TIMEOUT_S = 15  # above channels_redis's 5 s blocking receive
@@ -320,9 +349,14 @@ REST_KNOX = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Scalper API",
-    "DESCRIPTION": "Failover status, integration runs and trading state of the scalper.",
+    "DESCRIPTION": "Failover status, integration runs, trading state, trade history, PnL, equity and per-symbol "
+    "status of the scalper. Every endpoint needs a login session or `Authorization: Token <key>`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/schema/swagger-ui/ and /api/schema/redoc/ load their scripts from this site's static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # The module whose functions the trader calls to register, report and clear failures and read the gate
@@ -341,6 +375,25 @@ TELEGRAM_BOT_TOKEN = env_str("TELEGRAM_BOT_TOKEN")
 TELEGRAM_CHAT_ID = env_str("TELEGRAM_CHAT_ID")
 TELEGRAM_API_BASE = env_str("TELEGRAM_API_BASE", "https://api.telegram.org")
 ALERT_HTTP_TIMEOUT_S = float(env_str("ALERT_HTTP_TIMEOUT_S", "3"))
+# Alerts waiting for one outside sink, per process; past it an alert is dropped for that sink (counted, logged).
+SCALPER_ALERT_QUEUE_SIZE = env_int("SCALPER_ALERT_QUEUE_SIZE", 1000)
+if SCALPER_ALERT_QUEUE_SIZE < 1:
+    raise ImproperlyConfigured(f"SCALPER_ALERT_QUEUE_SIZE must be at least 1, got {SCALPER_ALERT_QUEUE_SIZE}")
+# Email alerts: on when SCALPER_ALERT_EMAIL_TO names recipients, sent through Django's mail settings.
+SCALPER_ALERT_EMAIL_TO = env_list("SCALPER_ALERT_EMAIL_TO", [])
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)  # STARTTLS, usually port 587
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # TLS from the first byte, usually port 465
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive: set one of them")
+# Seconds for each SMTP connect and answer: Django's default (None) would let a dead server hold the sender for ever.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+if EMAIL_TIMEOUT < 1:
+    raise ImproperlyConfigured(f"EMAIL_TIMEOUT must be at least 1 second, got {EMAIL_TIMEOUT}")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "scalper@localhost")
 
 LOGGING = {
     "version": 1,

@@ -1,4 +1,4 @@
-"""The API root, a constant ping (the benchmark's baseline) and the dashboard page."""
+"""A constant ping (the benchmark's baseline) and the dashboard page; the API root is ``scalper_site.api.docs``."""
 
 from __future__ import annotations
 
@@ -12,26 +12,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
-from rest_framework.reverse import reverse
 from rest_framework.views import APIView
-
-
-class ApiRootView(APIView):
-    """List the API's entry points."""
-
-    @extend_schema(
-        operation_id="api_root",
-        responses=inline_serializer(
-            "ApiRoot", {"schema": serializers.URLField(), "embedded": serializers.BooleanField()}
-        ),
-    )
-    def get(self, request):
-        return Response(
-            {
-                "schema": reverse("api-schema", request=request),
-                "embedded": settings.EMBEDDED,
-            }
-        )
 
 
 class PingView(APIView):

@@ -1,144 +1,144 @@
-"""The AlertEngine's delivery: database, dashboard, webhook and Telegram sinks.
+"""The AlertEngine: store each alert, then send it on to the outside sinks without ever waiting for them.
 
-An alert is stored first (the database is the record), then handed to the
-other sinks on a background thread, so neither the hot loop nor one slow or
-failing notifier holds up the others. Each outside sink has a timeout and a
-bounded number of retries with backoff; its failures are counted, never raised.
-Deduplication and throttling are the policy's job (``trading.domain.alerts``).
+An alert passes the policy of its environment first (``trading.domain.alerts``:
+dedupe, a rate per type, from the config's ``alerts`` section), is stored (the
+database is the record), then is offered to each outside sink its level and the
+muted types allow. Every outside sink has its own bounded queue and thread, so
+neither the caller (the trader's loop, a recovery step) nor one slow or failing
+notifier holds up the others; a full queue drops the alert for that sink, counts
+it and logs it, never blocks. The sinks themselves live in ``trading.alert_sinks``.
+
+Each process has one engine (``alert_engine``), with one policy per
+environment (run id), so an integration run's alerts never throttle the
+product's. The trader puts its environment's ``alerts`` config in force at start
+and at every hot reload (``alerts_configure``); other processes (Celery workers)
+follow the product's ``config.json`` for the product's environment and the
+built-in defaults for integration runs.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Protocol
 
-import requests
+from failover.domain.clock import SystemClock
+from trading.alert_sinks import (
+    AlertSink,
+    DashboardSink,
+    DatabaseSink,
+    EmailSink,
+    HttpSink,
+    outside_sinks_from_settings,
+    telegram_sink,
+    webhook_sink,
+)
+from trading.domain.alerts import AlertMessage, AlertPolicy
+from trading.domain.config import DEFAULT_CONFIG, AlertsConfig, ConfigEngine
+
+__all__ = [
+    "CRIT", "INFO", "WARN", "AlertEngine", "AlertMessage", "AlertSink", "DashboardSink", "DatabaseSink",
+    "EmailSink", "EnvironmentPolicies", "HttpSink", "ProductConfigFile", "alert_engine", "alert_engine_close",
+    "alert_raise", "alerts_configure", "outside_sinks_from_settings", "telegram_sink", "webhook_sink",
+]
 
 logger = logging.getLogger(__name__)
 
-WARN, CRIT = "WARN", "CRIT"
-
-
-@dataclass(frozen=True)
-class AlertMessage:
-    level: str
-    type: str
-    message: str
-    symbol: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-    run_id: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "level": self.level,
-            "type": self.type,
-            "message": self.message,
-            "symbol": self.symbol,
-            "details": self.details,
-        }
-
-
-class AlertSink(Protocol):
-    name: str
-
-    def send(self, alert: AlertMessage, suppressed: int) -> None: ...
-
-
-class DatabaseSink:
-    """Store the alert (the dashboard's list and the admin read these rows)."""
-
-    name = "database"
-
-    def send(self, alert: AlertMessage, suppressed: int) -> None:
-        from trading.models import Alert
-
-        Alert.objects.create(
-            run_id=alert.run_id,
-            level=alert.level,
-            type=alert.type,
-            symbol=alert.symbol,
-            message=alert.message,
-            details=alert.details,
-            suppressed_count=suppressed,
-            created_at=datetime.now(tz=UTC),
-        )
-
-
-class DashboardSink:
-    """Push the alert to the dashboard websocket group."""
-
-    name = "dashboard"
-
-    def send(self, alert: AlertMessage, suppressed: int) -> None:
-        from scalper_site.realtime import push_failover_message
-
-        # runId lets the dashboard keep integration runs' alerts out of the product's live list.
-        payload = {**alert.to_dict(), "suppressed": suppressed, "runId": alert.run_id}
-        push_failover_message(kind="alert", payload=payload)
-
-
-class HttpSink:
-    """POST JSON to a URL with a timeout and bounded retries."""
-
-    def __init__(
-        self,
-        name: str,
-        url: str,
-        *,
-        build: Callable[[AlertMessage, int], dict[str, Any]],
-        timeout_s: float = 3.0,
-        retries: int = 2,
-        backoff_s: float = 0.5,
-    ) -> None:
-        self.name = name
-        self._url = url
-        self._build = build
-        self._timeout_s = timeout_s
-        self._retries = retries
-        self._backoff_s = backoff_s
-
-    def send(self, alert: AlertMessage, suppressed: int) -> None:
-        body = self._build(alert, suppressed)
-        last: Exception | None = None
-        for attempt in range(self._retries + 1):
-            try:
-                response = requests.post(self._url, json=body, timeout=self._timeout_s)
-                if response.status_code < 500 and response.status_code != 429:
-                    response.raise_for_status()  # a 4xx is our mistake: retrying will not help
-                    return
-                last = RuntimeError(f"HTTP {response.status_code}")
-            except requests.HTTPError:
-                raise
-            except requests.RequestException as exc:
-                last = exc
-            if attempt < self._retries:
-                time.sleep(self._backoff_s * (2**attempt))
-        raise RuntimeError(f"{self.name}: gave up after {self._retries + 1} attempts: {last}")
-
-
-def webhook_sink(url: str, **kw: Any) -> HttpSink:
-    return HttpSink("webhook", url, build=lambda alert, suppressed: {**alert.to_dict(), "suppressed": suppressed}, **kw)
-
-
-def telegram_sink(token: str, chat_id: str, *, api_base: str = "https://api.telegram.org", **kw: Any) -> HttpSink:
-    def build(alert: AlertMessage, suppressed: int) -> dict[str, Any]:
-        extra = f" (+{suppressed} similar)" if suppressed else ""
-        where = f" {alert.symbol}" if alert.symbol else ""
-        return {"chat_id": chat_id, "text": f"[{alert.level}] {alert.type}{where}: {alert.message}{extra}"}
-
-    return HttpSink("telegram", f"{api_base.rstrip('/')}/bot{token}/sendMessage", build=build, **kw)
+INFO, WARN, CRIT = "INFO", "WARN", "CRIT"
+PRODUCT_CONFIG_POLL_S = 2.0  # how often a process without a trader looks at the product's config.json
 
 
 class Policy(Protocol):
     def should_emit(self, alert: AlertMessage, now_ms: int) -> tuple[bool, int]:
         """Return (emit, suppressed_since_last) for this alert."""
         ...
+
+    def delivers(self, alert: AlertMessage, sink: str) -> bool:
+        """Tell whether an emitted alert goes to the outside sink ``sink``."""
+        ...
+
+    def configure(self, *, run_id: str, config: AlertsConfig) -> None:
+        """Put ``config`` in force for the environment ``run_id``."""
+        ...
+
+
+class EnvironmentPolicies:
+    """One ``AlertPolicy`` per environment (run id), each under its environment's ``alerts`` config.
+
+    An environment nobody configured takes ``product_config()`` when it is the
+    product's (run id ``""``) and such a source is given, else the defaults.
+    """
+
+    def __init__(self, *, product_config: Callable[[], AlertsConfig] | None = None) -> None:
+        self._policies: dict[str, AlertPolicy] = {}
+        self._configured: set[str] = set()
+        self._product_config = product_config
+        self._lock = threading.Lock()
+
+    def configure(self, *, run_id: str, config: AlertsConfig) -> None:
+        with self._lock:
+            self._configured.add(run_id)
+            self._policy(run_id).apply_config(config)
+
+    def should_emit(self, alert: AlertMessage, now_ms: int) -> tuple[bool, int]:
+        with self._lock:
+            policy = self._policy(alert.run_id)
+            if alert.run_id == "" and "" not in self._configured and self._product_config is not None:
+                policy.apply_config(self._product_config())
+            suppressed = policy.check(alert, now_ms)
+        return suppressed is not None, suppressed or 0
+
+    def delivers(self, alert: AlertMessage, sink: str) -> bool:
+        with self._lock:
+            return self._policy(alert.run_id).delivers(alert, sink)
+
+    def _policy(self, run_id: str) -> AlertPolicy:
+        policy = self._policies.get(run_id)
+        if policy is None:
+            policy = self._policies[run_id] = AlertPolicy(DEFAULT_CONFIG.alerts)
+        return policy
+
+
+class _Outbox:
+    """One outside sink's bounded queue and the daemon thread that empties it."""
+
+    def __init__(self, sink: AlertSink, size: int, on_failure: Callable[[str], None]) -> None:
+        self.sink = sink
+        self.queue: queue.Queue[tuple[AlertMessage, int] | None] = queue.Queue(maxsize=size)
+        self.dropped = 0
+        self._on_failure = on_failure
+        self.thread = threading.Thread(target=self._run, name=f"alert-{sink.name}", daemon=True)
+        self.thread.start()
+
+    def offer(self, alert: AlertMessage, suppressed: int) -> None:
+        """Queue ``alert`` for this sink, or drop it (counted, logged) when the queue is full; never waits."""
+        try:
+            self.queue.put_nowait((alert, suppressed))
+        except queue.Full:
+            self.dropped += 1
+            logger.error("alert queue of %s full (%d dropped); %s not sent there", self.sink.name, self.dropped,
+                         alert.type)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                alert, suppressed = item
+                try:
+                    self.sink.send(alert, suppressed)
+                except Exception as exc:
+                    self._on_failure(self.sink.name)
+                    logger.warning("alert sink %s failed for %s: %s", self.sink.name, alert.type, exc)
+            finally:
+                self.queue.task_done()
 
 
 class AlertEngine:
@@ -154,76 +154,134 @@ class AlertEngine:
         queue_size: int = 1000,
     ) -> None:
         self._record = record
-        self._outside = outside
-        self._policy = policy
+        self._policy: Policy = policy or EnvironmentPolicies()
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
-        self._queue: queue.Queue[tuple[AlertMessage, int] | None] = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()
         self.failures: dict[str, int] = {sink.name: 0 for sink in [record, *outside]}
-        self.dropped = 0
         self.emitted = 0
-        self._thread = threading.Thread(target=self._deliver, name="alert-delivery", daemon=True)
-        self._thread.start()
+        self._outboxes = [_Outbox(sink, queue_size, self._count_failure) for sink in outside]
+
+    @property
+    def dropped(self) -> int:
+        """Alerts dropped for a full queue, over every outside sink."""
+        return sum(outbox.dropped for outbox in self._outboxes)
+
+    def configure(self, *, run_id: str, config: AlertsConfig) -> None:
+        """Put an environment's ``alerts`` config in force (start and hot reload)."""
+        self._policy.configure(run_id=run_id, config=config)
 
     def emit(self, alert: AlertMessage) -> bool:
-        """Store and fan out ``alert`` unless the policy throttles it; True when it went out."""
-        suppressed = 0
-        if self._policy is not None:
-            emit, suppressed = self._policy.should_emit(alert, self._clock_ms())
-            if not emit:
-                return False
-        self._send(self._record, alert, suppressed)
-        self.emitted += 1
+        """Store and fan out ``alert`` unless the policy suppresses it; True when it was stored."""
+        emit, suppressed = self._policy.should_emit(alert, self._clock_ms())
+        if not emit:
+            return False
         try:
-            self._queue.put_nowait((alert, suppressed))
-        except queue.Full:
-            self.dropped += 1
-            logger.error("alert queue full; %s not delivered to outside sinks", alert.type)
+            self._record.send(alert, suppressed)
+        except Exception as exc:
+            self._count_failure(self._record.name)
+            logger.warning("alert %s not stored: %s", alert.type, exc)
+        self.emitted += 1
+        for outbox in self._outboxes:
+            if self._policy.delivers(alert, outbox.sink.name):
+                outbox.offer(alert, suppressed)
         return True
 
-    def _send(self, sink: AlertSink, alert: AlertMessage, suppressed: int) -> None:
-        try:
-            sink.send(alert, suppressed)
-        except Exception as exc:
-            self.failures[sink.name] += 1
-            logger.warning("alert sink %s failed: %s", sink.name, exc)
-
-    def _deliver(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            alert, suppressed = item
-            for sink in self._outside:
-                self._send(sink, alert, suppressed)
-            self._queue.task_done()
-
     def drain(self, timeout_s: float = 10.0) -> bool:
-        """Wait until queued alerts reached the outside sinks (for shutdown and tests)."""
+        """Wait until queued alerts reached the outside sinks (for shutdown and tests); False on timeout."""
         deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while any(outbox.queue.unfinished_tasks for outbox in self._outboxes):
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.01)
-        return not self._queue.unfinished_tasks
+        return True
 
-    def close(self) -> None:
-        self.drain()
-        self._queue.put(None)
-        self._thread.join(timeout=5)
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Drain within ``timeout_s``, then stop the threads (an alert still queued after that is lost)."""
+        self.drain(timeout_s)
+        for outbox in self._outboxes:
+            try:
+                outbox.queue.put_nowait(None)
+            except queue.Full:
+                logger.warning("alert sink %s still busy at close; its queue is abandoned", outbox.sink.name)
+        for outbox in self._outboxes:
+            outbox.thread.join(timeout=1.0)
+
+    def _count_failure(self, name: str) -> None:
+        with self._lock:
+            self.failures[name] = self.failures.get(name, 0) + 1
 
 
-def outside_sinks_from_settings() -> list[AlertSink]:
-    """The configured outside sinks: the dashboard always, webhook and Telegram when set."""
-    from django.conf import settings
+# -- the process's engine -----------------------------------------------------------------------
 
-    sinks: list[AlertSink] = [DashboardSink()]
-    if settings.ALERT_WEBHOOK_URL:
-        sinks.append(webhook_sink(settings.ALERT_WEBHOOK_URL, timeout_s=settings.ALERT_HTTP_TIMEOUT_S))
-    if settings.TELEGRAM_BOT_TOKEN and settings.TELEGRAM_CHAT_ID:
-        sinks.append(
-            telegram_sink(
-                settings.TELEGRAM_BOT_TOKEN,
-                settings.TELEGRAM_CHAT_ID,
-                api_base=settings.TELEGRAM_API_BASE,
-                timeout_s=settings.ALERT_HTTP_TIMEOUT_S,
+
+class ProductConfigFile:
+    """The ``alerts`` section of the product's ``config.json``, re-read when the file changes (at most every 2 s).
+
+    An invalid file keeps the last valid section in force, as the trader does.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._engine = ConfigEngine(path, SystemClock())
+        self._next_poll = 0.0
+
+    def __call__(self) -> AlertsConfig:
+        now = time.monotonic()
+        if now >= self._next_poll:
+            self._next_poll = now + PRODUCT_CONFIG_POLL_S
+            self._engine.poll()
+        return self._engine.config.alerts
+
+
+_engine: AlertEngine | None = None
+_engine_pid = 0
+_engine_lock = threading.Lock()
+
+
+def alert_engine() -> AlertEngine:
+    """Return this process's engine (built on first use, again after a fork): the database, then the sinks set."""
+    global _engine, _engine_pid
+    with _engine_lock:
+        if _engine is None or _engine_pid != os.getpid():
+            from django.conf import settings
+
+            product = ProductConfigFile(Path(settings.DATA_DIR) / "config" / "config.json")
+            _engine = AlertEngine(
+                record=DatabaseSink(),
+                outside=outside_sinks_from_settings(),
+                policy=EnvironmentPolicies(product_config=product),
+                queue_size=settings.SCALPER_ALERT_QUEUE_SIZE,
             )
-        )
-    return sinks
+            _engine_pid = os.getpid()
+        return _engine
+
+
+def alert_engine_close(timeout_s: float = 5.0) -> None:
+    """Send what is queued (within ``timeout_s``) and forget this process's engine; the next alert builds a new one."""
+    global _engine
+    with _engine_lock:
+        engine, _engine = _engine, None
+    if engine is not None:
+        engine.close(timeout_s)
+
+
+def _drain_at_exit() -> None:
+    # Outside sinks run on daemon threads: give what is queued two seconds to go out before the process ends.
+    engine = _engine
+    if engine is not None and _engine_pid == os.getpid():
+        engine.drain(2.0)
+
+
+atexit.register(_drain_at_exit)
+
+
+def alert_raise(alert: AlertMessage) -> None:
+    """Store ``alert`` and send it on through this process's engine; never raises into the caller."""
+    try:
+        alert_engine().emit(alert)
+    except Exception:
+        logger.exception("alert %s not raised", alert.type)
+
+
+def alerts_configure(*, run_id: str, config: AlertsConfig) -> None:
+    """Put an environment's ``alerts`` config in force in this process (the trader, at start and hot reload)."""
+    alert_engine().configure(run_id=run_id, config=config)

@@ -12,7 +12,11 @@ Heartbeat (JSON at ``scalper:trader:<env>:heartbeat``, expires after 10 s)::
      "streams": {"public": {"connected": true, "lastMessageAgeMs": 40, "rebuilds": 0},
                  "private": {"connected": true, "lastMessageAgeMs": 900, "rebuilds": 1}},
      "restFailuresInARow": 0, "latencyAvgMs": {"rest": 2.1, "ws": 5.0},
-     "config": {"valid": true, "source": "file", "errors": []}}
+     "config": {"valid": true, "source": "file", "errors": []},
+     "symbolStatus": {"BTCUSDT": {"lastPrice": 91234.5, "regime": "RANGE", "score": {"long": 0.2, ...},
+                                  "state": "WATCH", "entryBlockedBy": ["SAFE_MODE_ACTIVE"], ...}}}
+
+(``symbolStatus``: per traded symbol, 50 at most; its fields are ``trading.trader.blackbox.symbol_view_dict``'s.)
 
 Commands (bus kind ``trader.command``): the names in
 ``trading.trader.commands.COMMAND_NAMES`` (``reload_state``,

@@ -1,4 +1,4 @@
-"""Local truth of trading: orders (with their durable intents), fills, positions, trades, alerts.
+"""Local truth of trading: orders (with their durable intents), fills, positions, trades, alerts, equity samples.
 
 Every row carries ``run_id``: empty for the product itself, the integration
 run's id for rows an integration scenario writes, so runs never see each
@@ -142,6 +142,36 @@ class Trade(models.Model):
 
     class Meta:
         ordering = ["-closed_at", "-id"]
+
+
+class EquityTrigger(models.TextChoices):
+    """Why the trader took an equity sample."""
+
+    TIMER = "TIMER"  # every SCALPER_EQUITY_SAMPLE_EVERY_S
+    POSITION_CLOSED = "POSITION_CLOSED"  # right after a position closed
+
+
+class EquitySample(models.Model):
+    """The account as the exchange's wallet reported it at one moment: the equity curve, point by point.
+
+    Written by the trader off its pipeline thread (``trading.persistence.EquityWriter``); kept
+    ``SCALPER_EQUITY_RETENTION_DAYS`` (``trading.prune_equity_samples``).
+    """
+
+    run_id = models.CharField(max_length=64, blank=True, default="")  # indexed with ``at`` below
+    at = models.DateTimeField()
+    equity = models.DecimalField(max_digits=28, decimal_places=10)  # wallet balance plus unrealized PnL
+    wallet_balance = models.DecimalField(max_digits=28, decimal_places=10)
+    unrealized_pnl = models.DecimalField(max_digits=28, decimal_places=10)
+    available = models.DecimalField(max_digits=28, decimal_places=10)
+    trigger = models.CharField(max_length=16, choices=EquityTrigger.choices, default=EquityTrigger.TIMER)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["run_id", "at"], name="equity_sample_run_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} equity {self.equity}"
 
 
 class AlertLevel(models.TextChoices):

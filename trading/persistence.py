@@ -1,18 +1,33 @@
 """The database behind the trader's local state (SIM, DRY_RUN, LIVE).
 
 Each call is one short transaction, so a row is durable when the call returns:
-an order intent is on disk before its request leaves the process.
+an order intent is on disk before its request leaves the process. Equity
+samples are the exception: they are a record, not state the trader acts on, so
+``record_equity`` only queues them for ``EquityWriter``'s own thread and the
+pipeline never waits for the database on their account.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
+import queue
+import threading
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 
 from trading.engine.localstate import OPEN_LOCAL, ClosedTrade, LocalOrder, LocalPosition
-from trading.models import Fill, Order, Position, PositionStatus, Trade
+from trading.models import EquitySample, Fill, Order, Position, PositionStatus, Trade
+
+logger = logging.getLogger("scalper.trader")
+
+EQUITY_QUEUE_BOUND = 256  # samples waiting for the database; past it a new one is dropped (and counted)
+EQUITY_BATCH = 64  # samples written in one statement when the writer fell behind
+EQUITY_STOP_WAIT_S = 2.0  # at exit, how long queued samples may take to reach the database
 
 
 def _dt(ts_ms: int) -> datetime:
@@ -61,11 +76,128 @@ def position_from_row(row: Position) -> LocalPosition:
     )
 
 
+class EquityWriter:
+    """Write equity samples on a thread of their own; callers only put them on a bounded queue.
+
+    A slow or unreachable database delays the samples, never the caller: when
+    ``bound`` samples wait, a new one is dropped and counted in ``dropped``; a
+    failed write is logged, counted in ``failed`` and not retried (the next
+    sample follows within the sampling interval). The thread starts with the
+    first sample and, at interpreter exit, gets ``EQUITY_STOP_WAIT_S`` to write
+    what is queued.
+    """
+
+    def __init__(self, *, bound: int = EQUITY_QUEUE_BOUND) -> None:
+        self.dropped = 0
+        self.failed = 0
+        self.written = 0
+        self._queue: queue.Queue[EquitySample | None] = queue.Queue(maxsize=bound)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, sample: EquitySample) -> bool:
+        """Queue ``sample`` (an unsaved row) without waiting; False when the queue is full and it was dropped."""
+        self._ensure_started()
+        try:
+            self._queue.put_nowait(sample)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` until every queued sample was written (or failed); True if none is left."""
+        deadline = time.monotonic() + timeout_s
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(left)
+        return True
+
+    def stop(self, timeout_s: float = EQUITY_STOP_WAIT_S) -> None:
+        """Write what is queued (waiting up to ``timeout_s``) and end the thread."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            return  # the database is stuck: the daemon thread dies with the process
+        thread.join(timeout=timeout_s)
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="equity-writer", daemon=True)
+                self._thread.start()
+                atexit.register(self.stop)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < EQUITY_BATCH and batch[-1] is not None:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            samples = [sample for sample in batch if sample is not None]
+            if samples:
+                self._write(samples)
+            for _ in batch:
+                self._queue.task_done()
+            if batch[-1] is None:
+                return
+
+    def _write(self, samples: list[EquitySample]) -> None:
+        try:
+            EquitySample.objects.bulk_create(samples)
+            self.written += len(samples)
+        except Exception as exc:  # the database is down or refused the rows: log, count, go on
+            self.failed += len(samples)
+            logger.warning("%d equity sample(s) not written: %s", len(samples), exc)
+        finally:
+            # Samples are a minute apart: hold no connection (or pool slot) in between, and get a fresh one
+            # after a database restart.
+            connection.close()
+
+
 class DatabasePersistence:
     """Local truth in the database, scoped to one environment (``run_id``)."""
 
     def __init__(self, run_id: str = "") -> None:
         self.run_id = run_id
+        self.equity_writer = EquityWriter()
+
+    @property
+    def equity_every_s(self) -> float:
+        """Seconds between two timed equity samples (``SCALPER_EQUITY_SAMPLE_EVERY_S``)."""
+        return float(settings.SCALPER_EQUITY_SAMPLE_EVERY_S)
+
+    def record_equity(
+        self,
+        *,
+        at_ms: int,
+        equity: Decimal,
+        wallet_balance: Decimal,
+        unrealized_pnl: Decimal,
+        available: Decimal,
+        trigger: str,
+    ) -> bool:
+        """Queue one equity sample for the writer thread; False when it was dropped (the writer is behind)."""
+        sample = EquitySample(
+            run_id=self.run_id,
+            at=_dt(at_ms),
+            equity=equity,
+            wallet_balance=wallet_balance,
+            unrealized_pnl=unrealized_pnl,
+            available=available,
+            trigger=trigger,
+        )
+        return self.equity_writer.submit(sample)
 
     def save_order(self, order: LocalOrder) -> None:
         Order.objects.update_or_create(

@@ -33,6 +33,7 @@ from failover.recovery import records
 from failover.recovery.alerts import alert_on_commit
 from failover.recovery.handlers import handler_for
 from failover.recovery.kit import StepContext, StepFailed
+from scalper_site.metrics import instruments
 from trading.alerts import CRIT
 from trading.engine import crashpoints
 
@@ -227,6 +228,9 @@ def step_settle(*, step_pk: int, claim: str | None, evidence: dict[str, Any], er
         RecoveryStepRecord.objects.filter(pk=step_pk).update(
             status=result.status.value, finished_at=result.finished_at, details=result.details,
             error_message=result.error_message, heartbeat_at=at)
+        if claim is not None:  # finished in its worker (a swept step's time includes its dead worker's)
+            instruments.recovery_step_duration_observe(run_id=plan_run, step=step.type, started_at=step.started_at,
+                                                       finished_at=at)
         plan = RecoveryPlanRecord.objects.get(pk=step.plan_id)
         if plan.status == PlanStatus.SUPERSEDED:
             records.state_commit(row)

@@ -16,7 +16,7 @@ def execution_panic_close(*, user: str) -> dict[str, Any]:
     Raises ``TraderUnavailable`` when no trader runs or it does not acknowledge in time.
     """
     try:
-        ack = send_command("panic_close", wait_s=PANIC_CLOSE_WAIT_S)
+        ack = send_command("panic_close", args={"by": user}, wait_s=PANIC_CLOSE_WAIT_S)  # named in the alert
     except TraderUnavailable as exc:
         operator_action_record(user=user, action="PANIC_CLOSE", details={"ok": False, "error": str(exc)})
         raise

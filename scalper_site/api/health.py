@@ -1,8 +1,11 @@
 """The product's HealthSnapshot as the web process sees it (pure: no Django, no Redis).
 
 The heartbeat (``trading.control``) is the only window the web process has on
-the trader; a missing or stale heartbeat means the trader is not running, which
-is an ERROR, and every service it would have vouched for is unknown (WARN).
+the trader; a missing or stale heartbeat (older than the config's
+``health.stale_after_s``) means the trader is not running, which is an ERROR,
+and every service it would have vouched for is unknown (WARN). Redis drops a
+heartbeat ``HEARTBEAT_TTL_S`` after its last write, so a bound above that acts
+as that.
 ``failoverManager`` and ``recoveryEngine`` come from the FailoverManager
 (``failover.services.failover_health``); the status vocabulary and the
 "overall = worst" rule are ``failover.domain.health``'s.
@@ -77,14 +80,44 @@ def _process(beat: dict[str, Any]) -> tuple[HealthStatus, str]:
     return (OK if phase == "RUNNING" else WARN), text
 
 
-def trader_services(beat: dict[str, Any] | None, *, config: TradingConfig) -> dict[str, ServiceHealth]:
-    """Return the trader-side services of the snapshot, from a heartbeat (None: no trader runs)."""
+def _not_running(why: str, at: datetime | None = None) -> dict[str, ServiceHealth]:
+    services = {name: ServiceHealth(WARN, at, f"unknown: {why}") for name in TRADER_SERVICES}
+    services["traderProcess"] = ServiceHealth(ERROR, at, why)
+    return services
+
+
+def _beat_at(beat: dict[str, Any]) -> datetime | None:
+    try:
+        at_ms = int(float(beat.get("at") or 0))
+        return from_epoch_ms(at_ms) if at_ms > 0 else None
+    except (TypeError, ValueError, OverflowError, OSError):  # not a time at all: the beat vouches for nothing
+        return None
+
+
+def _staleness(at: datetime | None, now: datetime, stale_after_s: float) -> str | None:
+    """Say why the heartbeat written ``at`` no longer vouches for the trader at ``now``; None while it does."""
+    if at is None:
+        return "heartbeat carries no time"
+    age_s = (now - at).total_seconds()
+    if age_s > stale_after_s:
+        return f"no heartbeat for {age_s:.0f} s (stale after {stale_after_s:g} s)"
+    return None
+
+
+def trader_services(
+    beat: dict[str, Any] | None, *, config: TradingConfig, now: datetime | None = None
+) -> dict[str, ServiceHealth]:
+    """Return the trader-side services of the snapshot, from a heartbeat (None: no trader runs).
+
+    With ``now``, a heartbeat older than ``config.health.stale_after_s`` counts as none.
+    """
     if beat is None:
-        services = {name: ServiceHealth(WARN, None, "unknown: trader not running") for name in TRADER_SERVICES}
-        services["traderProcess"] = ServiceHealth(ERROR, None, "trader not running")
-        return services
-    at_ms = int(beat.get("at") or 0)
-    at = from_epoch_ms(at_ms) if at_ms else None
+        return _not_running("trader not running")
+    at = _beat_at(beat)
+    if now is not None:
+        stale = _staleness(at, now, config.health.stale_after_s)
+        if stale is not None:
+            return _not_running(stale, at)
     detectors = config.failover.detectors
     checks = {
         "traderProcess": _process(beat),
@@ -100,6 +133,6 @@ def trader_services(beat: dict[str, Any] | None, *, config: TradingConfig) -> di
 def health_snapshot_build(beat: dict[str, Any] | None, *, config: TradingConfig,
                           failover: Mapping[str, Mapping[str, Any]], now: datetime) -> HealthSnapshot:
     """Return the snapshot: the trader's services from ``beat``, plus the FailoverManager's ``failover`` entries."""
-    services = trader_services(beat, config=config)
+    services = trader_services(beat, config=config, now=now)
     services.update({name: ServiceHealth.from_dict(entry) for name, entry in failover.items()})
     return HealthSnapshot.of(services, at=now)

@@ -31,7 +31,6 @@ from scalper_site.api.serializers import (
     QueryParamsSerializer,
     StrictChoiceField,
     page_query_serializer,
-    page_serializer,
 )
 
 TAG = ["integration tests"]
@@ -72,17 +71,24 @@ class RunStartView(ActionViewMixin, APIView):
 
     @extend_schema_serializer(component_name="IntegrationRunStarted")
     class OutputSerializer(serializers.Serializer):
+        """The spec's ``{runId, scenarioId, success}``, plus the run's status."""
+
         runId = serializers.CharField()
         scenarioId = serializers.CharField()
-        status = serializers.CharField()
-        success = serializers.BooleanField(allow_null=True, help_text="null until the run ends")
+        success = serializers.BooleanField(allow_null=True, help_text="null while the run is queued or running.")
+        status = serializers.CharField(help_text="QUEUED, RUNNING or DONE (beside the spec's three fields).")
 
     @extend_schema(
         operation_id="integration_run_start",
         tags=TAG,
         request=InputSerializer,
         parameters=[QuerySerializer],
-        responses={200: OutputSerializer, 202: OutputSerializer},
+        responses={
+            200: OpenApiResponse(OutputSerializer, description="The run finished within `wait`: `success` is its "
+                                                               "result."),
+            202: OpenApiResponse(OutputSerializer, description="The run is queued (or running): `success` is null; "
+                                                               "follow it at /api/tests/integration/runs/{runId}."),
+        },
     )
     def post(self, request: Request) -> Response:
         query = self.QuerySerializer(data=request.query_params)
@@ -113,18 +119,24 @@ class RunStartView(ActionViewMixin, APIView):
 
 
 class RunListView(APIView):
-    """Recent runs, latest first, paginated with ``limit``/``offset``."""
+    """The last runs, latest first: the spec's list, a JSON array.
+
+    Paged with ``limit``/``offset``; the ``Link`` header names the next and previous pages (RFC 8288).
+    """
 
     QuerySerializer = page_query_serializer(default_limit=RUNS_DEFAULT_LIMIT, max_limit=RUNS_MAX_LIMIT,
                                             name="IntegrationRunsQuery")
 
-    PageSerializer = page_serializer(IntegrationRunSummarySerializer, name="IntegrationRunPage")
-
     @extend_schema(
         operation_id="integration_runs_list",
         tags=TAG,
-        parameters=[QuerySerializer],
-        responses={200: PageSerializer},
+        parameters=[
+            QuerySerializer,
+            OpenApiParameter("Link", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200],
+                             description='The other pages, e.g. `<...?limit=20&offset=20>; rel="next", '
+                                         '<...?limit=20&offset=0>; rel="prev"`; absent when there is none.'),
+        ],
+        responses={200: IntegrationRunSummarySerializer(many=True)},
     )
     def get(self, request: Request) -> Response:
         query = self.QuerySerializer(data=request.query_params)
@@ -133,12 +145,14 @@ class RunListView(APIView):
         # One row more than asked tells whether a next page exists without counting the table.
         records = integration_runs_list(limit=limit + 1, offset=offset)
         base = request.build_absolute_uri(request.path)
-        body = {
-            "next": f"{base}?limit={limit}&offset={offset + limit}" if len(records) > limit else None,
-            "previous": f"{base}?limit={limit}&offset={max(0, offset - limit)}" if offset else None,
-            "results": [integration_run_summary(r) for r in records[:limit]],
-        }
-        return Response(self.PageSerializer(body).data)
+        links = []
+        if len(records) > limit:
+            links.append(f'<{base}?limit={limit}&offset={offset + limit}>; rel="next"')
+        if offset:
+            links.append(f'<{base}?limit={limit}&offset={max(0, offset - limit)}>; rel="prev"')
+        runs = [integration_run_summary(r) for r in records[:limit]]
+        return Response(IntegrationRunSummarySerializer(runs, many=True).data,
+                        headers={"Link": ", ".join(links)} if links else None)
 
 
 class RunReportView(APIView):

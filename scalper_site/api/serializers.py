@@ -104,6 +104,11 @@ def enum_field(values: list[str], *, name: str, **kwargs: Any) -> EnumField:
     return EnumField(values, enum_name=name, **kwargs)
 
 
+def number_field(**kwargs: Any) -> serializers.DecimalField:
+    """A price, quantity or amount: leaves as a JSON number, as the spec's snapshots write them."""
+    return serializers.DecimalField(max_digits=28, decimal_places=10, coerce_to_string=False, **kwargs)
+
+
 HEALTH_STATUSES = ["OK", "WARN", "ERROR"]
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from scalper_site.api.actions import execution_panic_close
+from scalper_site.api.pagination import CheckedPagination
 from scalper_site.api.permissions import ActionViewMixin
 from scalper_site.api.selectors import alerts_list, health_snapshot, orders_open, positions_open
 from scalper_site.api.serializers import (
@@ -17,6 +17,7 @@ from scalper_site.api.serializers import (
     ErrorSerializer,
     HealthSnapshotSerializer,
     enum_field,
+    number_field,
     page_query_serializer,
     page_serializer,
 )
@@ -24,11 +25,6 @@ from trading.control import TraderUnavailable
 from trading.models import AlertLevel, OrderSide, PositionSide
 
 TAG = ["trading"]
-
-
-def _number(**kwargs) -> serializers.DecimalField:
-    # Prices and quantities leave as JSON numbers, as the spec's snapshots write them.
-    return serializers.DecimalField(max_digits=28, decimal_places=10, coerce_to_string=False, **kwargs)
 
 
 class HealthView(APIView):
@@ -41,30 +37,11 @@ class HealthView(APIView):
         return Response(self.OutputSerializer(health_snapshot()).data)
 
 
-class AlertPagination(LimitOffsetPagination):
-    """DRF's limit/offset page (count, next, previous) of a limit and offset the view has already validated.
-
-    DRF's own parsing would quietly replace a bad value by the default; the view refuses it with a 400 instead.
-    """
-
-    default_limit = 50
-    max_limit = 500
-
-    def __init__(self, *, limit: int, offset: int) -> None:
-        self._limit, self._offset = limit, offset
-
-    def get_limit(self, request: Request) -> int:
-        return self._limit
-
-    def get_offset(self, request: Request) -> int:
-        return self._offset
-
-
 class AlertListView(APIView):
     """The product's alerts, latest first, paginated (``limit``/``offset``), optionally of one ``level``."""
 
     FilterSerializer = page_query_serializer(
-        default_limit=AlertPagination.default_limit, max_limit=AlertPagination.max_limit, name="AlertFilter",
+        default_limit=CheckedPagination.default_limit, max_limit=CheckedPagination.max_limit, name="AlertFilter",
         level=serializers.ChoiceField(choices=AlertLevel.choices, required=False),
     )
 
@@ -91,7 +68,7 @@ class AlertListView(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         query = filters.validated_data
-        paginator = AlertPagination(limit=query["limit"], offset=query["offset"])
+        paginator = CheckedPagination(limit=query["limit"], offset=query["offset"])
         page = paginator.paginate_queryset(alerts_list(level=query.get("level")), request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
@@ -103,16 +80,18 @@ class PositionListView(APIView):
     class OutputSerializer(serializers.Serializer):
         symbol = serializers.CharField()
         side = enum_field(PositionSide.values, name="PositionSide")
-        entryPrice = _number(source="entry_price")
-        qty = _number()
+        entryPrice = number_field(source="entry_price")
+        qty = number_field()
         leverage = serializers.DecimalField(max_digits=10, decimal_places=2, coerce_to_string=False)
-        pnlUnrealized = _number(source="pnl_unrealized")
+        pnlUnrealized = number_field(source="pnl_unrealized")
         exchangePositionId = serializers.SerializerMethodField()
         origin = serializers.CharField()
         openedAt = ContractDateTimeField(source="opened_at")
 
         def get_exchangePositionId(self, position) -> str | None:  # noqa: N802 (the contract's name)
-            return position.exchange_position_id or None
+            # A row, or a selector's dict of its fields (the symbols status).
+            found = position["exchange_position_id"] if isinstance(position, dict) else position.exchange_position_id
+            return found or None
 
     @extend_schema(operation_id="positions_list", tags=TAG, responses=OutputSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -128,12 +107,12 @@ class OrderListView(APIView):
         side = enum_field(OrderSide.values, name="OrderSide")
         clientOrderId = serializers.CharField(source="order_link_id")
         exchangeOrderId = serializers.SerializerMethodField()
-        price = _number(allow_null=True)
-        qty = _number()
+        price = number_field(allow_null=True)
+        qty = number_field()
         status = serializers.CharField()
         orderType = serializers.CharField(source="order_type")
         reduceOnly = serializers.BooleanField(source="reduce_only")
-        filledQty = _number(source="filled_qty")
+        filledQty = number_field(source="filled_qty")
         purpose = serializers.CharField()
         createdAt = ContractDateTimeField(source="created_at")
 

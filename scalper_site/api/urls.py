@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from scalper_site.api import errors, failover_views, integration_views, trading_views
+from scalper_site.api import account_views, errors, failover_views, integration_views, trading_views
 
 urlpatterns = [
     path("failover/status", failover_views.FailoverStatusView.as_view(), name="failover-status"),
@@ -24,6 +24,10 @@ urlpatterns = [
     path("positions", trading_views.PositionListView.as_view(), name="positions"),
     path("orders", trading_views.OrderListView.as_view(), name="orders"),
     path("execution/panic-close", trading_views.PanicCloseView.as_view(), name="execution-panic-close"),
+    path("trades", account_views.TradeListView.as_view(), name="trades"),
+    path("pnl/summary", account_views.PnlSummaryView.as_view(), name="pnl-summary"),
+    path("equity", account_views.EquityView.as_view(), name="equity"),
+    path("symbols/status", account_views.SymbolStatusView.as_view(), name="symbols-status"),
     # Last: any other path under /api/ (a run id with a slash in it, a typo) is the API's JSON 404, not an HTML page.
     re_path(r"^.*$", errors.NotFoundView.as_view(), name="api-not-found"),
 ]

@@ -234,7 +234,7 @@ def _beat(**overrides: Any) -> dict[str, Any]:
 
 
 def test_health_without_a_trader_is_an_error(user_client, monkeypatch):
-    monkeypatch.setattr(selectors, "read_heartbeat", lambda run_id="": None)
+    monkeypatch.setattr(selectors, "read_heartbeat", lambda run_id="", max_age_ms=5000: None)
     body = user_client.get("/api/health").json()
     assert body["status"] == "ERROR"
     assert body["services"]["traderProcess"] == {"status": "ERROR", "lastUpdateAt": None,
@@ -244,7 +244,7 @@ def test_health_without_a_trader_is_an_error(user_client, monkeypatch):
 
 
 def test_health_from_a_healthy_heartbeat_is_worst_of_its_services(user_client, monkeypatch):
-    monkeypatch.setattr(selectors, "read_heartbeat", lambda run_id="": _beat())
+    monkeypatch.setattr(selectors, "read_heartbeat", lambda run_id="", max_age_ms=5000: _beat())
     services.safe_mode_exit(user="setup", force=True)
     body = user_client.get("/api/health").json()
     assert {name: s["status"] for name, s in body["services"].items()} == dict.fromkeys(body["services"], "OK")
@@ -252,7 +252,7 @@ def test_health_from_a_healthy_heartbeat_is_worst_of_its_services(user_client, m
 
     beat = _beat(restFailuresInARow=5, latencyAvgMs={"rest": 300.0, "ws": 5.0},
                  streams={"public": {"connected": False, "rebuilds": 3}, "private": {"connected": True}})
-    monkeypatch.setattr(selectors, "read_heartbeat", lambda run_id="": beat)
+    monkeypatch.setattr(selectors, "read_heartbeat", lambda run_id="", max_age_ms=5000: beat)
     services_ = user_client.get("/api/health").json()["services"]
     assert services_["exchangeRest"]["status"] == "ERROR"
     assert services_["latency"]["status"] == "WARN"
@@ -260,7 +260,7 @@ def test_health_from_a_healthy_heartbeat_is_worst_of_its_services(user_client, m
 
 
 def test_health_reports_safe_mode_through_the_failover_manager(user_client, monkeypatch):
-    monkeypatch.setattr(selectors, "read_heartbeat", lambda run_id="": _beat())
+    monkeypatch.setattr(selectors, "read_heartbeat", lambda run_id="", max_age_ms=5000: _beat())
     _report()
     services_ = user_client.get("/api/health").json()["services"]
     assert "EXCHANGE_UNAVAILABLE" in services_["failoverManager"]["message"]
@@ -408,12 +408,16 @@ def test_a_run_is_queued_audited_and_listed_latest_first(staff_client, dispatche
     assert audit.username == "boss" and audit.run_id == body["runId"] and audit.details == {"scenarioId": "TEST_C"}
 
     second = _post(staff_client, "/api/tests/integration/run", {"scenarioId": "SCENARIO_1"}).json()
-    page = staff_client.get("/api/tests/integration/runs?limit=1").json()
-    assert [r["runId"] for r in page["results"]] == [second["runId"]] and page["next"] and page["previous"] is None
-    assert set(page["results"][0]) == {"runId", "scenarioId", "status", "success", "startedAt", "finishedAt",
-                                       "errorsCount"}
-    older = staff_client.get("/api/tests/integration/runs?limit=1&offset=1").json()
-    assert [r["runId"] for r in older["results"]] == [body["runId"]] and older["next"] is None
+    # The spec's list: a JSON array, the other pages in the Link header.
+    latest = staff_client.get("/api/tests/integration/runs?limit=1")
+    assert [r["runId"] for r in latest.json()] == [second["runId"]]
+    assert latest["Link"] == '<http://testserver/api/tests/integration/runs?limit=1&offset=1>; rel="next"'
+    assert set(latest.json()[0]) == {"runId", "scenarioId", "status", "success", "startedAt", "finishedAt",
+                                     "errorsCount"}
+    older = staff_client.get("/api/tests/integration/runs?limit=1&offset=1")
+    assert [r["runId"] for r in older.json()] == [body["runId"]]
+    assert older["Link"] == '<http://testserver/api/tests/integration/runs?limit=1&offset=0>; rel="prev"'
+    assert "Link" not in staff_client.get("/api/tests/integration/runs")
 
     report = staff_client.get(f"/api/tests/integration/runs/{body['runId']}").json()
     assert report["runId"] == body["runId"] and report["result"]["success"] is None
@@ -431,7 +435,7 @@ def test_wait_returns_the_result_of_a_run_that_finishes(staff_client, monkeypatc
     monkeypatch.setattr(itests_services, "_dispatch", finish_at_once)
     response = _post(staff_client, "/api/tests/integration/run?wait=5", {"scenarioId": "TEST_C"})
     assert response.status_code == 200 and response.json()["success"] is False
-    run = staff_client.get("/api/tests/integration/runs").json()["results"][0]
+    run = staff_client.get("/api/tests/integration/runs").json()[0]
     assert run["errorsCount"] == 1 and run["status"] == "DONE"
     report = staff_client.get(f"/api/tests/integration/runs/{run['runId']}").json()
     assert report["result"]["errors"] == [{"message": "boom"}]

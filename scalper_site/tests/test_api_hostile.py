@@ -124,7 +124,8 @@ def test_other_query_parameters_refuse_blank_and_unknown_values(staff, schema, p
 @pytest.mark.parametrize("path", [RUNS, ALERTS])
 def test_the_largest_offset_is_an_empty_page(staff, schema, path):
     response = staff.get(f"{path}?offset={MAX_OFFSET}&limit=1")
-    assert response.status_code == 200 and assert_documented(schema, "GET", path, response)["results"] == []
+    body = assert_documented(schema, "GET", path, response)
+    assert response.status_code == 200 and (body if path == RUNS else body["results"]) == []
 
 
 def test_alert_paging_takes_what_was_validated(staff):

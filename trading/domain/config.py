@@ -16,11 +16,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from failover.domain.clock import Clock
 from failover.domain.files import describe_error, read_bounded
+from trading.domain.alert_types import ALERT_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -193,9 +195,45 @@ class FailoverConfig(_Section):
         return value
 
 
+AlertLevelName = Literal["INFO", "WARN", "CRIT"]
+
+
+class SinkLevels(_Section):
+    """The lowest level each outside sink is sent; the database keeps every alert whatever these say."""
+
+    dashboard: AlertLevelName = "INFO"
+    webhook: AlertLevelName = "INFO"
+    telegram: AlertLevelName = "WARN"
+    email: AlertLevelName = "CRIT"
+
+
 class AlertsConfig(_Section):
+    # The same (type, symbol) again within the window is counted, not sent; a higher level always goes out.
     dedupe_window_s: float = Field(default=60.0, ge=0, le=86_400)
     crit_dedupe_window_s: float = Field(default=10.0, ge=0, le=86_400)
+    # Alerts of one type sent in any 60 s, whatever their symbol; the rest are counted, not sent (0: no limit).
+    max_per_type_per_minute: int = Field(default=20, ge=0, le=10_000)
+    min_level: SinkLevels = SinkLevels()
+    # Stored (the record stays whole) but sent to no outside sink, the dashboard's live push included.
+    muted_types: tuple[str, ...] = Field(default=(), max_length=len(ALERT_TYPES))
+
+    @field_validator("muted_types", mode="before")
+    @classmethod
+    def _array_as_tuple(cls, value: object) -> object:
+        # JSON has arrays, not tuples: take an array as the tuple the frozen config keeps.
+        if isinstance(value, list):
+            return tuple(value)
+        if isinstance(value, tuple):
+            return value
+        raise ValueError("must be an array of alert type names")
+
+    @field_validator("muted_types")
+    @classmethod
+    def _known_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - ALERT_TYPES)
+        if unknown:
+            raise ValueError(f"unknown alert type {', '.join(unknown)} (known: {', '.join(sorted(ALERT_TYPES))})")
+        return value
 
 
 class HealthConfig(_Section):

@@ -90,6 +90,10 @@ class SignalPipeline:
         except Exception as exc:
             raise StageFailed(stage, exc) from exc
 
+    def signals(self, symbol: str) -> SymbolSignals | None:
+        """Return ``symbol``'s engines to read (None before its first event and right after a restart)."""
+        return self._symbols.get(symbol)
+
     def restart(self, symbol: str) -> None:
         """Drop ``symbol``'s engines: fresh ones are built, and warmed up again, on its next event."""
         self._symbols.pop(symbol, None)

@@ -12,12 +12,15 @@ new fills arrive, so old spikes have to age out.
 
 A symbol is blocked when its score falls below ``quality_threshold`` and
 unblocked only when it climbs back to ``recovery_threshold`` or more
-(hysteresis). Blocks are per symbol, never global.
+(hysteresis). Blocks are per symbol, never global. Each change of a symbol's
+block is handed to ``on_change`` (the trader raises SLIPPAGE_BLOCK / _UNBLOCK).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from failover.domain.clock import Clock
 from failover.domain.enums import OrderSide
@@ -31,6 +34,19 @@ def slippage_bps(side: OrderSide, expected_price: float, fill_price: float) -> f
     if expected_price <= 0.0:
         raise ValueError("expected_price must be positive")
     return side.sign * (fill_price - expected_price) / expected_price * BPS
+
+
+@dataclass(frozen=True, slots=True)
+class QualityBlockChange:
+    """A symbol was blocked (its score fell below ``threshold``) or unblocked (it climbed back to it)."""
+
+    symbol: str
+    blocked: bool
+    score: float
+    threshold: float  # quality_threshold for a block, recovery_threshold for an unblock
+
+
+BlockListener = Callable[[QualityBlockChange], None]
 
 
 class SlippageTracker:
@@ -70,18 +86,21 @@ class SlippageTracker:
 class ExecutionQuality:
     """Score every symbol's execution and decide which symbols may not open positions."""
 
-    def __init__(self, config: QualityConfig, clock: Clock) -> None:
+    def __init__(self, config: QualityConfig, clock: Clock, on_change: BlockListener | None = None) -> None:
         self._clock = clock
+        self._on_change = on_change
         self._trackers: dict[str, SlippageTracker] = {}
         self._blocked: set[str] = set()
         self.apply_config(config)
 
     def apply_config(self, config: QualityConfig) -> None:
-        """Take new thresholds; a changed window starts the trackers afresh."""
+        """Take new thresholds; a changed window starts the trackers afresh (and so lifts every block)."""
         window = config.slippage_window
         max_age_ms = int(config.slippage_window_s * 1000)
         if getattr(self, "_window", None) != (window, max_age_ms):
             self._trackers = {}
+            for symbol in sorted(self._blocked):  # no fills left to judge by: the score is 100 again
+                self._change(symbol, blocked=False, score=100.0, threshold=config.recovery_threshold)
         self._window = (window, max_age_ms)
         self._max_bps = config.max_slippage_bps
         self._threshold = config.quality_threshold
@@ -123,10 +142,18 @@ class ExecutionQuality:
         score = self._score(tracker)
         if symbol in self._blocked:
             if score >= self._recovery:
-                self._blocked.discard(symbol)
+                self._change(symbol, blocked=False, score=score, threshold=self._recovery)
                 return False
             return True
         if score < self._threshold:
-            self._blocked.add(symbol)
+            self._change(symbol, blocked=True, score=score, threshold=self._threshold)
             return True
         return False
+
+    def _change(self, symbol: str, *, blocked: bool, score: float, threshold: float) -> None:
+        if blocked:
+            self._blocked.add(symbol)
+        else:
+            self._blocked.discard(symbol)
+        if self._on_change is not None:
+            self._on_change(QualityBlockChange(symbol=symbol, blocked=blocked, score=score, threshold=threshold))

@@ -9,11 +9,20 @@ loss at the stop stays within budget) and take profits towards the entry too.
 
 Reduce-only and closing orders are always allowed: ``check_exit`` never refuses,
 whatever safe mode, the daily loss or the trading switch say.
+
+The moment the daily loss limit stops entries is handed to ``on_daily_loss_stop``
+(the trader raises DAILY_LOSS_STOP).
+
+Margin: an entry's initial margin is ``notional / leverage``, with the leverage
+the exchange applies to the symbol (``set_leverage``; ``risk.default_leverage``
+for a symbol no one reports on, as in REPLAY). The quantity is capped so that
+this margin, plus a fee allowance, fits in the equity the open positions leave
+free; a symbol whose leverage is tracked but not confirmed yet takes no entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
@@ -27,6 +36,9 @@ from trading.marketdata.instruments import InstrumentSpec
 
 _ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
+# Room for the taker fees of opening and closing (0.055% each at Bybit's base tier), which the exchange
+# counts in an order's cost beside its initial margin.
+FEE_ALLOWANCE = Decimal("0.002")
 
 
 def _dec(x: float) -> Decimal:
@@ -58,6 +70,16 @@ class PositionExposure:
 
 
 @dataclass(frozen=True, slots=True)
+class DailyLossStop:
+    """Today's realised PnL reached the daily loss limit: no entries until 00:00 UTC."""
+
+    daily_pnl: Decimal  # negative, USDT
+    limit: Decimal  # the loss that stops entries, positive USDT
+    limit_pct: Decimal  # daily_loss_limit_pct
+    day_start_equity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class RiskDecision:
     allowed: bool
     reason: str  # a code from ``trading.domain.reasons``
@@ -67,7 +89,7 @@ class RiskDecision:
     price: Decimal | None = None  # tick-rounded entry price
     stop_price: Decimal | None = None
     take_profit_price: Decimal | None = None
-    leverage: int = 0
+    leverage: Decimal = _ZERO  # the symbol's applied leverage the margin was sized with
     reduce_only: bool = False
     message: str = ""
 
@@ -81,10 +103,12 @@ class RiskEngine:
         clock: Clock,
         instruments: Mapping[str, InstrumentSpec],
         quality: ExecutionQuality | None = None,
+        on_daily_loss_stop: Callable[[DailyLossStop], None] | None = None,
     ) -> None:
         self._clock = clock
         self._instruments = instruments
         self._quality = quality
+        self._on_daily_loss_stop = on_daily_loss_stop
         self._global_block: str | None = None
         self._positions: dict[str, PositionExposure] = {}
         self._exposure = _ZERO
@@ -93,6 +117,7 @@ class RiskEngine:
         self._day_start_equity: Decimal | None = None
         self._risk_off = False
         self._config_trading_enabled: bool | None = None
+        self._applied_leverage: dict[str, Decimal | None] = {}
         self.trading_enabled = config.trading_enabled
         self.apply_config(config)
 
@@ -119,6 +144,15 @@ class RiskEngine:
     def set_trading_enabled(self, enabled: bool) -> None:
         """Switch new entries on or off at runtime (recovery step DISABLE_TRADING)."""
         self.trading_enabled = enabled
+
+    def set_leverage(self, symbol: str, leverage: Decimal | None) -> None:
+        """Note the leverage the exchange applies to ``symbol``; None: not confirmed yet, entries on it wait."""
+        self._applied_leverage[symbol] = leverage
+
+    def leverage_for(self, symbol: str) -> Decimal:
+        """Return the leverage an entry on ``symbol`` is margined with (the configured one when none is reported)."""
+        applied = self._applied_leverage.get(symbol)
+        return applied if applied is not None else Decimal(self._leverage)
 
     @property
     def risk_off(self) -> bool:
@@ -178,6 +212,8 @@ class RiskEngine:
             return reasons.TRADING_DISABLED
         if self.risk_off:
             return reasons.RISK_OFF_DAILY_LOSS
+        if symbol in self._applied_leverage and self._applied_leverage[symbol] is None:
+            return reasons.LEVERAGE_NOT_APPLIED
         if self._quality is not None and self._quality.block_new_entries(symbol):
             return reasons.SYMBOL_BLOCKED_EXECUTION_QUALITY
         return None
@@ -251,9 +287,14 @@ class RiskEngine:
                 take_profit = tick
 
         risk_amount = equity * self._risk_pct / _HUNDRED
-        raw_qty = min(risk_amount / real_distance, spec.max_qty)
+        leverage = self.leverage_for(request.symbol)
+        margin_qty = self._margin_qty(equity, price, leverage)
+        raw_qty = min(risk_amount / real_distance, spec.max_qty, margin_qty)
         qty = round_to_step(raw_qty, spec.qty_step)
         if qty < spec.min_qty:
+            if raw_qty == margin_qty:
+                return self._refuse(request, reasons.INSUFFICIENT_MARGIN,
+                                    f"free margin buys {margin_qty:.8f} at {leverage}x < min_qty {spec.min_qty}")
             return self._refuse(request, reasons.QTY_BELOW_MINIMUM, f"sized {raw_qty:.8f} < min_qty {spec.min_qty}")
         notional = qty * price
         if notional < spec.min_notional:
@@ -272,9 +313,17 @@ class RiskEngine:
             price=price,
             stop_price=stop,
             take_profit_price=take_profit,
-            leverage=self._leverage,
+            leverage=leverage,
             message=f"risk {risk_amount:.4f} over stop distance {real_distance}",
         )
+
+    def _margin_qty(self, equity: Decimal, price: Decimal, leverage: Decimal) -> Decimal:
+        """Return the most an entry at ``price`` may buy with the equity the open positions' margin leaves free."""
+        used = sum((p.notional / self.leverage_for(p.symbol) for p in self._positions.values()), _ZERO)
+        free = equity - used
+        if free <= 0:
+            return _ZERO
+        return free / (price * (1 / leverage + FEE_ALLOWANCE))
 
     def _roll_day(self) -> None:
         day = utc_day(self._clock.now_ms())
@@ -291,3 +340,7 @@ class RiskEngine:
         limit = self._day_start_equity * self._daily_loss_pct / _HUNDRED
         if self._daily_pnl <= -limit:
             self._risk_off = True
+            if self._on_daily_loss_stop is not None:
+                self._on_daily_loss_stop(
+                    DailyLossStop(self._daily_pnl, limit, self._daily_loss_pct, self._day_start_equity)
+                )

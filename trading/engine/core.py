@@ -10,6 +10,9 @@ Each stage runs under a supervisor: an exception is a MODULE_CRASH reported with
 the stage name and a traceback summary, the symbol's signal engines are rebuilt
 (the module restarts), and the loop goes on; a crash never takes the process down
 and never lets an entry through, because the report puts the system in safe mode.
+
+A symbol blocked or unblocked for its execution quality and the daily loss stop
+are raised as alerts through ``alerts`` (the trader's; none in REPLAY).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from failover.domain.clock import Clock
 from failover.domain.enums import FailureSource
 from trading.domain import reasons
+from trading.domain.alerts import AlertMessage, AlertRaiser
 from trading.domain.config import TradingConfig
 from trading.domain.ids import OrderLinkIdFactory
 from trading.domain.latency import LatencyMonitor
@@ -34,9 +38,10 @@ from trading.domain.pipeline import (
     SignalPipeline,
     StageFailed,
 )
-from trading.domain.quality import ExecutionQuality
-from trading.domain.risk import RiskEngine
+from trading.domain.quality import ExecutionQuality, QualityBlockChange
+from trading.domain.risk import DailyLossStop, RiskEngine
 from trading.domain.statemachine import Transition
+from trading.engine.alerting import daily_loss_alert, slippage_alert
 from trading.engine.eventlog import EventLog
 from trading.engine.execution import Dispatcher, ExecResult, ExecutionEngine, InlineDispatcher
 from trading.engine.ledger import Ledger
@@ -73,6 +78,30 @@ class CoreCounters:
     crashes: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolView:
+    """One symbol as the core sees it now, copied out of the live engines (the heartbeat's per-symbol part).
+
+    Signal fields are None while the symbol has no engines (before its first event, or just after a
+    module restart); ``entry_blocked_by`` lists every reason a new entry would be refused now.
+    """
+
+    symbol: str
+    last_price: float | None
+    spread_bps: float | None
+    features_ready: bool
+    regime: str | None
+    regime_since_ms: int | None
+    score_long: float | None
+    score_short: float | None
+    score_ts_ms: int | None
+    state: str
+    state_since_ms: int
+    state_reason: str
+    side: str | None
+    entry_blocked_by: tuple[str, ...]
+
+
 def traceback_summary(exc: BaseException, limit: int = 4) -> list[str]:
     frames = traceback.extract_tb(exc.__traceback__)[-limit:]
     return [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames]
@@ -97,6 +126,7 @@ class TradingCore:
         fault_hooks: FaultHooks | None = None,
         log_transitions: bool = True,
         normaliser: Normaliser | None = None,
+        alerts: AlertRaiser | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -106,9 +136,12 @@ class TradingCore:
         self.hooks = fault_hooks or FaultHooks()
         self.counters = CoreCounters()
         self.normaliser = normaliser or Normaliser()
+        self.alerts: AlertRaiser | None = alerts
         self.latency = LatencyMonitor(config.latency)
-        self.quality = ExecutionQuality(config.quality, clock)
-        self.risk = RiskEngine(config.risk, clock, instruments, self.quality)
+        self.quality = ExecutionQuality(config.quality, clock, on_change=self._on_quality_change)
+        self.risk = RiskEngine(
+            config.risk, clock, instruments, self.quality, on_daily_loss_stop=self._on_daily_loss_stop
+        )
         self.pipeline = SignalPipeline(
             config,
             self._machine_gate,
@@ -147,6 +180,23 @@ class TradingCore:
         # The entry signal fired into a closed gate: the same refusal the execution engine writes, at the gate.
         self.events.write(symbol, "ORDER_REFUSED", reason=reason, message="entry signal refused at the gate",
                           stage=STATE_MACHINE)
+
+    # -- alerts -------------------------------------------------------------
+
+    def raise_alert(self, alert: AlertMessage) -> None:
+        """Hand ``alert`` to the trader's alerts; a failure there is logged, never raised into a stage."""
+        if self.alerts is None:
+            return
+        try:
+            self.alerts(alert)
+        except Exception:
+            logger.exception("alert %s not raised", alert.type)
+
+    def _on_quality_change(self, change: QualityBlockChange) -> None:
+        self.raise_alert(slippage_alert(change))
+
+    def _on_daily_loss_stop(self, stop: DailyLossStop) -> None:
+        self.raise_alert(daily_loss_alert(stop))
 
     def _on_transition(self, t: Transition) -> None:
         self.events.write(
@@ -220,6 +270,47 @@ class TradingCore:
             self.pipeline.restart(symbol)  # restart the module: fresh engines for the symbol
         self.on_crash(stage, exc, details)
 
+    # -- reads (on the pipeline thread) -------------------------------------
+
+    def entry_block_reasons(self, symbol: str) -> tuple[str, ...]:
+        """Every reason a new entry on ``symbol`` would be refused now; empty when one may open."""
+        risk, positions = self.risk, self.state.positions
+        first = self._machine_gate(symbol)  # what the gate answers, a block failover set included
+        candidates = (
+            (reasons.SAFE_MODE_ACTIVE, self.safe_mode()),
+            (reasons.TRADING_DISABLED, not risk.trading_enabled),
+            (reasons.RISK_OFF_DAILY_LOSS, risk.risk_off),
+            (reasons.SYMBOL_BLOCKED_EXECUTION_QUALITY, self.quality.block_new_entries(symbol)),
+            (reasons.POSITION_ALREADY_OPEN, symbol in positions),
+            (reasons.MAX_OPEN_POSITIONS, len(positions) >= self.config.risk.max_open_positions),
+        )
+        found = [first] if first is not None else []
+        found += [reason for reason, applies in candidates if applies and reason not in found]
+        return tuple(found)
+
+    def symbol_view(self, symbol: str) -> SymbolView:
+        """Return what the stages know of ``symbol`` now: price, regime, scores, state and entry blocks."""
+        signals = self.pipeline.signals(symbol)
+        context = self.machine.contexts().get(symbol)
+        features = signals.features.features if signals is not None else None
+        score = signals.scoring.score if signals is not None else None
+        return SymbolView(
+            symbol=symbol,
+            last_price=features.price if features is not None and features.price > 0 else None,
+            spread_bps=features.spread_bps if features is not None and features.bid > 0 else None,
+            features_ready=features is not None and features.ready,
+            regime=signals.regime.regime.value if signals is not None else None,
+            regime_since_ms=signals.regime.since_ms if signals is not None else None,
+            score_long=score.long if score is not None else None,
+            score_short=score.short if score is not None else None,
+            score_ts_ms=score.ts_ms if score is not None else None,
+            state=context.state.value if context is not None else self.machine.state(symbol).value,
+            state_since_ms=context.since_ms if context is not None else 0,
+            state_reason=context.last_reason if context is not None else "",
+            side=context.side.value if context is not None and context.side is not None else None,
+            entry_blocked_by=self.entry_block_reasons(symbol),
+        )
+
     # -- configuration ------------------------------------------------------
 
     def apply_config(self, config: TradingConfig) -> None:
@@ -228,3 +319,4 @@ class TradingCore:
         self.pipeline.apply_config(config)
         self.risk.apply_config(config.risk)
         self.quality.apply_config(config.quality)
+        self.latency.apply_config(config.latency)

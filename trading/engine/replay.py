@@ -23,10 +23,12 @@ from trading.domain.config import DEFAULT_CONFIG, TradingConfig
 from trading.domain.ids import OrderLinkIdFactory
 from trading.engine.core import TradingCore
 from trading.engine.eventlog import EventLog
+from trading.engine.execution import InlineDispatcher
+from trading.engine.leverage import LeverageKeeper
 from trading.engine.localstate import ClosedTrade, NoPersistence
 from trading.exchange.venue import InProcessVenue
 from trading.marketdata.generator import generate_messages
-from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
+from trading.marketdata.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from trading.marketdata.jsonl import MarketFileError, read_messages
 from trading.marketdata.normalise import Normaliser, SharedLevels
 
@@ -95,10 +97,20 @@ class BacktestEngine:
             normaliser=Normaliser(parse_levels=levels),
         )
         self.core.ledger.set_equity(initial_balance)
+        self._apply_leverage(config, instruments)
         self._last_tick = 0
         self._messages = 0
         self._seconds = 0.0
         self._in_position_events = 0
+
+    def _apply_leverage(self, config: TradingConfig, instruments: dict[str, InstrumentSpec]) -> None:
+        """Set the config's leverage on the venue, as the trader does on the exchange at start."""
+        keeper = LeverageKeeper(symbols=self.symbols, instruments=instruments, exchange=self.venue,
+                                dispatcher=InlineDispatcher(), clock=self.clock, on_applied=self.core.risk.set_leverage)
+        keeper.want(config.risk.default_leverage)
+        keeper.apply_now()
+        for message in self.venue.drain():  # the venue pushes each position's new leverage, as Bybit does
+            self.core.on_private(message)
 
     def run(self, messages: Iterable[dict[str, Any]]) -> BacktestResult:
         """Run ``messages`` on from where the last call stopped; the result covers every call so far.

@@ -43,6 +43,8 @@ ORDER_NOT_FOUND = 110001
 LEVERAGE_NOT_MODIFIED = 110043
 DUPLICATE_LINK_ID = 110072
 MAX_PAGES = 20
+# Refusals that say the exchange already is as asked, by operation: answered as successes.
+ALREADY_SO: dict[str, frozenset[int]] = {"set_leverage": frozenset({LEVERAGE_NOT_MODIFIED})}
 
 RestObserver = Callable[[str, bool, float, str], None]
 """Called after every request: (operation, ok, elapsed_ms, error_kind)."""
@@ -143,6 +145,21 @@ def _plain(value: Decimal) -> str:
     return text
 
 
+def _refusal(operation: str, exc: InvalidRequestError, code: int, submit_link_id: str) -> ExchangeError:
+    """Return the port's exception for a retCode answer: what the caller must do about it."""
+    if code == RATE_LIMIT:
+        headers = exc.resp_headers or {}
+        reset = headers.get("X-Bapi-Limit-Reset-Timestamp")
+        return RateLimited(exc.message, reset_at_ms=_i(reset) or None)
+    if code in SERVER_ERRORS:
+        if submit_link_id:
+            return AmbiguousSubmitError(exc.message, order_link_id=submit_link_id)
+        return TemporaryExchangeError(f"{operation}: {code} {exc.message}")
+    if code == DUPLICATE_LINK_ID:
+        return DuplicateOrderLinkId(exc.message, ret_code=code)
+    return OrderRejected(exc.message, ret_code=code)
+
+
 class PybitRest:
     """The exchange port over a pybit ``HTTP`` session (Bybit or the simulator)."""
 
@@ -155,6 +172,8 @@ class PybitRest:
     # -- plumbing -----------------------------------------------------------
 
     def _call(self, operation: str, method: Callable[..., Any], *, submit_link_id: str = "", **params: Any) -> Any:
+        """Call pybit; map its errors to the port's. A retCode of ``ALREADY_SO[operation]`` is a success, for the
+        caller and for the observer (the failure detectors): the exchange is as asked."""
         started = time.perf_counter()
         kind = ""
         try:
@@ -163,18 +182,10 @@ class PybitRest:
             return response["result"]
         except InvalidRequestError as exc:
             code = int(exc.status_code)
+            if code in ALREADY_SO.get(operation, ()):
+                return {}
             kind = f"retCode {code}"
-            if code == RATE_LIMIT:
-                headers = exc.resp_headers or {}
-                reset = headers.get("X-Bapi-Limit-Reset-Timestamp")
-                raise RateLimited(exc.message, reset_at_ms=_i(reset) or None) from exc
-            if code in SERVER_ERRORS:
-                if submit_link_id:
-                    raise AmbiguousSubmitError(exc.message, order_link_id=submit_link_id) from exc
-                raise TemporaryExchangeError(f"{operation}: {code} {exc.message}") from exc
-            if code == DUPLICATE_LINK_ID:
-                raise DuplicateOrderLinkId(exc.message, ret_code=code) from exc
-            raise OrderRejected(exc.message, ret_code=code) from exc
+            raise _refusal(operation, exc, code, submit_link_id) from exc
         except FailedRequestError as exc:
             kind = f"HTTP {exc.status_code}"
             if submit_link_id:
@@ -299,19 +310,16 @@ class PybitRest:
         return found
 
     def set_leverage(self, symbol: str, leverage: Decimal) -> None:
+        """Set both sides' leverage (one-way mode); 110043, already that leverage, is a success."""
         value = _plain(leverage)
-        try:
-            self._call(
-                "set_leverage",
-                self._http.set_leverage,
-                category=CATEGORY,
-                symbol=symbol,
-                buyLeverage=value,
-                sellLeverage=value,
-            )
-        except OrderRejected as exc:
-            if exc.ret_code != LEVERAGE_NOT_MODIFIED:
-                raise
+        self._call(
+            "set_leverage",
+            self._http.set_leverage,
+            category=CATEGORY,
+            symbol=symbol,
+            buyLeverage=value,
+            sellLeverage=value,
+        )
 
     def server_time_ms(self) -> int:
         result = self._call("server_time", self._http.get_server_time)

@@ -17,6 +17,9 @@ TAKER_FEE = Decimal("0.00055")
 
 INITIAL_BALANCE = Decimal("10000")
 DEFAULT_LEVERAGE = Decimal("10")
+# The leverage filter of every simulated linear perpetual: [MIN_LEVERAGE, the instrument's maxLeverage].
+MIN_LEVERAGE = Decimal("1")
+LEVERAGE_STEP = Decimal("0.01")
 SETTLE_COIN = "USDT"
 
 # Bybit's default order-entry limit (10 requests/s per UID), reported in X-Bapi-Limit.

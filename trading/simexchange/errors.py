@@ -11,6 +11,7 @@ RATE_LIMITED = 10006
 ORDER_NOT_EXISTS = 110001
 PRICE_OUT_OF_RANGE = 110003
 INSUFFICIENT_AVAILABLE = 110007
+AVAILABLE_NOT_ENOUGH = 110012  # set-leverage: the margin the new leverage needs exceeds the available balance
 # Bybit documents 110017 as "Reduce-only rule not satisfied" (derivatives error table)
 # and V5 also returns it for "orderQty will be truncated to zero".
 REDUCE_ONLY_NOT_SATISFIED = 110017

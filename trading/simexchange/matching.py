@@ -31,7 +31,7 @@ from trading.marketdata.instruments import InstrumentSpec
 from . import errors as E
 from .account import Account
 from .book import walk
-from .constants import INITIAL_BALANCE, MAKER_FEE, TAKER_FEE
+from .constants import INITIAL_BALANCE, LEVERAGE_STEP, MAKER_FEE, MIN_LEVERAGE, TAKER_FEE
 from .models import (
     CREATE_BY_STOP_LOSS,
     CREATE_BY_TAKE_PROFIT,
@@ -203,24 +203,40 @@ class MatchingEngine(Account):
         return order, changes
 
     def set_leverage(self, symbol: str, buy: Decimal, sell: Decimal) -> Changes:
-        """Set the position's leverage; 110043 when it is already that."""
+        """Set the position's leverage as Bybit does in one-way mode.
+
+        buy must equal sell (10001), within the instrument's leverage filter
+        ``[1, maxLeverage]`` in steps of 0.01 (10001); the same leverage again is
+        110043; a change whose initial margin (position and open orders) grows by
+        more than the available balance is 110012. A flat symbol keeps it for its
+        next position.
+        """
         spec = self.spec(symbol)
         if buy != sell:
             raise E.param_error("buy leverage must equal sell leverage in one-way mode")
-        if buy < 1 or buy > spec.max_leverage or buy % Decimal("0.01"):
-            raise E.param_error(f"leverage invalid: must be within [1, {spec.max_leverage}]")
+        if buy < MIN_LEVERAGE or buy > spec.max_leverage or buy % LEVERAGE_STEP:
+            raise E.param_error(f"leverage invalid: must be within [{MIN_LEVERAGE}, {spec.max_leverage}] "
+                                f"in steps of {LEVERAGE_STEP}")
         pos = self.position(symbol)
         if pos.leverage == buy:
-            raise E.ExchangeError(E.LEVERAGE_NOT_MODIFIED, "leverage not modified")
-        need = abs(pos.size) * pos.avg_price / buy - self.position_im(pos)
+            raise E.ExchangeError(E.LEVERAGE_NOT_MODIFIED, "Set leverage has not been modified.")
+        notional = abs(pos.size) * pos.avg_price + self._order_notional(symbol)
+        need = notional / buy - notional / pos.leverage
         if need > 0 and need > self.available():
-            raise E.ExchangeError(E.INSUFFICIENT_AVAILABLE, "ab not enough for new leverage")
+            raise E.ExchangeError(E.AVAILABLE_NOT_ENOUGH, "Available balance not enough for the new leverage")
         pos.leverage = buy
         pos.updated_ms = self.clock()
         changes = Changes()
         changes.position(symbol)
         changes.wallet = True
         return changes
+
+    def _order_notional(self, symbol: str) -> Decimal:
+        """The value of ``symbol``'s open orders that hold initial margin (``Account.order_im``'s rule)."""
+        return sum(
+            (o.leaves_qty * o.price for o in self.open_orders(symbol) if not o.reduce_only and o.price is not None),
+            Decimal(0),
+        )
 
     # -- market events ---------------------------------------------------
     def on_book(self, symbol: str) -> Changes:

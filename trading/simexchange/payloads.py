@@ -12,7 +12,7 @@ from typing import Any
 from trading.marketdata.instruments import InstrumentSpec
 
 from .account import Account
-from .constants import SETTLE_COIN
+from .constants import LEVERAGE_STEP, MIN_LEVERAGE, SETTLE_COIN
 from .models import Execution, Order, Position
 from .orders import max_price
 
@@ -238,9 +238,9 @@ def instrument_item(spec: InstrumentSpec) -> dict[str, Any]:
         "deliveryFeeRate": "",
         "priceScale": str(scale),
         "leverageFilter": {
-            "minLeverage": "1",
-            "maxLeverage": format(spec.max_leverage.quantize(Decimal("0.01")), "f"),
-            "leverageStep": "0.01",
+            "minLeverage": format(MIN_LEVERAGE, "f"),
+            "maxLeverage": format(spec.max_leverage.quantize(LEVERAGE_STEP), "f"),
+            "leverageStep": format(LEVERAGE_STEP, "f"),
         },
         "priceFilter": {
             "minPrice": format(spec.tick_size, "f"),

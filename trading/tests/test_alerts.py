@@ -67,12 +67,16 @@ def test_alert_is_stored_and_reaches_webhook_and_telegram(receivers):
         (
             "/hook",
             {
-                "level": "CRIT",
-                "type": "CONFIG_INVALID",
-                "symbol": "",
-                "details": {},
-                "message": "risk.max_open_positions: not an integer",
-                "suppressed": 0,
+                "text": "[CRIT] CONFIG_INVALID: risk.max_open_positions: not an integer",
+                "alert": {
+                    "level": "CRIT",
+                    "type": "CONFIG_INVALID",
+                    "symbol": "",
+                    "details": {},
+                    "message": "risk.max_open_positions: not an integer",
+                    "suppressed": 0,
+                    "runId": "r1",
+                },
             },
         )
     ]
@@ -114,6 +118,12 @@ class _OncePerKey:
         key = f"{alert.type}:{alert.symbol}"
         self.seen[key] = self.seen.get(key, 0) + 1
         return self.seen[key] == 1, 0
+
+    def delivers(self, alert: AlertMessage, sink: str) -> bool:
+        return True
+
+    def configure(self, *, run_id: str, config) -> None:
+        raise AssertionError("not configured in this test")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,10 +1,12 @@
-"""The black box: the heartbeat other processes read, and the process state the next start reads.
+"""The black box: the heartbeat other processes read, the process state the next start reads, the equity curve.
 
 The heartbeat (shape in ``trading.control``) goes out every second and ages out
-when the process stops writing it. The process state
-(``<dataDir>/system/process_state.json``) is written whenever positions, orders
-or the phase change, and on a timer regardless, so a crash leaves the last
-known exposure behind for the restart's recovery plan.
+when the process stops writing it; its ``symbolStatus`` says, per symbol, what
+the stages see (price, regime, scores, state, why entries are blocked). The
+process state (``<dataDir>/system/process_state.json``) is written whenever
+positions, orders or the phase change, and on a timer regardless, so a crash
+leaves the last known exposure behind for the restart's recovery plan. With the
+heartbeat, ``EquitySampler`` checks whether an equity sample is due.
 """
 
 from __future__ import annotations
@@ -12,26 +14,109 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from decimal import Decimal
+from functools import partial
+from typing import Any, Protocol, runtime_checkable
 
+from failover.domain.clock import Clock
 from failover.domain.enums import Phase
 from failover.domain.types import OrderSnapshot, PositionSnapshot, ProcessState
+from trading.engine.core import SymbolView
+from trading.engine.leverage import LeverageKeeper
 from trading.engine.snapshots import order_from_local, position_from_local
+from trading.exchange.port import Wallet
 from trading.trader.context import Engine, TraderContext
 
 logger = logging.getLogger("scalper.trader")
 
 Snapshots = tuple[tuple[PositionSnapshot, ...], tuple[OrderSnapshot, ...]]
 
+# The heartbeat goes out every second: its per-symbol part is bounded whatever the command line says.
+MAX_SYMBOLS_IN_BEAT = 50
+MAX_REASONS_IN_BEAT = 8
+TIMER, POSITION_CLOSED = "TIMER", "POSITION_CLOSED"  # why an equity sample was taken (trading.models)
+
+
+@runtime_checkable
+class EquityRecorder(Protocol):
+    """Where equity samples go: the database persistence has it (written off this thread); REPLAY keeps none."""
+
+    @property
+    def equity_every_s(self) -> float: ...
+
+    def record_equity(
+        self,
+        *,
+        at_ms: int,
+        equity: Decimal,
+        wallet_balance: Decimal,
+        unrealized_pnl: Decimal,
+        available: Decimal,
+        trigger: str,
+    ) -> bool: ...
+
+
+class EquitySampler:
+    """Sample the exchange wallet every ``recorder.equity_every_s`` seconds and after every position close.
+
+    The wallet is read on the gateway thread and the sample written on the
+    recorder's own thread: the pipeline thread only compares the open symbols and
+    hands over the answer. One read at a time; a failed read is skipped, and the
+    next turn of the timer samples again.
+    """
+
+    def __init__(self, engine: Engine, recorder: EquityRecorder, clock: Clock) -> None:
+        self._engine = engine
+        self._recorder = recorder
+        self._clock = clock
+        self._open = frozenset(engine.core.state.positions)
+        self._next_at_ms = 0  # the first check samples at once
+        self._close_seen = False
+        self._reading = False
+
+    def check(self) -> None:
+        """Ask for a sample when the interval has passed or a position closed since the last check."""
+        open_now = frozenset(self._engine.core.state.positions)
+        self._close_seen = self._close_seen or bool(self._open - open_now)
+        self._open = open_now
+        now = self._clock.monotonic_ms()
+        if self._reading or not (self._close_seen or now >= self._next_at_ms):
+            return
+        trigger = POSITION_CLOSED if self._close_seen else TIMER
+        self._close_seen = False
+        self._next_at_ms = now + int(self._recorder.equity_every_s * 1000)
+        self._reading = True
+        self._engine.dispatcher.submit(self._engine.rest.wallet, partial(self._on_wallet, trigger))
+
+    def _on_wallet(self, trigger: str, wallet: Wallet | None, error: BaseException | None) -> None:
+        self._reading = False
+        if error is not None or wallet is None:
+            logger.warning("equity sample skipped: the wallet read failed: %s", error)
+            return
+        kept = self._recorder.record_equity(
+            at_ms=self._clock.now_ms(),
+            equity=wallet.equity,
+            wallet_balance=wallet.wallet_balance,
+            unrealized_pnl=wallet.unrealised_pnl,
+            available=wallet.available,
+            trigger=trigger,
+        )
+        if not kept:
+            logger.warning("equity sample dropped: the database writer is behind")
+
 
 class Blackbox:
     """Write the heartbeat and the process state of one trader."""
 
-    def __init__(self, ctx: TraderContext, engine: Engine) -> None:
+    def __init__(self, ctx: TraderContext, engine: Engine, *, leverage: LeverageKeeper | None = None) -> None:
         self._ctx = ctx
         self._engine = engine
+        self._leverage = leverage  # each symbol's wanted and applied leverage, in its status (None: not managed)
         self.last_data_ms: dict[str, int] = {}  # per symbol, written by the inbox on every market message
         self._last_snapshot_key: tuple | None = None
+        persistence = engine.core.state.persistence
+        recorder = persistence if isinstance(persistence, EquityRecorder) else None
+        self.equity = EquitySampler(engine, recorder, ctx.clock) if recorder is not None else None
 
     # -- process state ------------------------------------------------------
 
@@ -76,6 +161,8 @@ class Blackbox:
             ctx.control.write_heartbeat(beat, run_id=ctx.settings.run_id)
         except Exception as exc:  # Redis down: the heartbeat ages out, which is the truth
             logger.warning("heartbeat not written: %s", exc)
+        if self.equity is not None:
+            self.equity.check()
 
     def beat(self) -> dict[str, Any]:
         """The heartbeat's body (its shape is documented in ``trading.control``)."""
@@ -96,7 +183,22 @@ class Blackbox:
             "counters": self._counters(),
             "positions": len(core.state.positions),
             "openOrders": len(core.state.open_orders()),
+            "symbolStatus": self.symbol_status(),
         }
+
+    def symbol_status(self) -> dict[str, dict[str, Any]]:
+        """Per traded symbol (the first ``MAX_SYMBOLS_IN_BEAT``): what the stages see and why entries are blocked."""
+        core, now_ms = self._engine.core, self._ctx.clock.now_ms()
+        status: dict[str, dict[str, Any]] = {}
+        for symbol in self._ctx.settings.symbols[:MAX_SYMBOLS_IN_BEAT]:
+            seen_ms = self.last_data_ms.get(symbol)
+            status[symbol] = {
+                **symbol_view_dict(core.symbol_view(symbol)),
+                "marketDataAgeMs": now_ms - seen_ms if seen_ms is not None else None,
+            }
+            if self._leverage is not None:
+                status[symbol]["leverage"] = self._leverage.status(symbol)
+        return status
 
     def _config(self) -> dict[str, Any]:
         """Whether the config file in force is valid, where the config comes from, and what is wrong if not."""
@@ -139,6 +241,29 @@ class Blackbox:
             "entriesRefused": merge_counts(counters.entries_refused, core.machine.suppressed_by_reason),
             "crashes": counters.crashes,
         }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return round(value, digits) if value is not None else None
+
+
+def symbol_view_dict(view: SymbolView) -> dict[str, Any]:
+    """The heartbeat's entry for one symbol (times in epoch ms; None where the stages know nothing yet)."""
+    scored = view.score_long is not None
+    return {
+        "lastPrice": view.last_price,
+        "spreadBps": _rounded(view.spread_bps, 3),
+        "featuresReady": view.features_ready,
+        "regime": view.regime,
+        "regimeSinceMs": view.regime_since_ms or None,
+        "score": {"long": _rounded(view.score_long, 4), "short": _rounded(view.score_short, 4),
+                  "atMs": view.score_ts_ms or None} if scored else None,
+        "state": view.state,
+        "stateSinceMs": view.state_since_ms or None,
+        "stateReason": view.state_reason[:80],
+        "side": view.side,
+        "entryBlockedBy": list(view.entry_blocked_by[:MAX_REASONS_IN_BEAT]),
+    }
 
 
 def merge_counts(*counts: dict[str, int]) -> dict[str, int]:

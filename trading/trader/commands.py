@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from failover.domain.enums import OrderSide
 from trading.domain.config import DEFAULT_CONFIG
 from trading.engine import crashpoints
+from trading.engine.alerting import panic_close_alert
 
 if TYPE_CHECKING:
     from trading.trader.blackbox import Blackbox
@@ -112,12 +113,20 @@ class Commands:
             engine.load()
         return {"source": engine.source, "onFallback": engine.on_fallback}
 
-    def panic_close(self) -> dict[str, Any]:
+    def panic_close(self, by: str = "") -> dict[str, Any]:
+        """Cancel every order and close every position; raise PANIC_CLOSE naming ``by`` (who asked) and the result."""
         # Imported here: the execution engine pulls in the exchange adapters, which the web and worker
         # processes that import the command names through trading.control never need.
         from trading.engine.execution import panic_close_all
 
-        return panic_close_all(self._core.execution)
+        try:
+            report = panic_close_all(self._core.execution)
+        except Exception as exc:
+            failed = {"errors": [f"{type(exc).__name__}: {exc}"], "success": False}
+            self._ctx.alert(panic_close_alert(failed, by=str(by)))
+            raise
+        self._ctx.alert(panic_close_alert(report, by=str(by)))
+        return report
 
     def close_position(self, symbol: str = "") -> dict[str, Any]:
         """Flatten one symbol with a reduce-only market order (never blocked); entries are not touched."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
@@ -22,17 +22,19 @@ from failover.domain.clock import Clock, SystemClock
 from failover.domain.enums import FailureType
 from failover.domain.process_state import ProcessStateStore
 from failover.domain.types import FailureEvent
-from trading.domain.config import ConfigEngine
+from trading.domain.alerts import AlertLevel, AlertMessage
+from trading.domain.config import AlertsConfig, ConfigEngine
 from trading.engine import crashpoints
 from trading.engine.core import FaultHooks, TradingCore
 from trading.engine.eventlog import EventLog
 from trading.engine.execution import Dispatcher
 from trading.engine.failover_link import FailoverLink
+from trading.engine.leverage import LeverageKeeper
 from trading.engine.watchdog import Watchdog
 from trading.exchange.connect import ExchangeTarget
 from trading.exchange.port import ExchangePort
 from trading.exchange.streams import ManagedStream
-from trading.trader.ports import FailoverServices, TraderControl
+from trading.trader.ports import FailoverServices, TraderAlerts, TraderControl
 
 logger = logging.getLogger("scalper.trader")
 
@@ -80,6 +82,7 @@ class TraderContext:
     streams: dict[str, ManagedStream] = field(default_factory=dict)  # filled at start, once the core exists
     # Once the black box exists, a reported failure also marks the process RECOVERING in it.
     after_report: Callable[[], None] | None = None
+    alerts: TraderAlerts | None = None  # None: alerts are only logged (a trader built without the alerts edge)
 
     def report(self, failure_type: FailureType, source: str, message: str, details: dict[str, Any]) -> None:
         event = FailureEvent(
@@ -100,9 +103,36 @@ class TraderContext:
         self.events.write("_SYSTEM", "FAILURE_CLEARED", type=failure_type)
         self.link.cleared(failure_type)
 
+    def alert(self, alert: AlertMessage) -> None:
+        """Log ``alert`` and raise it for this environment; never raises, never waits on a notifier."""
+        alert = replace(alert, run_id=self.settings.run_id)
+        where = f" {alert.symbol}" if alert.symbol else ""
+        level = logging.INFO if alert.level == AlertLevel.INFO else logging.WARNING
+        logger.log(level, "alert %s %s%s: %s", alert.level, alert.type, where, alert.message)
+        if self.alerts is None:
+            return
+        try:
+            self.alerts.alert_raise(alert)
+        except Exception:
+            logger.exception("alert %s not raised", alert.type)
+
+    def apply_alerts_config(self, config: AlertsConfig) -> None:
+        """Put the config's ``alerts`` section in force for this environment's alerts (start and hot reload)."""
+        if self.alerts is None:
+            return
+        try:
+            self.alerts.alerts_configure(run_id=self.settings.run_id, config=config)
+        except Exception:
+            logger.exception("alerts config not applied")
+
 
 def build_context(
-    settings: TraderSettings, *, services: FailoverServices, control: TraderControl, post: Post
+    settings: TraderSettings,
+    *,
+    services: FailoverServices,
+    control: TraderControl,
+    post: Post,
+    alerts: TraderAlerts | None = None,
 ) -> TraderContext:
     """Build the collaborators of a trader over ``settings.data_dir``; nothing starts yet."""
     clock = SystemClock()
@@ -127,6 +157,7 @@ def build_context(
             confirm_timeout_ms=10_000,
             clock=clock,
         ),
+        alerts=alerts,
     )
 
 
@@ -138,3 +169,4 @@ class Engine:
     watchdog: Watchdog
     rest: ExchangePort
     dispatcher: Dispatcher
+    leverage: LeverageKeeper | None = None  # each symbol's leverage on the exchange (None: not managed)

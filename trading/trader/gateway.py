@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from failover.domain.enums import FailureSource, FailureType
+from scalper_site.metrics.instruments import order_round_trip_observe
 from trading.exchange.connect import rest_for
 from trading.exchange.port import ExchangeError, ExchangePort
 from trading.marketdata.instruments import InstrumentSpec
@@ -54,6 +55,7 @@ def open_exchange(ctx: TraderContext) -> tuple[ExchangePort, dict[str, Instrumen
     s = ctx.settings
 
     def observe(operation: str, ok: bool, elapsed_ms: float, kind: str) -> None:
+        order_round_trip_observe(run_id=s.run_id, operation=operation, elapsed_ms=elapsed_ms, kind=kind)
         # REST outcomes feed the detectors once the loop runs; failures while waiting for the
         # exchange at start are reported (and cleared) by wait_for_exchange itself.
         if ctx.state is TraderState.RUNNING:

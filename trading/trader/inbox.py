@@ -5,7 +5,8 @@ observations, failover changes, config events and operator commands arrive as
 items on one queue (``(kind, ...)`` tuples); ``Inbox.handlers`` says what each
 kind means. Between items the loop runs the timers: the core's tick, the health
 checks that feed the watchdog, the REST probe, the heartbeat, the process state,
-the config poll and the background reconciliation.
+the config poll, the leverage calls still due (retries) and the background
+reconciliation.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from failover.domain.enums import FailureSource, FailureType
 from failover.domain.reconcile import diff_orders, diff_positions
 from trading.domain import reasons
 from trading.domain.config import ConfigApplied, ConfigEvent, ConfigInvalid
+from trading.engine.alerting import config_reloaded_alert
 from trading.engine.execution import sync_from_exchange
 from trading.engine.localstate import INTENT, SUBMITTED
 from trading.engine.snapshots import order_from_exchange, order_from_local, position_from_exchange, position_from_local
@@ -125,6 +127,11 @@ class Inbox:
             self._core.apply_config(event.config)
             self._watchdog.apply_config(event.config)
             self._ctx.link.apply_config(event.config.failover)
+            self._ctx.apply_alerts_config(event.config.alerts)
+            self.apply_leverage(event.config.risk.default_leverage)
+            reloaded = config_reloaded_alert(event)
+            if reloaded is not None:
+                self._ctx.alert(reloaded)
             if event.source == "file":
                 self._ctx.link.cleared(FailureType.CONFIG_INVALID.value)
 
@@ -143,8 +150,18 @@ class Inbox:
                 "process-state",
             ),
             Timer(2.0, engine.poll, "config"),
+            Timer(1.0, self.apply_leverage, "leverage"),
             Timer(15.0, self.reconcile, "reconcile"),
         ]
+
+    def apply_leverage(self, leverage: int | None = None) -> None:
+        """Ask for ``leverage`` on every symbol (a reload), then send what is due through the gateway (retries)."""
+        keeper = self._engine.leverage
+        if keeper is None:
+            return
+        if leverage is not None:
+            keeper.want(leverage)
+        keeper.submit_due()
 
     def check_health(self) -> None:
         """Feed the watchdog what the streams and latencies show; report what starts, clear what ends."""
@@ -226,6 +243,7 @@ class Inbox:
 
 
 def report_config_invalid(ctx: TraderContext, event: ConfigInvalid) -> None:
+    """Report CONFIG_INVALID; the FailoverManager raises its CRIT alert with the errors (the trader adds none)."""
     ctx.report(
         FailureType.CONFIG_INVALID,
         FailureSource.CONFIG_ENGINE,

@@ -1,8 +1,8 @@
-"""What the trader needs of the outside: the FailoverManager's service API and the control channel.
+"""What the trader needs of the outside: the FailoverManager's service API, the control channel, the alerts.
 
-The trader is handed both at construction (``run_trader`` resolves them from
+The trader is handed them at construction (``run_trader`` resolves them from
 settings), so the trading app never imports the failover app: it knows these
-shapes, and ``failover.services`` and ``trading.control`` happen to fit them.
+shapes, and ``failover.services``, ``trading.control`` and ``trading.alerts`` happen to fit them.
 What the link needs (``FailoverLinkServices``, ``FailoverView``) is defined beside
 ``FailoverLink`` in the engine and named here too, so the trader's seams are in one place.
 """
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from trading.domain.alerts import AlertMessage
+from trading.domain.config import AlertsConfig
 from trading.engine.failover_link import FailoverLinkServices, FailoverView
 
-__all__ = ["FailoverLinkServices", "FailoverServices", "FailoverView", "TraderControl"]
+__all__ = ["FailoverLinkServices", "FailoverServices", "FailoverView", "TraderAlerts", "TraderControl"]
 
 
 @runtime_checkable
@@ -38,3 +40,12 @@ class TraderControl(Protocol):
         error: str | None = None,
         run_id: str = "",
     ) -> None: ...
+
+
+@runtime_checkable
+class TraderAlerts(Protocol):
+    """Where the trader's alerts go (stored, then sent on without waiting), and the config they follow."""
+
+    def alert_raise(self, alert: AlertMessage) -> None: ...
+
+    def alerts_configure(self, *, run_id: str, config: AlertsConfig) -> None: ...

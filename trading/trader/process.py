@@ -31,7 +31,7 @@ from trading.trader.commands import Commands
 from trading.trader.context import Engine, TraderSettings, TraderState, build_context
 from trading.trader.gateway import GatewayDispatcher, open_exchange, wait_for_exchange
 from trading.trader.inbox import Handler, Inbox, report_config_invalid, report_mismatch, report_module_crash
-from trading.trader.ports import FailoverServices, TraderControl
+from trading.trader.ports import FailoverServices, TraderAlerts, TraderControl
 
 if TYPE_CHECKING:
     from scalper_site.bus import BusListener
@@ -44,10 +44,17 @@ logger = logging.getLogger("scalper.trader")
 class Trader:
     """One trader: startup, the loop, shutdown."""
 
-    def __init__(self, settings: TraderSettings, *, services: FailoverServices, control: TraderControl) -> None:
+    def __init__(
+        self,
+        settings: TraderSettings,
+        *,
+        services: FailoverServices,
+        control: TraderControl,
+        alerts: TraderAlerts | None = None,
+    ) -> None:
         self.settings = settings
         self.queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
-        self.ctx = build_context(settings, services=services, control=control, post=self.queue.put)
+        self.ctx = build_context(settings, services=services, control=control, post=self.queue.put, alerts=alerts)
         self.blackbox: Blackbox | None = None  # exists once the exchange answered at start
         self.bus: BusListener | None = None
 
@@ -100,6 +107,7 @@ class Trader:
         startup.record_start(ctx)
         config_event = ctx.config_engine.load()
         ctx.link.apply_config(ctx.config_engine.config.failover)
+        ctx.apply_alerts_config(ctx.config_engine.config.alerts)
         startup.register_environment(ctx)
         ctx.link.start()
         ctx.link.refresh()
@@ -110,12 +118,13 @@ class Trader:
         ctx.config_engine.add_listener(lambda event: ctx.post(("config", event)))
 
         engine = self._build_engine()
-        blackbox = self.blackbox = Blackbox(ctx, engine)
+        blackbox = self.blackbox = Blackbox(ctx, engine, leverage=engine.leverage)
         ctx.after_report = partial(blackbox.write_process_state, phase=Phase.RECOVERING)
         commands = Commands(ctx, engine, blackbox)
         inbox = Inbox(ctx, engine, blackbox, commands)
         commands.reload_state()
         wait_for_exchange(ctx, lambda: engine.core.ledger.set_equity(engine.rest.wallet().equity))
+        startup.apply_leverage(engine)  # before the streams: no entry goes out on an unconfirmed leverage
         ctx.streams.update(startup.build_streams(s, startup.stream_sink(ctx)))
         for stream in ctx.streams.values():
             stream.start()
@@ -153,9 +162,11 @@ class Trader:
             ids=OrderLinkIdFactory(ctx.clock),
             dispatcher=dispatcher,
             fault_hooks=ctx.hooks,
+            alerts=ctx.alert,
         )
         core.ledger.on_mismatch = partial(report_mismatch, ctx)
-        return Engine(core=core, watchdog=watchdog, rest=rest, dispatcher=dispatcher)
+        leverage = startup.leverage_keeper(ctx, core, rest, dispatcher, instruments)
+        return Engine(core=core, watchdog=watchdog, rest=rest, dispatcher=dispatcher, leverage=leverage)
 
     # -- shutdown -----------------------------------------------------------
 

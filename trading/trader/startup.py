@@ -25,10 +25,14 @@ from failover.domain.process_state import (
     trader_pid_alive,
 )
 from failover.domain.types import FailureEvent, ProcessState
+from trading.engine.core import TradingCore
+from trading.engine.execution import Dispatcher
+from trading.engine.leverage import LeverageKeeper
 from trading.exchange.connect import socket_factory
-from trading.exchange.port import StreamSink
+from trading.exchange.port import ExchangePort, StreamSink
 from trading.exchange.streams import ManagedStream, private_subscriber, public_subscriber
-from trading.trader.context import TraderContext, TraderSettings
+from trading.marketdata.instruments import InstrumentSpec
+from trading.trader.context import Engine, TraderContext, TraderSettings
 
 if TYPE_CHECKING:
     from scalper_site.bus import BusListener
@@ -145,6 +149,37 @@ def register_environment(ctx: TraderContext) -> None:
             "pid": os.getpid(),
         },
     )
+
+
+def leverage_keeper(
+    ctx: TraderContext,
+    core: TradingCore,
+    rest: ExchangePort,
+    dispatcher: Dispatcher,
+    instruments: dict[str, InstrumentSpec],
+) -> LeverageKeeper:
+    """The keeper of each symbol's leverage, asked for the config's ``risk.default_leverage``.
+
+    Entries on a symbol wait until the exchange confirmed its leverage; the
+    keeper tells the risk engine, which sizes every entry's margin with it.
+    """
+    keeper = LeverageKeeper(
+        symbols=ctx.settings.symbols,
+        instruments=instruments,
+        exchange=rest,
+        dispatcher=dispatcher,
+        clock=ctx.clock,
+        on_applied=core.risk.set_leverage,
+        events=ctx.events,
+    )
+    keeper.want(ctx.config_engine.config.risk.default_leverage)
+    return keeper
+
+
+def apply_leverage(engine: Engine) -> None:
+    """Set each symbol's leverage now, before the streams (and so any entry) start; a failure is retried later."""
+    if engine.leverage is not None:
+        engine.leverage.apply_now()
 
 
 def build_streams(settings: TraderSettings, sink: StreamSink) -> dict[str, ManagedStream]:

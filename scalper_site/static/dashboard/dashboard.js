@@ -157,7 +157,8 @@
     if (!integrationAvailable) return;
     const { ok, body } = await api("/api/tests/integration/runs?limit=10");
     if (!ok) return;
-    fillTable("runs-table", body.results.map((run) => {
+    // The spec's list shape: an array, newest first (further pages are in the Link header).
+    fillTable("runs-table", body.map((run) => {
       const link = el("a", { href: `/api/tests/integration/runs/${encodeURIComponent(run.runId)}`, class: "run-link",
         onclick: (event) => { event.preventDefault(); showReport(run.runId); } }, run.runId);
       return [link, run.scenarioId, el("td", { class: "run-result", "data-success": String(run.success) }, runResult(run)),

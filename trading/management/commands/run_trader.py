@@ -83,7 +83,7 @@ class Command(BaseCommand):
         if not settings.REDIS_URL:
             raise CommandError("no Redis: set REDIS_URL, or start the product with `make run`")
 
-        from trading import control
+        from trading import alerts, control
         from trading.trader.ports import FailoverServices
         from trading.trader.process import Trader, TraderSettings
 
@@ -104,6 +104,7 @@ class Command(BaseCommand):
             ),
             services=services,
             control=control,
+            alerts=alerts,
         )
         signal.signal(signal.SIGTERM, trader.request_stop)
         signal.signal(signal.SIGINT, trader.request_stop)

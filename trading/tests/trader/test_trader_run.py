@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from trading.engine.eventlog import read_events
 from trading.exchange.connect import SIM, ExchangeTarget
+from trading.models import EquitySample
 from trading.simexchange.server import SimServer
 from trading.tests.trader.fakes import Control, Gate
 from trading.trader.process import Trader, TraderSettings
@@ -69,8 +71,15 @@ def test_a_trader_starts_in_order_runs_its_timers_and_stops_cleanly(tmp_path, si
     beat = control.beats[-1]
     assert list(beat) == [
         "pid", "phase", "at", "mode", "symbols", "safeMode", "streams", "marketData", "restFailuresInARow",
-        "latencyAvgMs", "config", "counters", "positions", "openOrders",
+        "latencyAvgMs", "config", "counters", "positions", "openOrders", "symbolStatus",
     ]
     assert beat["phase"] == "RUNNING" and set(beat["streams"]) == {"public", "private"} and len(control.beats) >= 2
+    assert list(beat["symbolStatus"]) == ["BTCUSDT"] and beat["symbolStatus"]["BTCUSDT"]["state"]
+    # The first heartbeat asked for an equity sample: read from the simulator's wallet, written off the loop.
+    deadline = time.monotonic() + 10
+    while not EquitySample.objects.filter(run_id="solo").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sample = EquitySample.objects.get(run_id="solo")
+    assert sample.trigger == "TIMER" and sample.equity > 0 and sample.wallet_balance > 0
     state = json.loads((tmp_path / "system" / "process_state.json").read_text())
     assert state["phase"] == "STOPPING" and state["activeSymbols"] == ["BTCUSDT"]
