@@ -51,6 +51,8 @@ SECRET_SETTINGS = (
     "BYBIT_API_SECRET",
     "ALERT_WEBHOOK_URL",
     "TELEGRAM_BOT_TOKEN",
+    "EMAIL_HOST_PASSWORD",
+    "SCALPER_METRICS_TOKEN",
 )
 # Shorter values would mask ordinary words all over the page; structure (layers 1 and 2) still hides them.
 MIN_SECRET_LENGTH = 4

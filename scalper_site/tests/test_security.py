@@ -20,8 +20,10 @@ WEBHOOK_PATH = "/services/T000/B000/webhook-secret-path"
 WEBHOOK_URL = f"https://hooks.example.com{WEBHOOK_PATH}"
 TELEGRAM_TOKEN = "123456:telegram-bot-secret"
 LOGIN_PASSWORD = "hunter2-login-pw"
+SMTP_PASSWORD = "smtp-secret-password"
+METRICS_TOKEN = "metrics-token-0123456789abcdefghijklmn"
 SECRETS = [REDIS_PASSWORD, PG_PASSWORD, WEBHOOK_PATH, "webhook-secret", TELEGRAM_TOKEN, "telegram-bot-secret",
-           LOGIN_PASSWORD]
+           LOGIN_PASSWORD, SMTP_PASSWORD, METRICS_TOKEN]
 
 
 @pytest.fixture
@@ -34,13 +36,16 @@ def secret_settings(settings):
     settings.ALERT_WEBHOOK_URL = WEBHOOK_URL
     settings.TELEGRAM_BOT_TOKEN = TELEGRAM_TOKEN
     settings.TELEGRAM_CHAT_ID = "-100777"
+    settings.EMAIL_HOST_PASSWORD = SMTP_PASSWORD
+    settings.SCALPER_METRICS_TOKEN = METRICS_TOKEN
     return settings
 
 
 def _deliver_alert(url: str, broker: str) -> None:
     """Fail the way an HTTP client does: the message names the URL's path (here with the token in it)."""
     telegram = f"https://api.telegram.org/bot{TELEGRAM_TOKEN}/sendMessage"
-    raise ConnectionError(f"Max retries exceeded with url: {WEBHOOK_PATH} (also {telegram}, {broker}, {url})")
+    raise ConnectionError(f"Max retries exceeded with url: {WEBHOOK_PATH} (also {telegram}, {broker}, {url}; "
+                          f"smtp login {SMTP_PASSWORD} refused; bearer {METRICS_TOKEN})")
 
 
 def _error_page(accept: str) -> str:
