@@ -232,6 +232,15 @@ class TraderLivenessSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+@extend_schema_serializer(component_name="SymbolLeverage")
+class LeverageSerializer(serializers.Serializer):
+    wanted = serializers.FloatField(allow_null=True, help_text="The configured leverage, capped by the instrument.")
+    applied = serializers.FloatField(allow_null=True, help_text="What the exchange confirmed; null: not yet.")
+    state = serializers.ChoiceField(choices=["PENDING", "APPLIED", "RETRYING", "FAILED", "NOT_SENT"], allow_null=True)
+    attempts = serializers.IntegerField(allow_null=True, help_text="Failed calls for the current wish.")
+    error = serializers.CharField(allow_null=True, help_text="The last refusal, if any.")
+
+
 @extend_schema_serializer(component_name="SymbolStatus")
 class SymbolStatusSerializer(serializers.Serializer):
     """One symbol: live fields from the trader (null unless ``live``), position and orders from the database."""
@@ -251,6 +260,7 @@ class SymbolStatusSerializer(serializers.Serializer):
     entryBlockedBy = serializers.ListField(child=serializers.CharField(), allow_null=True,
                                            help_text="Every reason a new entry would be refused now; [] = none.")
     marketDataAgeMs = serializers.IntegerField(allow_null=True, help_text="Since the last market message.")
+    leverage = LeverageSerializer(allow_null=True, help_text="risk.default_leverage and what the exchange holds.")
     position = PositionListView.OutputSerializer(allow_null=True)
     openOrders = serializers.IntegerField()
 

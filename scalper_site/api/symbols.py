@@ -26,7 +26,8 @@ _MAX_EPOCH_MS = 4_102_444_800_000  # 2100-01-01: a later (or negative) time in a
 REGIMES = [regime.value for regime in Regime]
 STATES = [state.value for state in State]
 LIVE_FIELDS = ("lastPrice", "spreadBps", "featuresReady", "regime", "regimeSince", "score", "state", "stateSince",
-               "stateReason", "side", "entryBlockedBy", "marketDataAgeMs")
+               "stateReason", "side", "entryBlockedBy", "marketDataAgeMs", "leverage")
+LEVERAGE_STATES = ["PENDING", "APPLIED", "RETRYING", "FAILED", "NOT_SENT"]
 
 
 def _number(value: Any) -> float | None:
@@ -62,6 +63,15 @@ def _reasons(value: Any) -> list[str] | None:
     return [reason[:60] for reason in value[:8] if isinstance(reason, str)] if isinstance(value, list) else None
 
 
+def _leverage(value: Any) -> dict[str, Any] | None:
+    """The configured leverage, what the exchange confirmed, and where that stands (``risk.default_leverage``)."""
+    if not isinstance(value, Mapping):
+        return None
+    return {"wanted": _number(value.get("wanted")), "applied": _number(value.get("applied")),
+            "state": _one_of(value.get("state"), LEVERAGE_STATES), "attempts": _count(value.get("attempts")),
+            "error": _text(value.get("error"), 200)}
+
+
 def live_fields(entry: Any) -> dict[str, Any]:
     """One symbol's live fields from its heartbeat entry; every field None when there is no entry."""
     if not isinstance(entry, Mapping):
@@ -80,6 +90,7 @@ def live_fields(entry: Any) -> dict[str, Any]:
         "side": _text(entry.get("side"), 8),
         "entryBlockedBy": _reasons(entry.get("entryBlockedBy")),
         "marketDataAgeMs": _count(entry.get("marketDataAgeMs")),
+        "leverage": _leverage(entry.get("leverage")),
     }
 
 

@@ -286,7 +286,8 @@ def _beat(*, age_ms: int = 300, **status: Any) -> dict[str, Any]:
     entry = {"lastPrice": 91234.5, "spreadBps": 0.8, "featuresReady": True, "regime": "TREND_UP",
              "regimeSinceMs": now_ms - 60_000, "score": {"long": 0.62, "short": 0.0, "atMs": now_ms - 400},
              "state": "ARM", "stateSinceMs": now_ms - 2_000, "stateReason": "SIGNAL_ARM", "side": "BUY",
-             "entryBlockedBy": ["SAFE_MODE_ACTIVE"], "marketDataAgeMs": 120, **status}
+             "entryBlockedBy": ["SAFE_MODE_ACTIVE"], "marketDataAgeMs": 120,
+             "leverage": {"wanted": 5.0, "applied": 5.0, "state": "APPLIED", "attempts": 0, "error": None}, **status}
     return {"pid": 4242, "phase": "RUNNING", "at": now_ms - age_ms, "mode": "SIM", "safeMode": True,
             "symbols": ["BTCUSDT", "ETHUSDT"], "symbolStatus": {"BTCUSDT": entry, "ETHUSDT": {**entry, "state": "IDLE",
                                                                                               "side": None}}}
@@ -314,6 +315,7 @@ def test_symbols_status_from_a_live_trader_and_the_database(viewer, schema, monk
     assert (btc["regime"], btc["state"], btc["side"], btc["stateReason"]) == ("TREND_UP", "ARM", "BUY", "SIGNAL_ARM")
     assert btc["score"]["long"] == 0.62 and btc["score"]["at"].endswith("Z")
     assert btc["entryBlockedBy"] == ["SAFE_MODE_ACTIVE"] and btc["marketDataAgeMs"] == 120
+    assert btc["leverage"] == {"wanted": 5.0, "applied": 5.0, "state": "APPLIED", "attempts": 0, "error": None}
     assert btc["position"]["side"] == "LONG" and btc["position"]["entryPrice"] == 91000.0 and btc["openOrders"] == 2
     assert eth["symbol"] == "ETHUSDT" and eth["position"] is None and eth["openOrders"] == 0 and eth["state"] == "IDLE"
 
@@ -337,12 +339,12 @@ def test_without_a_live_trader_nothing_stale_is_served_as_current(viewer, schema
 
 def test_a_malformed_heartbeat_entry_is_unknown_not_an_error(viewer, schema, monkeypatch):
     beat = _beat(lastPrice="91k", regime="SIDEWAYS", score=[1], state=7, entryBlockedBy="SAFE_MODE_ACTIVE",
-                 marketDataAgeMs=-5, stateSinceMs=10**20)
+                 marketDataAgeMs=-5, stateSinceMs=10**20, leverage="5x")
     monkeypatch.setattr(selectors, "read_heartbeat", lambda run_id="", max_age_ms=5000: beat)
     btc = _get(viewer, SYMBOLS, schema=schema).json()["symbols"][0]
     assert btc["live"] is True and btc["spreadBps"] == 0.8
     assert all(btc[f] is None for f in ("lastPrice", "regime", "score", "state", "entryBlockedBy", "marketDataAgeMs",
-                                        "stateSince"))
+                                        "stateSince", "leverage"))
 
 
 def test_symbols_status_of_a_run_reads_that_runs_heartbeat_and_rows(viewer, schema, monkeypatch):
