@@ -14,9 +14,11 @@ Heartbeat (JSON at ``scalper:trader:<env>:heartbeat``, expires after 10 s)::
      "restFailuresInARow": 0, "latencyAvgMs": {"rest": 2.1, "ws": 5.0},
      "config": {"valid": true, "source": "file", "errors": []},
      "symbolStatus": {"BTCUSDT": {"lastPrice": 91234.5, "regime": "RANGE", "score": {"long": 0.2, ...},
-                                  "state": "WATCH", "entryBlockedBy": ["SAFE_MODE_ACTIVE"], ...}}}
+                                  "state": "WATCH", "entryBlockedBy": ["SAFE_MODE_ACTIVE"], ...}},
+     "detectors": {"packet_loss": {"type": "PACKET_LOSS", "active": false, "lastIncidentMs": 1763479190000}, ...}}
 
-(``symbolStatus``: per traded symbol, 50 at most; its fields are ``trading.trader.blackbox.symbol_view_dict``'s.)
+(``symbolStatus``: per traded symbol, 50 at most; its fields are ``trading.trader.blackbox.symbol_view_dict``'s.
+``detectors``: ``Watchdog.detector_status()``, each detector's failure type, whether it holds, its last incident.)
 
 Commands (bus kind ``trader.command``): the names in
 ``trading.trader.commands.COMMAND_NAMES`` (``reload_state``,

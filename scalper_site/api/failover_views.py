@@ -1,4 +1,5 @@
-"""Failover endpoints: the status (spec 9), its history, and the operator's two recovery actions."""
+"""Failover endpoints: the status (spec 9), what holds safe mode, its history and episodes, and the operator's
+two recovery actions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from failover.selectors import failover_state_history, safe_mode_intervals
+from failover.selectors import failover_state_history, safe_mode_conditions, safe_mode_episodes, safe_mode_intervals
 from failover.services import RecoveryNotRetryable, SafeModeExitRefused, failover_status, recovery_retry, safe_mode_exit
 from scalper_site.api.integration_views import RUN_ID_PATTERN
 from scalper_site.api.permissions import ActionViewMixin
@@ -21,9 +22,11 @@ from scalper_site.api.serializers import (
     StrictBooleanField,
     ZonedDateTimeField,
 )
+from trading.control import read_heartbeat
 
 TAG = ["failover"]
 HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT = 500, 5000
+EPISODES_DEFAULT_LIMIT, EPISODES_MAX_LIMIT = 100, 500
 
 
 def _user(request: Request) -> str:
@@ -99,6 +102,105 @@ class FailoverStateHistoryView(APIView):
         body = {"items": failover_state_history(**window, limit=found["limit"]),
                 "intervals": safe_mode_intervals(**window)}
         return Response(self.OutputSerializer(body).data)
+
+
+def _run_id_field() -> serializers.RegexField:
+    return serializers.RegexField(RUN_ID_PATTERN, required=False, max_length=64,
+                                  help_text="An integration run's id; absent: the product.")
+
+
+@extend_schema_serializer(component_name="PlanBrief")
+class PlanBriefSerializer(serializers.Serializer):
+    """A recovery plan and where each of its steps stands."""
+
+    @extend_schema_serializer(component_name="PlanBriefStep")
+    class StepSerializer(serializers.Serializer):
+        type = serializers.CharField()
+        status = serializers.CharField()
+
+    planId = serializers.CharField()
+    failureType = serializers.CharField()
+    status = serializers.CharField(help_text="PENDING, RUNNING, DONE, FAILED, WAITING_OPERATOR or SUPERSEDED.")
+    attempts = serializers.IntegerField()
+    nextRetryAt = ContractDateTimeField(allow_null=True, help_text="When a FAILED plan is retried next.")
+    steps = StepSerializer(many=True)
+
+
+@extend_schema_serializer(component_name="SafeModeCondition")
+class SafeModeConditionSerializer(serializers.Serializer):
+    """One condition holding safe mode, what ends it and, for a quiet window, how long is left."""
+
+    type = serializers.CharField(help_text="A failure type, CONFIG_FALLBACK, OPERATOR_HOLD or RECOVERY_PLAN.")
+    since = ContractDateTimeField(allow_null=True, help_text="When it was reported (the latest report of the type).")
+    clearedBy = serializers.CharField(help_text="What ends it.")
+    quietWindowS = serializers.FloatField(allow_null=True, help_text="Set for types that clear after a quiet window.")
+    lastIncidentAt = ContractDateTimeField(allow_null=True, help_text="The last incident the trader's detectors saw.")
+    clearsInS = serializers.FloatField(allow_null=True, help_text="Seconds left of the quiet window (at the latest); "
+                                                                  "null when the trader does not report it.")
+    message = serializers.CharField()
+
+
+class SafeModeConditionsView(APIView):
+    """What holds safe mode now and what ends each part of it, with the quiet windows' countdowns."""
+
+    @extend_schema_serializer(component_name="SafeModeConditionsQuery")
+    class QuerySerializer(QueryParamsSerializer):
+        runId = _run_id_field()
+
+    @extend_schema_serializer(component_name="SafeModeConditions")
+    class OutputSerializer(serializers.Serializer):
+        version = serializers.IntegerField(allow_null=True, help_text="null: no state recorded yet.")
+        safeMode = serializers.BooleanField(allow_null=True)
+        conditions = SafeModeConditionSerializer(many=True)
+        plan = PlanBriefSerializer(allow_null=True, help_text="The current plan, whatever its status.")
+
+    @extend_schema(operation_id="failover_conditions", tags=TAG, parameters=[QuerySerializer],
+                   responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        run_id = query.validated_data.get("runId", "")
+        body = safe_mode_conditions(run_id=run_id, heartbeat=read_heartbeat(run_id=run_id))
+        return Response(self.OutputSerializer(body).data)
+
+
+@extend_schema_serializer(component_name="SafeModeEpisode")
+class SafeModeEpisodeSerializer(serializers.Serializer):
+    """A past (or current) safe-mode episode and the plans that ran in it."""
+
+    start = ContractDateTimeField()
+    end = ContractDateTimeField(allow_null=True, help_text="null while it is still on.")
+    durationMs = serializers.IntegerField(help_text="Up to now while it is still on.")
+    reason = serializers.CharField(allow_null=True, help_text="The first reason recorded in it.")
+    halted = serializers.BooleanField(help_text="Trading was disabled at some point of it.")
+    plans = PlanBriefSerializer(many=True)
+
+
+class SafeModeEpisodesView(APIView):
+    """Safe-mode episodes in a time window, newest first, each with the recovery plans that ran in it."""
+
+    @extend_schema_serializer(component_name="SafeModeEpisodesQuery")
+    class QuerySerializer(QueryParamsSerializer):
+        runId = _run_id_field()
+        since = ZonedDateTimeField(required=False, help_text="ISO-8601 with a zone; an episode on at it starts there.")
+        until = ZonedDateTimeField(required=False, help_text="ISO-8601 with a zone.")
+        reason = serializers.CharField(required=False, max_length=40, help_text="The episode's first reason.")
+        limit = serializers.IntegerField(required=False, default=EPISODES_DEFAULT_LIMIT, min_value=1,
+                                         max_value=EPISODES_MAX_LIMIT)
+
+    @extend_schema_serializer(component_name="SafeModeEpisodes")
+    class OutputSerializer(serializers.Serializer):
+        items = SafeModeEpisodeSerializer(many=True)
+
+    @extend_schema(operation_id="failover_episodes", tags=TAG, parameters=[QuerySerializer],
+                   responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = query.validated_data
+        items = safe_mode_episodes(run_id=found.get("runId", ""), since=found.get("since"), until=found.get("until"),
+                                   reason=found.get("reason"), limit=found["limit"])
+        return Response(self.OutputSerializer({"items": items}).data)
 
 
 class RecoveryRetryView(ActionViewMixin, APIView):

@@ -9,6 +9,8 @@ from scalper_site.api import account_views, errors, failover_views, integration_
 urlpatterns = [
     path("failover/status", failover_views.FailoverStatusView.as_view(), name="failover-status"),
     path("failover/state/history", failover_views.FailoverStateHistoryView.as_view(), name="failover-state-history"),
+    path("failover/conditions", failover_views.SafeModeConditionsView.as_view(), name="failover-conditions"),
+    path("failover/episodes", failover_views.SafeModeEpisodesView.as_view(), name="failover-episodes"),
     path("failover/retry-recovery", failover_views.RecoveryRetryView.as_view(), name="failover-retry-recovery"),
     path("failover/exit-safe-mode", failover_views.SafeModeExitView.as_view(), name="failover-exit-safe-mode"),
     path("tests/integration/scenarios", integration_views.ScenarioListView.as_view(), name="integration-scenarios"),

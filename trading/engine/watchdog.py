@@ -78,6 +78,8 @@ class Watchdog:
         self._seen_data: dict[str, int] = {}
         self._stream_memory: dict[str, tuple[bool, int, int]] = {}
         self.rest_failures_in_a_row = 0
+        self._clock = clock
+        self._last_incident_ms: dict[str, int] = {}  # per detector attribute: its quiet window runs from here
 
     def _silence_limit(self, configured_s: float) -> float:
         if configured_s >= self._min_silence_s:
@@ -130,6 +132,7 @@ class Watchdog:
             self._collect(self.latency.record(elapsed_ms))
         else:
             self.rest_failures_in_a_row += 1
+            self._incident("packet_loss")
             self._collect(self.rest.record_failure(error))
             self._collect(self.packet_loss.record_failure())
 
@@ -142,6 +145,7 @@ class Watchdog:
 
     def on_crash(self, module: str, message: str, details: dict[str, Any]) -> FailureEvent | None:
         """Count a module crash; return the failure to report now (a module's first crash of an episode)."""
+        self._incident("crash")
         return self.crash.record_crash(module, message, details)
 
     def on_reconciliation(self, positions: PositionDiff, orders: OrderDiff) -> None:
@@ -166,9 +170,32 @@ class Watchdog:
                 self._collect(result)
         for _ in range(min(status.opens - opens, 10) if opens > 0 else 0):
             if on_reconnect is not None:
+                self._incident("public")
                 self._collect(on_reconnect())
+            self._incident("packet_loss")
             self._collect(self.packet_loss.record_reconnect())
         self._stream_memory[status.name] = (status.connected, status.last_message_ms, status.opens)
+
+    def _incident(self, name: str) -> None:
+        self._last_incident_ms[name] = self._clock.now_ms()
+
+    # -- reading --------------------------------------------------------------
+
+    def detector_status(self) -> dict[str, dict[str, Any]]:
+        """Per detector (by attribute name): its failure type, whether it is active, its last incident (epoch ms).
+
+        An incident is what a quiet window waits out: a REST failure or a reconnect (packet loss), a public
+        reconnect, a module crash. Detectors without a quiet window report ``lastIncidentMs`` None.
+        """
+        names = ("rest", "streams_down", "private", "public", "latency", "packet_loss", "reconciliation", "crash")
+        return {
+            name: {
+                "type": getattr(self, name).failure_type.value,
+                "active": getattr(self, name).is_active,
+                "lastIncidentMs": self._last_incident_ms.get(name),
+            }
+            for name in names
+        }
 
     # -- evaluation ---------------------------------------------------------
 

@@ -184,6 +184,7 @@ class Blackbox:
             "positions": len(core.state.positions),
             "openOrders": len(core.state.open_orders()),
             "symbolStatus": self.symbol_status(),
+            "detectors": watchdog.detector_status(),  # eight entries: what a quiet window's countdown needs
         }
 
     def symbol_status(self) -> dict[str, dict[str, Any]]:

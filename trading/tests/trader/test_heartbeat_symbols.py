@@ -26,8 +26,8 @@ def _box(rig, symbols: list[str]) -> Blackbox:
         clock=rig.clock, settings=SimpleNamespace(symbols=symbols, mode="SIM", run_id=""), state=SimpleNamespace(
             value="RUNNING"), link=SimpleNamespace(is_safe_mode=lambda: rig.safe[0]), streams=streams,
         config_engine=SimpleNamespace(last_errors=[], source="default"))
-    engine = SimpleNamespace(core=rig.core, watchdog=SimpleNamespace(rest_failures_in_a_row=0), rest=None,
-                             dispatcher=InlineDispatcher())
+    engine = SimpleNamespace(core=rig.core, watchdog=SimpleNamespace(rest_failures_in_a_row=0, detector_status=dict),
+                             rest=None, dispatcher=InlineDispatcher())
     return Blackbox(ctx, engine)
 
 
