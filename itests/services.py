@@ -21,7 +21,7 @@ from typing import Any
 from celery import chain, current_app
 from celery.canvas import Signature
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from itests.environment import stop_recorded
@@ -64,12 +64,35 @@ def scenario_check(scenario_id: str) -> None:
 
 
 def integration_run_enqueue(*, scenario_id: str, user: str = "") -> IntegrationRunRecord:
-    """Create a QUEUED run and, once committed, send its Celery chain (setup, run, teardown)."""
+    """Create a QUEUED run and, once committed, send its Celery chain (setup, run, teardown).
+
+    A scenario is not queued twice: while one of its runs is QUEUED or RUNNING, that run is returned
+    (a double click, a retried request) and nothing new is created or sent.
+    """
     scenario_check(scenario_id)
-    record = _record_create(scenario_id=scenario_id, user=user, status=RunStatus.QUEUED)
-    _push(record, "queued")
-    transaction.on_commit(lambda: _dispatch(record.run_id))
+    with transaction.atomic():
+        _lock_enqueue(scenario_id)
+        active = (IntegrationRunRecord.objects.filter(scenario_id=scenario_id,
+                                                      status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+                  .order_by("queued_at", "id").first())
+        if active is not None:
+            return active
+        record = _record_create(scenario_id=scenario_id, user=user, status=RunStatus.QUEUED)
+        _push(record, "queued")
+        transaction.on_commit(lambda: _dispatch(record.run_id))
     return record
+
+
+def _lock_enqueue(scenario_id: str) -> None:
+    """Serialise enqueues of one scenario until the transaction ends, so the look for an active run holds.
+
+    PostgreSQL takes a transaction-scoped advisory lock; SQLite needs none, as its transactions start
+    IMMEDIATE (settings) and so already run one at a time.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"itests.enqueue:{scenario_id}"])
 
 
 def integration_runs_list(*, limit: int = 20, offset: int = 0) -> list[IntegrationRunRecord]:

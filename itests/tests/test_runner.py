@@ -83,6 +83,25 @@ def test_a_finished_run_writes_the_spec_report_and_mirrors_it_in_the_database():
 
 
 @pytest.mark.django_db
+def test_enqueue_of_a_scenario_already_queued_or_running_returns_that_run(monkeypatch,
+                                                                        django_capture_on_commit_callbacks):
+    sent: list[str] = []
+    monkeypatch.setattr(services, "_dispatch", sent.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.integration_run_enqueue(scenario_id="TEST_C", user="ops")
+        again = services.integration_run_enqueue(scenario_id="TEST_C", user="ops")  # a double click
+        other = services.integration_run_enqueue(scenario_id="TEST_B", user="ops")
+    assert again.run_id == first.run_id and other.run_id != first.run_id
+    assert sent == [first.run_id, other.run_id]  # one chain per run, none for the refused second
+    assert IntegrationRunRecord.objects.filter(scenario_id="TEST_C").count() == 1
+    assert services.run_claim(run_id=first.run_id, token="t1")
+    assert services.integration_run_enqueue(scenario_id="TEST_C").run_id == first.run_id  # RUNNING: still refused
+    services.run_finish(run_id=first.run_id, result=_result("TEST_C", success=True))
+    after = services.integration_run_enqueue(scenario_id="TEST_C")  # DONE: a new run is queued
+    assert after.run_id != first.run_id and after.status == "QUEUED"
+
+
+@pytest.mark.django_db
 def test_queued_runs_start_one_at_a_time_oldest_first(monkeypatch):
     sent: list[str] = []
     monkeypatch.setattr(services, "_dispatch", sent.append)
@@ -255,7 +274,7 @@ def test_queued_runs_go_through_a_celery_chain_one_at_a_time(tmp_path):
         wait_until(lambda: "ready." in (tmp_path / "worker.log").read_text(), timeout=60, what="the worker")
         with override_settings(ITESTS_QUEUE=queue):
             first = services.integration_run_enqueue(scenario_id="TEST_C", user="dashboard")
-            second = services.integration_run_enqueue(scenario_id="TEST_C", user="dashboard")
+            second = services.integration_run_enqueue(scenario_id="TEST_B", user="dashboard")  # TEST_C is queued
         seen: set[tuple[str, str]] = set()
 
         def both_done() -> bool:
@@ -264,7 +283,7 @@ def test_queued_runs_go_through_a_celery_chain_one_at_a_time(tmp_path):
             seen.add((rows[first.run_id], rows[second.run_id]))
             return set(rows.values()) == {"DONE"}
 
-        wait_until(both_done, timeout=150, interval=0.1, what=f"both runs DONE (worker log {tmp_path})")
+        wait_until(both_done, timeout=240, interval=0.1, what=f"both runs DONE (worker log {tmp_path})")
     finally:
         stop_process(worker)
     assert ("RUNNING", "RUNNING") not in seen

@@ -424,6 +424,18 @@ def test_a_run_is_queued_audited_and_listed_latest_first(staff_client, dispatche
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_second_run_request_for_a_queued_scenario_answers_the_queued_run(staff_client, dispatched):
+    from itests.models import IntegrationRunRecord
+
+    first = _post(staff_client, "/api/tests/integration/run", {"scenarioId": "TEST_C"})
+    second = _post(staff_client, "/api/tests/integration/run", {"scenarioId": "TEST_C"})  # a double click
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert second.json() == first.json() and second.json()["status"] == "QUEUED"
+    assert dispatched == [first.json()["runId"]]  # one chain sent
+    assert IntegrationRunRecord.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_wait_returns_the_result_of_a_run_that_finishes(staff_client, monkeypatch):
     from itests import services as itests_services
 

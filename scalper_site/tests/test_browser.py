@@ -1,8 +1,9 @@
 """The dashboard in a real browser: Debian's Chromium driven by Playwright, against a real uvicorn.
 
 The badge must follow failures reported from other processes through Redis,
-reconnect by itself when the server restarts, and the Run button must start an
-integration run that a real Celery worker finishes.
+reconnect by itself when the server restarts, and the Run button must start one
+integration run (also on a double click) that a real Celery worker finishes; a
+run's report reads as tables of checks and metrics.
 """
 
 from __future__ import annotations
@@ -86,6 +87,54 @@ REPORT_FAILURE = (
 FORCE_EXIT = "from failover.services import safe_mode_exit\nsafe_mode_exit(user='browser-test', force=True)\n"
 
 
+LONG_VALUE = "ORDER_REQUEST " * 40
+FAILED_RESULT = {
+    "scenarioId": "TEST_B", "startedAt": "2025-11-18T15:00:00.000Z", "finishedAt": "2025-11-18T15:01:00.000Z",
+    "success": False,
+    "errors": [{"expectation": "safe mode is ON", "expected": True, "actual": False,
+                "message": "safe mode is ON: expected True, got False"}],
+    "metrics": {"tradesExecuted": 0, "failures": ["MODULE_CRASH"], "recoveryDurationMs": {"max": 900, "p50": 120},
+                "longEvidence": LONG_VALUE},
+    "checks": [{"expectation": "MODULE_CRASH from FEATURE_ENGINE", "expected": "MODULE_CRASH",
+                "actual": "MODULE_CRASH", "passed": True, "message": ""},
+               {"expectation": "safe mode is ON", "expected": True, "actual": False, "passed": False,
+                "message": "safe mode is ON: expected True, got False"}],
+}
+
+
+FINISH_FAILED_RUN = (
+    "from itests import services\n"
+    "record = services.run_record_start(scenario_id='TEST_B', user='browser-test')\n"
+    f"services.run_finish(run_id=record.run_id, result={FAILED_RESULT!r})\n"
+)
+
+
+def _open_failed_report(page, expect, env: dict[str, str]) -> None:
+    """Finish a failed run through the service API (no scenario runs), then read its report on the page."""
+    _in_another_process(FINISH_FAILED_RUN, env)  # the ORM refuses to run beside Playwright's event loop
+    first_run = page.locator("#runs-table tbody tr").first
+    expect(first_run).to_contain_text("TEST_B", timeout=10_000)
+    expect(first_run.locator("td.run-result")).to_have_text("failed")
+    first_run.locator("a.run-link").click()
+    body = page.locator("#report-body")
+    expect(body.locator("h3")).to_have_text(["Errors (1)", "Checks (2)", "Metrics"])  # errors first
+    expect(body.locator("table.report-errors tbody tr")).to_contain_text("safe mode is ON")
+    checks = body.locator("table.report-checks tbody tr")
+    expect(checks.locator("td.check-result")).to_have_text(["PASS", "FAIL"])
+    expect(checks.nth(1).locator("td")).to_have_text(["safe mode is ON", "true", "false", "FAIL"])
+    expect(body.locator("dl.report-metrics dt")).to_have_count(4)
+    metrics = page.evaluate("Object.fromEntries([...document.querySelectorAll('dl.report-metrics dt')]"
+                            ".map((dt) => [dt.textContent, dt.nextElementSibling.textContent.trim()]))")
+    assert metrics == {"tradesExecuted": "0", "failures": '["MODULE_CRASH"]',  # nested: compact JSON
+                       "recoveryDurationMs": '{"max":900,"p50":120}', "longEvidence": LONG_VALUE.strip()}
+    expect(page.locator("#report-json")).to_be_hidden()  # the raw JSON only behind its toggle
+    # Nothing is clipped at the dialog's edge: long values wrap.
+    overflowing = page.evaluate("(() => { const d = document.getElementById('report-dialog');"
+                                " return [d, ...d.querySelectorAll('.scroll, dl')]"
+                                ".filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.className); })()")
+    assert overflowing == []
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
@@ -156,17 +205,30 @@ def test_badge_follows_failures_from_other_processes_reconnects_and_run_button_w
                                    log=tmp_path / "worker.log")
             wait_until(lambda: b"ready." in (tmp_path / "worker.log").read_bytes(), timeout=60,
                        what=f"celery worker ready (log {tmp_path / 'worker.log'})")
-            page.locator(f"button.run-button[data-scenario={FASTEST_SCENARIO}]").click()
+            run_button = page.locator(f"button.run-button[data-scenario={FASTEST_SCENARIO}]")
+            run_button.dblclick()  # an impatient operator: still one run
             first_run = page.locator("#runs-table tbody tr").first
             expect(first_run).to_contain_text(FASTEST_SCENARIO, timeout=10_000)
+            expect(run_button).to_be_disabled()  # while its run is queued or running
             result = first_run.locator("td.run-result")
             expect(result).not_to_have_attribute("data-success", "null", timeout=RUN_TIMEOUT_S * 1000)
-            expect(result).to_have_text("✅ passed")
+            expect(result).to_have_text("passed")
+            expect(page.locator("#runs-table tbody tr")).to_have_count(1)  # the second click queued nothing
             run_id = first_run.locator("a.run-link").inner_text()
+            expect(page.locator("#integration-message")).to_have_text(f"Run {run_id} passed.")
+            expect(run_button).to_be_enabled()
             first_run.locator("a.run-link").click()
-            expect(page.locator("#report-body")).to_contain_text(f'"runId": "{run_id}"')
+            checks = page.locator("#report-body table.report-checks tbody tr")
+            expect(checks.first).to_be_visible()
+            expect(checks.locator("td.check-result")).to_have_text(["PASS"] * checks.count())
+            page.locator("#report-raw summary").click()
+            expect(page.locator("#report-json")).to_contain_text(f'"runId": "{run_id}"')
             page.keyboard.press("Escape")
             page.screenshot(path=str(screenshots / "dashboard-after-run.png"), full_page=True)
+
+            _open_failed_report(page, expect, stack.env(run_queue))
+            page.screenshot(path=str(screenshots / "dashboard-failed-report.png"), full_page=False)
+            page.keyboard.press("Escape")
             page.set_viewport_size({"width": 390, "height": 844})
             page.screenshot(path=str(screenshots / "dashboard-phone.png"), full_page=False)
             browser.close()

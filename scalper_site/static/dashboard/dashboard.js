@@ -44,9 +44,9 @@
   }
 
   const pill = (text) => el("span", { class: `pill ${text}` }, text);
-  const fmtTime = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+  const fmtTime = (iso) => (iso ? new Date(iso).toLocaleString() : "-");
   function fmtDuration(start, end) {
-    if (!start) return "—";
+    if (!start) return "-";
     const ms = (end ? new Date(end) : new Date()) - new Date(start);
     return ms < 1000 ? `${ms} ms` : ms < 120000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 60000)} min`;
   }
@@ -60,6 +60,8 @@
     }
     for (const cells of rows) body.append(el("tr", {}, ...cells.map((c) => (c instanceof Node && c.tagName === "TD" ? c : el("td", {}, c)))));
   }
+
+  const guard = (fn) => () => fn().catch((err) => console.warn(err));
 
   function say(id, text, isError = false) {
     const node = $(id);
@@ -78,19 +80,19 @@
     badge.classList.add(status.safeMode ? "on" : "off");
 
     $("fo-safe").textContent = status.safeMode ? `ON${status.planned ? " (planned)" : ""}` : "OFF";
-    $("fo-reason").textContent = status.reason || "—";
+    $("fo-reason").textContent = status.reason || "-";
     $("fo-since").textContent = fmtTime(status.since);
     $("fo-recovery").textContent = status.recoveryInProgress ? "in progress" : "idle";
     const failure = status.lastFailure;
     $("fo-failure").textContent = failure
-      ? `${failure.type} from ${failure.source} at ${fmtTime(failure.timestamp)}: ${failure.message}` : "—";
+      ? `${failure.type} from ${failure.source} at ${fmtTime(failure.timestamp)}: ${failure.message}` : "-";
 
     const plan = status.currentPlan;
-    $("fo-plan-id").textContent = plan ? `${plan.planId || ""} ${plan.status ? "· " + plan.status : ""}` : "";
+    $("fo-plan-id").textContent = plan ? `${plan.planId || ""} ${plan.status ? "- " + plan.status : ""}` : "";
     const steps = plan ? [...plan.completedSteps, ...plan.pendingSteps] : [];
     fillTable("plan-steps", steps.map((step, i) => [
       String(i + 1), step.type, pill(step.status), fmtTime(step.startedAt),
-      step.startedAt ? fmtDuration(step.startedAt, step.finishedAt) : "—", step.errorMessage || "",
+      step.startedAt ? fmtDuration(step.startedAt, step.finishedAt) : "-", step.errorMessage || "",
     ]), "No recovery plan.", 6);
   }
 
@@ -100,7 +102,7 @@
   }
 
   async function failoverAction(path, payload) {
-    say("failover-message", "Sending…");
+    say("failover-message", "Sending...");
     try {
       const { status, ok, body } = await api(path, { method: "POST", body: JSON.stringify(payload) });
       if (ok) { renderStatus(body); say("failover-message", "Done."); }
@@ -139,18 +141,114 @@
   }
 
   // -- integration runs --------------------------------------------------------
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const MARK_PATHS = { pass: "M3 8.5l3.2 3.2L13 5", fail: "M4 4l8 8M12 4l-8 8" };
+  const ACTIVE = new Set(["QUEUED", "RUNNING"]);
+  const runButtons = new Map();     // scenarioId -> its Run button
+  const requestsOut = new Set();    // scenarioIds whose POST has not answered yet
+  const activeScenarios = new Set();  // scenarioIds with a QUEUED or RUNNING run in the list
+  let followedRunId = null;         // the run this page started: the message line follows it
+
+  // A pass or fail mark as inline SVG beside its word: no emoji font needed.
+  function mark(passed, word) {
+    const svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 16 16");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("class", "mark-icon");
+    const path = document.createElementNS(SVG_NS, "path");
+    path.setAttribute("d", passed ? MARK_PATHS.pass : MARK_PATHS.fail);
+    svg.append(path);
+    return el("span", { class: `mark ${passed ? "pass" : "fail"}` }, svg, word);
+  }
+
   function runResult(run) {
-    // The words beside the marks: a machine without an emoji font still reads the result.
-    if (run.success === true) return "✅ passed";
-    if (run.success === false) return "❌ failed";
+    if (run.success === true) return mark(true, "passed");
+    if (run.success === false) return mark(false, "failed");
     return pill(run.status || "RUNNING");
+  }
+
+  function runVerdict(run) {
+    if (run.success === true) return `Run ${run.runId} passed.`;
+    if (run.success === false) {
+      return `Run ${run.runId} failed${run.errorsCount ? ` (${run.errorsCount} errors)` : ""}.`;
+    }
+    return `Run ${run.runId} ${run.status || "QUEUED"}${run.step ? `: ${run.step}` : ""}.`;
+  }
+
+  // The message line follows the run this page started until it is done.
+  function followRun(run) {
+    if (!followedRunId || run.runId !== followedRunId) return;
+    say("integration-message", runVerdict(run), run.success === false);
+  }
+
+  function refreshRunButtons() {
+    for (const [scenarioId, button] of runButtons) {
+      button.disabled = !staff || requestsOut.has(scenarioId) || activeScenarios.has(scenarioId);
+    }
+  }
+
+  // A value of the report, compact: text as is, anything else as one-line JSON.
+  const compact = (value) => (typeof value === "string" ? value : JSON.stringify(value) ?? "");
+  const valueCell = (value) => el("td", { class: "value" }, compact(value));
+
+  function reportSection(title, ...content) {
+    return el("section", { class: "report-section" }, el("h3", {}, title), ...content);
+  }
+
+  function errorsTable(errors) {
+    const rows = errors.map((e) => el("tr", {}, el("td", {}, e.expectation || ""), valueCell(e.expected),
+      valueCell(e.actual), el("td", { class: "value" }, e.message || "")));
+    return el("table", { class: "report-errors" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Expectation"), el("th", {}, "Expected"), el("th", {}, "Actual"),
+        el("th", {}, "Message"))),
+      el("tbody", {}, ...rows));
+  }
+
+  function checksTable(checks) {
+    const rows = checks.map((c) => el("tr", { class: c.passed ? "check-pass" : "check-fail" },
+      el("td", {}, c.expectation || ""), valueCell(c.expected), valueCell(c.actual),
+      el("td", { class: "check-result" }, mark(Boolean(c.passed), c.passed ? "PASS" : "FAIL"))));
+    return el("table", { class: "report-checks" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Expectation"), el("th", {}, "Expected"), el("th", {}, "Actual"),
+        el("th", {}, "Result"))),
+      el("tbody", {}, ...rows));
+  }
+
+  function metricsList(metrics) {
+    const list = el("dl", { class: "report-metrics" });
+    for (const [name, value] of Object.entries(metrics)) list.append(el("dt", {}, name), el("dd", {}, compact(value)));
+    return list;
+  }
+
+  function renderReport(report) {
+    const result = report.result || {};
+    const errors = result.errors || [], checks = result.checks || [], metrics = result.metrics || {};
+    const verdict = result.success === true ? mark(true, "passed") : result.success === false ? mark(false, "failed")
+      : pill("RUNNING");
+    const parts = [el("p", { class: "report-summary" }, verdict, ` ${report.scenarioId || ""}, started `,
+      fmtTime(result.startedAt), ", took ", fmtDuration(result.startedAt, result.finishedAt))];
+    if (errors.length) parts.push(reportSection(`Errors (${errors.length})`, el("div", { class: "scroll" }, errorsTable(errors))));
+    parts.push(reportSection(`Checks (${checks.length})`, checks.length
+      ? el("div", { class: "scroll" }, checksTable(checks)) : el("p", { class: "muted" }, "No checks recorded.")));
+    parts.push(reportSection("Metrics", Object.keys(metrics).length
+      ? metricsList(metrics) : el("p", { class: "muted" }, "No metrics.")));
+    return parts;
   }
 
   async function showReport(runId) {
     const { ok, body } = await api(`/api/tests/integration/runs/${encodeURIComponent(runId)}`);
     $("report-title").textContent = `Run ${runId}`;
-    $("report-body").textContent = ok ? JSON.stringify(body, null, 2) : body.detail || "not found";
+    $("report-body").replaceChildren(...(ok ? renderReport(body) : [el("p", { class: "error" }, body.detail || "not found")]));
+    $("report-json").textContent = JSON.stringify(body, null, 2);
+    $("report-raw").open = false;
     $("report-dialog").showModal();
+  }
+
+  function runRow(run) {
+    const link = el("a", { href: `/api/tests/integration/runs/${encodeURIComponent(run.runId)}`, class: "run-link",
+      onclick: (event) => { event.preventDefault(); showReport(run.runId); } }, run.runId);
+    return [link, run.scenarioId, el("td", { class: "run-result", "data-success": String(run.success) }, runResult(run)),
+      fmtTime(run.startedAt), fmtDuration(run.startedAt, run.finishedAt), String(run.errorsCount)];
   }
 
   async function loadRuns() {
@@ -158,25 +256,39 @@
     const { ok, body } = await api("/api/tests/integration/runs?limit=10");
     if (!ok) return;
     // The spec's list shape: an array, newest first (further pages are in the Link header).
-    fillTable("runs-table", body.map((run) => {
-      const link = el("a", { href: `/api/tests/integration/runs/${encodeURIComponent(run.runId)}`, class: "run-link",
-        onclick: (event) => { event.preventDefault(); showReport(run.runId); } }, run.runId);
-      return [link, run.scenarioId, el("td", { class: "run-result", "data-success": String(run.success) }, runResult(run)),
-        fmtTime(run.startedAt), fmtDuration(run.startedAt, run.finishedAt), String(run.errorsCount)];
-    }), "No runs yet.", 6);
+    fillTable("runs-table", body.map(runRow), "No runs yet.", 6);
+    body.forEach((run, i) => { $("runs-table").tBodies[0].rows[i].dataset.runId = run.runId; });
+    activeScenarios.clear();
+    for (const run of body) if (ACTIVE.has(run.status)) activeScenarios.add(run.scenarioId);
+    refreshRunButtons();
+    body.forEach(followRun);
   }
 
-  async function startRun(scenarioId, button) {
-    button.disabled = true;
-    say("integration-message", `Starting ${scenarioId}…`);
+  // A pushed step: show it in the run's row and the message line at once, then read the full row.
+  function onRunProgress(progress) {
+    const row = [...$("runs-table").tBodies[0].rows].find((r) => r.dataset.runId === progress.runId);
+    const cell = row && row.querySelector("td.run-result");
+    if (cell) {
+      cell.dataset.success = String(progress.success);
+      cell.replaceChildren(runResult(progress));
+    }
+    followRun(progress);
+    guard(loadRuns)();
+  }
+
+  async function startRun(scenarioId) {
+    requestsOut.add(scenarioId);
+    refreshRunButtons();
+    say("integration-message", `Starting ${scenarioId}...`);
     try {
       const { status, ok, body } = await api("/api/tests/integration/run", {
         method: "POST", body: JSON.stringify({ scenarioId }) });
-      if (ok) say("integration-message", `Run ${body.runId} ${body.status}.`);
+      if (ok) { followedRunId = body.runId; followRun(body); }
       else say("integration-message", `${status}: ${body.detail || JSON.stringify(body)}`, true);
+      requestsOut.delete(scenarioId);
       await loadRuns();
     } catch (err) { say("integration-message", String(err.message || err), true); }
-    finally { button.disabled = false; }
+    finally { requestsOut.delete(scenarioId); refreshRunButtons(); }
   }
 
   async function loadScenarios() {
@@ -187,12 +299,14 @@
       return;
     }
     if (!ok) return;
+    runButtons.clear();
     fillTable("scenarios-table", body.map((s) => {
       const button = el("button", { type: "button", class: "primary run-button", "data-scenario": s.id }, "Run");
-      button.addEventListener("click", () => startRun(s.id, button));
-      if (!staff) button.disabled = true;
+      button.addEventListener("click", () => startRun(s.id));
+      runButtons.set(s.id, button);
       return [s.id, s.name, s.description, button];
     }), "No scenarios.", 4);
+    refreshRunButtons();
   }
 
   // -- websocket ---------------------------------------------------------------
@@ -218,7 +332,7 @@
       else if (message.type === "alert") {
         alertRows = [alertRow({ ...message.data, createdAt: new Date().toISOString() }), ...alertRows].slice(0, 20);
         fillTable("alerts-table", alertRows, "No alerts.", 4);
-      } else if (message.type === "integration.progress") loadRuns();
+      } else if (message.type === "integration.progress") onRunProgress(message.data);
     });
     socket.addEventListener("close", () => {
       const delay = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)] * (0.8 + Math.random() * 0.4);
@@ -232,7 +346,7 @@
   $("panic-close").addEventListener("click", () => $("panic-dialog").showModal());
   $("panic-dialog").addEventListener("close", async () => {
     if ($("panic-dialog").returnValue !== "confirm") return;
-    say("execution-message", "Closing…");
+    say("execution-message", "Closing...");
     try {
       const { status, ok, body } = await api("/api/execution/panic-close", { method: "POST", body: "{}" });
       say("execution-message", ok ? `Panic close: ${body.ok ? "done" : body.error}` : `${status}: ${body.detail}`, !ok || !body.ok);
@@ -242,7 +356,6 @@
   $("retry-recovery").addEventListener("click", () => failoverAction("/api/failover/retry-recovery", {}));
   $("exit-safe-mode").addEventListener("click", () => failoverAction("/api/failover/exit-safe-mode", { force: $("exit-force").checked }));
 
-  const guard = (fn) => () => fn().catch((err) => console.warn(err));
   connect();
   guard(loadStatus)();
   guard(loadHealth)();
