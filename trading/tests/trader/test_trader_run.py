@@ -71,7 +71,7 @@ def test_a_trader_starts_in_order_runs_its_timers_and_stops_cleanly(tmp_path, si
     beat = control.beats[-1]
     assert list(beat) == [
         "pid", "phase", "at", "mode", "symbols", "safeMode", "streams", "marketData", "restFailuresInARow",
-        "latencyAvgMs", "config", "counters", "positions", "openOrders", "symbolStatus",
+        "latencyAvgMs", "config", "counters", "positions", "openOrders", "symbolStatus", "detectors",
     ]
     assert beat["phase"] == "RUNNING" and set(beat["streams"]) == {"public", "private"} and len(control.beats) >= 2
     assert list(beat["symbolStatus"]) == ["BTCUSDT"] and beat["symbolStatus"]["BTCUSDT"]["state"]
