@@ -9,10 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
-from drf_spectacular.generators import SchemaGenerator
-from drf_spectacular.renderers import OpenApiJsonRenderer
 
 from failover import services
 from failover.domain.clearing import CLEARING_RULES, clearing_rule, clears_in_s
@@ -34,18 +31,6 @@ T0 = datetime(2025, 11, 18, 15, 20, 0, tzinfo=UTC)
 
 def _ms(seconds: float) -> int:
     return to_epoch_ms(T0 + timedelta(seconds=seconds))
-
-
-@pytest.fixture(scope="module")
-def schema() -> dict[str, Any]:
-    return json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True)))
-
-
-@pytest.fixture
-def viewer() -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_user("viewer", password="pw-123456-x", is_staff=False))
-    return client
 
 
 @pytest.fixture

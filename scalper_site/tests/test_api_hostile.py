@@ -18,8 +18,6 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.exceptions import DisallowedHost
 from django.test import Client
-from drf_spectacular.generators import SchemaGenerator
-from drf_spectacular.renderers import OpenApiJsonRenderer
 from rest_framework.exceptions import ValidationError
 
 from failover import services
@@ -35,12 +33,6 @@ pytestmark = pytest.mark.django_db
 RUNS, ALERTS = "/api/tests/integration/runs", "/api/alerts"
 EXIT, RUN = "/api/failover/exit-safe-mode", "/api/tests/integration/run"
 BODY_ACTIONS = [EXIT, RUN]
-
-
-@pytest.fixture(scope="module")
-def schema() -> dict[str, Any]:
-    """The OpenAPI document as the API serves it (JSON, lazy strings resolved)."""
-    return json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True)))
 
 
 @pytest.fixture
@@ -62,7 +54,10 @@ def _json_schema(node: Any) -> Any:
 
 
 def assert_documented(schema: dict[str, Any], method: str, template: str, response: Any) -> dict[str, Any]:
-    """Assert the operation documents ``response``'s status and content type, and its body matches the schema."""
+    """Assert the operation documents ``response``'s status and content type, and its body matches the schema.
+
+    Draft 4 reads ``exclusiveMinimum: true`` (the bounds of a decimal field) as OpenAPI 3.0 means it.
+    """
     operation = schema["paths"][template][method.lower()]
     code = str(response.status_code)
     assert code in operation["responses"], f"{method} {template} does not document {code}"
@@ -70,7 +65,8 @@ def assert_documented(schema: dict[str, Any], method: str, template: str, respon
     media_type = response["Content-Type"].split(";")[0]
     assert media_type in content, f"{method} {template} {code} documents {list(content)}, got {media_type}"
     body = response.json()
-    jsonschema.validate(body, _json_schema({**content[media_type]["schema"], "components": schema["components"]}))
+    document = _json_schema({**content[media_type]["schema"], "components": schema["components"]})
+    jsonschema.Draft4Validator(document).validate(body)
     return body
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -10,8 +9,6 @@ from urllib.parse import urlencode
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
-from drf_spectacular.generators import SchemaGenerator
-from drf_spectacular.renderers import OpenApiJsonRenderer
 from knox.models import AuthToken
 
 from failover import services
@@ -24,19 +21,6 @@ pytestmark = pytest.mark.django_db
 
 HISTORY = "/api/failover/state/history"
 T0 = datetime(2025, 11, 18, 15, 20, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def schema() -> dict[str, Any]:
-    """The OpenAPI document as the API serves it."""
-    return json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True)))
-
-
-@pytest.fixture
-def viewer() -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_user("viewer", password="pw-123456-x", is_staff=False))
-    return client
 
 
 @pytest.fixture

@@ -6,22 +6,19 @@ runs' rows never count as the product's.
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import jsonschema
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.staticfiles import finders
 from django.test import Client
-from drf_spectacular.generators import SchemaGenerator
-from drf_spectacular.renderers import OpenApiJsonRenderer
 from knox.models import AuthToken
 
 from scalper_site.api import account_views, selectors
+from scalper_site.tests.test_api_hostile import assert_documented
 from trading.models import EquitySample, Order, Position, Trade
 
 pytestmark = pytest.mark.django_db
@@ -29,46 +26,6 @@ pytestmark = pytest.mark.django_db
 TRADES, PNL, EQUITY, SYMBOLS = "/api/trades", "/api/pnl/summary", "/api/equity", "/api/symbols/status"
 ACCOUNT = [TRADES, PNL, EQUITY, SYMBOLS]
 NOW = datetime(2026, 3, 10, 0, 30, tzinfo=UTC)  # half an hour into a UTC day
-
-
-@pytest.fixture(scope="module")
-def schema() -> dict[str, Any]:
-    """The OpenAPI document as the API serves it (JSON, lazy strings resolved)."""
-    return json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True)))
-
-
-def _json_schema(node: Any) -> Any:
-    """OpenAPI 3.0's ``nullable: true`` as JSON Schema understands it (null allowed)."""
-    if isinstance(node, list):
-        return [_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    converted = {key: _json_schema(value) for key, value in node.items() if key != "nullable"}
-    return {"anyOf": [converted, {"type": "null"}]} if node.get("nullable") else converted
-
-
-def assert_documented(schema: dict[str, Any], method: str, template: str, response: Any) -> dict[str, Any]:
-    """Assert the operation documents ``response``'s status and content type, and its body matches the schema.
-
-    Draft 4 reads ``exclusiveMinimum: true`` (the bounds of a decimal field) as OpenAPI 3.0 means it.
-    """
-    operation = schema["paths"][template][method.lower()]
-    code = str(response.status_code)
-    assert code in operation["responses"], f"{method} {template} does not document {code}"
-    content = operation["responses"][code]["content"]
-    media_type = response["Content-Type"].split(";")[0]
-    assert media_type in content, f"{method} {template} {code} documents {list(content)}, got {media_type}"
-    body = response.json()
-    document = _json_schema({**content[media_type]["schema"], "components": schema["components"]})
-    jsonschema.Draft4Validator(document).validate(body)
-    return body
-
-
-@pytest.fixture
-def viewer() -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_user("viewer", password="pw-123456-x"))
-    return client
 
 
 @pytest.fixture(autouse=True)
