@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -28,6 +26,7 @@ import trading.alerts
 from trading.alert_sinks import EmailSink, webhook_sink
 from trading.alerts import CRIT, WARN, AlertEngine, AlertMessage, DatabaseSink
 from trading.models import Alert
+from trading.tests.test_alerts import Receiver
 from trading.tests.test_alerts_events import Recorder
 
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -38,33 +37,6 @@ DAILY_LOSS = AlertMessage(
     details={"dailyPnl": "-210.00", "limit": "200.00"},
     run_id="r-sinks",
 )
-
-
-class Webhook:
-    """A loopback HTTP server that records each POSTed JSON body and answers 200."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                length = int(self.headers.get("Content-Length", 0))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Mailbox:
@@ -122,8 +94,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    server = Webhook()
+def webhook() -> Iterator[Receiver]:
+    server = Receiver()
     yield server
     server.close()
 
@@ -155,7 +127,7 @@ def test_the_webhook_receives_text_for_chat_tools_and_the_structured_alert(webho
     assert engine.emit(DAILY_LOSS)
     assert engine.drain(5)
     engine.close()
-    [body] = webhook.bodies
+    [(_, body)] = webhook.bodies
     # Slack and Mattermost post ``text``; Mattermost refuses a top-level ``type`` not starting with custom_.
     assert body["text"] == "[CRIT] DAILY_LOSS_STOP: Daily loss limit reached: realised PnL -210.00 USDT"
     assert set(body) == {"text", "alert"}
@@ -253,17 +225,13 @@ def test_a_full_queue_drops_with_a_count_and_a_log_line_and_never_blocks(caplog)
 # -- the failover's alerts reach every sink ---------------------------------------------------
 
 
-class TelegramApi(Webhook):
-    """The same recorder, standing in for api.telegram.org (``TELEGRAM_API_BASE``)."""
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_recovery_step_reaches_the_database_the_dashboard_the_webhook_telegram_and_email(
     settings, webhook, mailbox
 ):
     from failover.recovery.alerts import alert_on_commit
 
-    telegram = TelegramApi()
+    telegram = Receiver()  # standing in for api.telegram.org (``TELEGRAM_API_BASE``)
     settings.ALERT_WEBHOOK_URL = webhook.url + "/hook"
     settings.TELEGRAM_BOT_TOKEN, settings.TELEGRAM_CHAT_ID, settings.TELEGRAM_API_BASE = "T0KEN", "42", telegram.url
     settings.SCALPER_ALERT_EMAIL_TO = ["ops@example.com"]
@@ -287,9 +255,9 @@ def test_a_failed_recovery_step_reaches_the_database_the_dashboard_the_webhook_t
     pushed = async_to_sync(layer.receive)(channel)
     assert pushed["kind"] == "alert" and pushed["payload"]["type"] == "RECOVERY_STEP_FAILED"
     assert pushed["payload"]["runId"] == "r-recovery"
-    [body] = webhook.bodies
+    [(_, body)] = webhook.bodies
     assert body["alert"]["type"] == "RECOVERY_STEP_FAILED" and "RESYNC_POSITIONS" in body["text"]
-    [chat] = telegram.bodies
+    [(_, chat)] = telegram.bodies
     assert chat == {"chat_id": "42", "text": "[CRIT] RECOVERY_STEP_FAILED: Recovery step RESYNC_POSITIONS failed: "
                                               "HTTP 503"}
     [(_, recipients, message)] = mailbox.messages

@@ -11,7 +11,7 @@ from trading.alerts import CRIT, WARN, AlertEngine, AlertMessage, DatabaseSink, 
 from trading.models import Alert
 
 
-class _Receiver:
+class Receiver:
     """A loopback HTTP server that records JSON bodies and answers with a chosen status."""
 
     def __init__(self, status: int = 200, delay_s: float = 0.0) -> None:
@@ -40,10 +40,10 @@ class _Receiver:
 
 @pytest.fixture
 def receivers():
-    made: list[_Receiver] = []
+    made: list[Receiver] = []
 
-    def make(**kw) -> _Receiver:
-        made.append(_Receiver(**kw))
+    def make(**kw) -> Receiver:
+        made.append(Receiver(**kw))
         return made[-1]
 
     yield make
