@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,16 @@ class History:
     states: list[dict[str, Any]]
     timeline: list[dict[str, Any]]
     meta: dict[str, Any]
+
+    @cached_property
+    def orders(self) -> dict[str, list[dict[str, Any]]]:
+        """Every order record, grouped by orderId, in journal order (read once, whatever asks)."""
+        return _orders(self.exchange)
+
+    @cached_property
+    def entries(self) -> list[dict[str, Any]]:
+        """The trader's entries as the exchange accepted them: first record of each non-reduce-only API order."""
+        return [records[0] for records in self.orders.values() if _is_trader_entry(records[0])]
 
 
 @dataclass
@@ -118,14 +129,9 @@ def _is_trader_entry(first: dict[str, Any]) -> bool:
     return first.get("origin") == "api" and not first.get("reduceOnly")
 
 
-def entries(exchange: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The trader's entries as the exchange accepted them: first record of each non-reduce-only API order."""
-    return [records[0] for records in _orders(exchange).values() if _is_trader_entry(records[0])]
-
-
 def _check_unique_links(history: History, verdict: Verdict) -> None:
     owners: dict[str, set[str]] = defaultdict(set)
-    for order_id, records in _orders(history.exchange).items():
+    for order_id, records in history.orders.items():
         link = records[0].get("orderLinkId")
         if link:
             owners[str(link)].add(order_id)
@@ -178,7 +184,7 @@ def _faults_active(history: History, at_ms: int) -> list[dict[str, Any]]:
 
 def _check_no_entry_in_safe_mode(history: History, verdict: Verdict, intervals: list[dict[str, Any]]) -> None:
     edge = 0
-    for entry in entries(history.exchange):
+    for entry in history.entries:
         at = int(entry["ts"])
         for interval in intervals:
             start, end = interval["startMs"], interval["endMs"]
@@ -198,8 +204,8 @@ def _check_no_entry_in_safe_mode(history: History, verdict: Verdict, intervals: 
 
 def _check_one_entry_per_position(history: History, verdict: Verdict) -> None:
     """Replay the fills: an entry order that adds to a symbol's open position opened by another order stacks."""
-    creator = {oid: recs[0].get("origin") for oid, recs in _orders(history.exchange).items()}
-    reduce_only = {oid: bool(recs[0].get("reduceOnly")) for oid, recs in _orders(history.exchange).items()}
+    creator = {oid: recs[0].get("origin") for oid, recs in history.orders.items()}
+    reduce_only = {oid: bool(recs[0].get("reduceOnly")) for oid, recs in history.orders.items()}
     size: dict[str, Decimal] = defaultdict(Decimal)
     opened_by: dict[str, set[str]] = defaultdict(set)
     largest: dict[str, Decimal] = defaultdict(Decimal)
@@ -300,7 +306,7 @@ def _check_trades_again(history: History, verdict: Verdict) -> None:
     if not disturbances:
         return
     last = max(disturbances)
-    after = [e for e in entries(history.exchange) if int(e["ts"]) >= last]
+    after = [e for e in history.entries if int(e["ts"]) >= last]
     if not after:
         verdict.add(TRADES_AGAIN, lastDisturbanceMs=last, entriesAfter=0)
 
@@ -318,7 +324,7 @@ def check(history: History) -> Verdict:
     _check_trades_again(history, verdict)
     kinds = [e.get("how") for e in history.timeline if e["kind"] == "kill"]
     verdict.metrics.update(
-        entries=len(entries(history.exchange)),
+        entries=len(history.entries),
         kills=len(kinds),
         killsByHow={how: kinds.count(how) for how in sorted({str(k) for k in kinds})},
         killsWithWorker=sum(1 for e in history.timeline if e["kind"] == "kill" and e.get("worker")),
