@@ -166,6 +166,18 @@ def _exchange_order(x: ExchangeOrder) -> OrderSnapshot:
                          status=_SNAPSHOT_STATUS.get(status, enums.OrderStatus.CANCELED))
 
 
+def _lookup(ctx: StepContext, order: Order, evidence: dict[str, Any] | None = None) -> ExchangeOrder | None:
+    """Ask the exchange for one order in any status: by the orderLinkId it was sent with, or by its exchange id
+    when it came without one (an external order); a failed lookup fails the step with ``evidence``."""
+    try:
+        found = ctx.rest().get_order(order.symbol, exchange_link_id(order.order_link_id),
+                                     order_id=order.exchange_order_id or "")
+    except ExchangeError as exc:
+        raise StepFailed(f"order lookup of {order.order_link_id} failed: {exc}", evidence) from exc
+    ctx.beat()
+    return found
+
+
 def _resolve_intents(ctx: StepContext, now_ms: int, window_ms: int) -> list[dict[str, Any]]:
     """Look every unconfirmed intent up by orderLinkId: adopt what the exchange has, cancel what it never saw."""
     resolved = []
@@ -175,11 +187,7 @@ def _resolve_intents(ctx: StepContext, now_ms: int, window_ms: int) -> list[dict
         if age < window_ms and not gone:  # its sender may still be waiting for the answer
             resolved.append({"orderLinkId": order.order_link_id, "action": LEFT_IN_FLIGHT, "ageMs": age})
             continue
-        try:
-            found = ctx.rest().get_order(order.symbol, exchange_link_id(order.order_link_id))
-        except ExchangeError as exc:
-            raise StepFailed(f"order lookup of {order.order_link_id} failed: {exc}", {"intents": resolved}) from exc
-        ctx.beat()
+        found = _lookup(ctx, order, {"intents": resolved})
         pending = Order.objects.filter(pk=order.pk, status__in=INTENT_STATUSES)
         at = records.now()
         if found is None:
@@ -196,17 +204,6 @@ def _resolve_intents(ctx: StepContext, now_ms: int, window_ms: int) -> list[dict
                      "action": f"ADOPTED_{status}" if changed else "CHANGED_MEANWHILE"}
         resolved.append(entry)
     return resolved
-
-
-def _lookup(ctx: StepContext, order: Order) -> ExchangeOrder | None:
-    """Ask the exchange for one order in any status: by its exchange id when known, else by its orderLinkId."""
-    try:
-        found = ctx.rest().get_order(order.symbol, exchange_link_id(order.order_link_id),
-                                     order_id=order.exchange_order_id or "")
-    except ExchangeError as exc:
-        raise StepFailed(f"order lookup of {order.order_link_id} failed: {exc}") from exc
-    ctx.beat()
-    return found
 
 
 def _final_states(ctx: StepContext, missing: list[Any], now_ms: int, window_ms: int) -> list[dict[str, Any]]:
