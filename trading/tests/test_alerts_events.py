@@ -31,6 +31,7 @@ from trading.exchange.connect import ExchangeTarget
 from trading.models import Alert
 from trading.tests.domain.kit import make_config
 from trading.tests.kit import Rig, build_rig
+from trading.tests.trader.fakes import AckingControl
 from trading.trader.blackbox import Blackbox
 from trading.trader.commands import Commands
 from trading.trader.context import Engine, TraderContext, TraderSettings, build_context
@@ -93,24 +94,13 @@ class Services:
         return SimpleNamespace(version=2)
 
 
-class Control:
-    def __init__(self) -> None:
-        self.acks: list[tuple[str, dict]] = []
-
-    def write_heartbeat(self, beat, *, run_id=""):
-        raise AssertionError("no heartbeat in these tests")
-
-    def write_ack(self, command_id, **kwargs):
-        self.acks.append((command_id, kwargs))
-
-
 class Parts:
     """A trader's parts over the rig: the context raises alerts through ``alerting``, the core through the context."""
 
     def __init__(self, tmp_path: Path, rig: Rig, alerting: Alerting, run_id: str = "r-events") -> None:
         settings = TraderSettings(mode="SIM", symbols=SYMBOLS, run_id=run_id, data_dir=tmp_path,
                                   target=ExchangeTarget())
-        self.ctx: TraderContext = build_context(settings, services=Services(), control=Control(),
+        self.ctx: TraderContext = build_context(settings, services=Services(), control=AckingControl(),
                                                 post=lambda item: None, alerts=alerting)
         self.ctx.apply_alerts_config(rig.core.config.alerts)
         rig.core.alerts = self.ctx.alert

@@ -28,3 +28,16 @@ class Control:
 
     def write_ack(self, command_id: str, **kwargs) -> None:
         raise AssertionError("no command is sent in this test")
+
+
+class AckingControl:
+    """The command bus (Redis in the product) for tests of command handlers: keeps every ack, expects no heartbeat."""
+
+    def __init__(self) -> None:
+        self.acks: list[tuple[str, dict]] = []
+
+    def write_heartbeat(self, beat: dict, *, run_id: str = "") -> None:
+        raise AssertionError("no heartbeat in these tests")
+
+    def write_ack(self, command_id: str, **kwargs) -> None:
+        self.acks.append((command_id, kwargs))

@@ -12,6 +12,7 @@ from failover.domain.enums import FailureSource, FailureType
 from trading.engine.eventlog import read_events
 from trading.exchange.connect import ExchangeTarget
 from trading.exchange.port import ExchangeError
+from trading.tests.trader.fakes import AckingControl
 from trading.trader import startup
 from trading.trader.commands import Commands
 from trading.trader.context import TraderSettings, build_context
@@ -39,20 +40,9 @@ class Services:
         return SimpleNamespace(version=2)
 
 
-class Control:
-    def __init__(self) -> None:
-        self.acks: list[tuple[str, dict]] = []
-
-    def write_heartbeat(self, beat, *, run_id=""):
-        raise AssertionError("no heartbeat in these tests")
-
-    def write_ack(self, command_id, **kwargs):
-        self.acks.append((command_id, kwargs))
-
-
 def _context(tmp_path):
     settings = TraderSettings(mode="SIM", symbols=["BTCUSDT"], run_id="r1", data_dir=tmp_path, target=ExchangeTarget())
-    return build_context(settings, services=Services(), control=Control(), post=lambda item: None)
+    return build_context(settings, services=Services(), control=AckingControl(), post=lambda item: None)
 
 
 def _system_events(ctx) -> list[dict]:
