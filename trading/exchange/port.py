@@ -189,3 +189,19 @@ class ExchangePort(Protocol):
     def set_leverage(self, symbol: str, leverage: Decimal) -> None: ...
 
     def server_time_ms(self) -> int: ...
+
+
+DCP_PRODUCT = "DERIVATIVES"  # Bybit's product for perpetuals and futures (its default, OPTIONS, is not ours)
+
+
+class DcpPort(Protocol):
+    """Bybit's Disconnection Cancel All, where the account has it (a port of its own: only the pybit adapter
+    talks to an exchange that can have it)."""
+
+    def dcp_window_s(self) -> int | None:
+        """The DERIVATIVES window the exchange has for the account; None when the account has no DCP."""
+        ...
+
+    def set_dcp(self, window_s: int) -> None:
+        """Set the DERIVATIVES window (3 to 300 s); refused (``OrderRejected``) for an account without DCP."""
+        ...

@@ -19,6 +19,7 @@ import requests
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 
 from trading.exchange.port import (
+    DCP_PRODUCT,
     AmbiguousSubmitError,
     DuplicateOrderLinkId,
     ExchangeError,
@@ -320,6 +321,18 @@ class PybitRest:
             buyLeverage=value,
             sellLeverage=value,
         )
+
+    def dcp_window_s(self) -> int | None:
+        """The account's DERIVATIVES DCP window (``query-dcp-info``); None when it has none (empty infos)."""
+        result = self._call("dcp_info", self._http.query_dcp_info)
+        for info in result.get("dcpInfos") or []:
+            if info.get("product") == DCP_PRODUCT and info.get("dcpStatus") == "ON":
+                return int(info.get("timeWindow") or 0) or None
+        return None
+
+    def set_dcp(self, window_s: int) -> None:
+        """Arm DCP for DERIVATIVES (``product`` named: Bybit's default is OPTIONS)."""
+        self._call("set_dcp", self._http.set_dcp, product=DCP_PRODUCT, timeWindow=int(window_s))
 
     def server_time_ms(self) -> int:
         result = self._call("server_time", self._http.get_server_time)

@@ -133,6 +133,34 @@ class Account:
         return self.equity() - im - self.order_im()
 
     # -- persistence -----------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        """The last position sequence number given (Bybit's ``seq``)."""
+        return self._last_seq
+
+    def apply_logged(self, record: dict[str, Any]) -> None:
+        """Apply one change-log line over the state: the orders, executions, positions and wallet it left."""
+        for data in record.get("orders") or []:
+            order = Order.from_state(data)
+            self.orders[order.order_id] = order
+            if order.is_open:
+                self._live[order.order_id] = order
+            else:
+                self._live.pop(order.order_id, None)
+            if order.link_id:
+                self.link_ids[order.link_id] = order.order_id
+        self.executions.extend(Execution.from_state(x) for x in record.get("executions") or [])
+        for data in record.get("positions") or []:
+            pos = Position.from_state(data)
+            self.positions[pos.symbol] = pos
+        if record.get("wallet"):
+            self.wallet = Wallet.from_state(record["wallet"])
+        self._last_seq = max(self._last_seq, int(record.get("seq") or 0))
+
+    def forget_old_closed(self) -> None:
+        """Forget the closed orders beyond what the exchange remembers (after a change log was applied)."""
+        self._trim_closed()
+
     def to_state(self) -> dict[str, Any]:
         """Return the exchange truth as JSON-safe data."""
         return {

@@ -80,6 +80,10 @@ class SimControl:
         """Clear orders, positions, executions and faults; refill the wallet."""
         self._call("POST", "/sim/reset")
 
+    def set_dcp(self, *, enabled: bool) -> dict[str, Any]:
+        """Say whether the account has Bybit's DCP (False: the retail answer); return the DCP state."""
+        return self._call("POST", "/sim/dcp", {"enabled": enabled})
+
     # -- history ------------------------------------------------------------------------
     def history(self, after: int = 0, limit: int = 1000) -> dict[str, Any]:
         """Return ``{"records": [...], "lastSeq": int}``: up to ``limit`` history records with seq above ``after``."""

@@ -75,6 +75,11 @@ class AmendBody(CancelBody):
     stopLoss: Size | None = None  # noqa: N815
 
 
+class DcpBody(BaseModel):
+    model_config = _BODY
+    enabled: bool
+
+
 class HistoryQuery(BaseModel):
     model_config = _BODY
     after: int = Field(0, ge=0, le=MAX_SEQ)
@@ -217,7 +222,16 @@ async def reset(request: web.Request) -> web.StreamResponse:
     sim = _sim(request)
     await _body(request)
     sim.reset()
+    await sim.durable()
     return web.json_response({"reset": True})
+
+
+async def set_dcp(request: web.Request) -> web.StreamResponse:
+    """Give the account Bybit's DCP or take it away (a retail account has none)."""
+    sim = _sim(request)
+    body = _checked(DcpBody, await _body(request))
+    sim.dcp.enabled = body.enabled
+    return web.json_response(sim.dcp.describe())
 
 
 def _check_message(index: int, msg: Any) -> None:
@@ -246,9 +260,9 @@ async def publish_market(request: web.Request) -> web.StreamResponse:
         try:
             sim.play(msg)
         except (KeyError, ValueError, TypeError, ArithmeticError) as exc:  # a shape the checks above let through
-            sim.persist_if_dirty()
+            await sim.durable()
             raise bad_request(f"messages.{index}: cannot be played ({exc})", f"messages.{index}") from None
-    sim.persist_if_dirty()
+    await sim.durable()
     return web.json_response({"played": len(messages)})
 
 
@@ -321,7 +335,7 @@ async def action(request: web.Request) -> web.StreamResponse:
     except E.ExchangeError as exc:
         return web.json_response({"error": exc.ret_msg, "retCode": exc.ret_code}, status=409)
     sim.publish(changes, origin=ORIGIN_SIM)
-    sim.persist()
+    await sim.durable()
     return web.json_response(result)
 
 
@@ -348,5 +362,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/sim/state", get_state)
     app.router.add_get("/sim/history", history)
     app.router.add_post("/sim/reset", reset)
+    app.router.add_post("/sim/dcp", set_dcp)
     app.router.add_post("/sim/market", publish_market)
     app.router.add_post("/sim/actions/{name}", action)

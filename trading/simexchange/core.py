@@ -17,15 +17,17 @@ from trading.marketdata.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 
 from . import payloads
 from .auth import Credentials
+from .commit import GroupCommit, read_log, set_aside_log, wal_path_for
 from .constants import DEFAULT_API_KEY, DEFAULT_API_SECRET, INITIAL_BALANCE
+from .dcp import CANCEL_BY_DCP, FUTURE_TOPIC, HEARTBEAT_TIMEOUT_S, DcpWatch
 from .faults import FaultRegistry
 from .history_file import history_path_for
 from .hub import Hub
-from .journal import ORIGIN_MARKET, Journal
+from .journal import ORIGIN_DCP, ORIGIN_MARKET, Journal
 from .market import MarketFeed
 from .matching import MatchingEngine
 from .models import Changes
-from .persistence import CorruptStateError, load_state, save_state
+from .persistence import CorruptStateError, load_state, state_bytes
 
 log = logging.getLogger(__name__)
 
@@ -52,38 +54,58 @@ class SimExchange:
         self.engine = MatchingEngine(instruments, clock=now_ms, initial_balance=initial_balance)
         self.faults = FaultRegistry(seed=fault_seed)
         self.hub = Hub(self)
+        self.dcp = DcpWatch()
         self.feed = MarketFeed(self.engine, wanted=self.hub.wanted)
         self.state_path = state_path
         # The exchange's own record, next to the state file (in memory only without one).
         self.journal = Journal(history_path_for(state_path) if state_path is not None else None)
-        self.dirty = False
+        # Every change on disk before anyone hears of it, one fsync a batch (see ``commit``).
+        self.commit = GroupCommit(state_path, self._snapshot, self.journal.flush)
         self.started_ms = now_ms()
         self.messages_played = 0
-        if state_path is not None and not reset:
-            try:
-                load_state(state_path, restore=self.engine.load_state, restore_journal=self.journal.restore)
-            except CorruptStateError as exc:
-                log.error("%s", exc)
-                self.engine.reset()  # a restore that failed half-way must not leave half an account
+        replayed = self._recover(state_path) if state_path is not None and not reset else 0
         self.journal.start(self.engine, fresh=reset)
-        if reset and state_path is not None:
-            self.persist()
+        if state_path is not None and (reset or replayed):
+            self.persist()  # the log starts empty again
 
     # -- state -------------------------------------------------------------
+    def _recover(self, state_path: Path) -> int:
+        """Read the state file, then apply the change log's later lines; return how many were applied."""
+        try:
+            load_state(state_path, restore=self.engine.load_state, restore_journal=self.journal.restore,
+                       restore_lsn=self.commit.resume)
+        except CorruptStateError as exc:
+            log.error("%s", exc)
+            self.engine.reset()  # a restore that failed half-way must not leave half an account
+            set_aside_log(wal_path_for(state_path))  # its changes apply to the state that is gone
+            return 0
+        applied = 0
+        for record in read_log(wal_path_for(state_path)):
+            lsn = record.get("lsn")
+            if not isinstance(lsn, int) or lsn <= self.commit.lsn:
+                continue  # already in the state file (a checkpoint that had not emptied the log yet)
+            try:
+                self.engine.apply_logged(record)
+                self.journal.restore(record.get("journal"))
+            except Exception:
+                log.exception("simexchange: change log line %s cannot be applied; the rest is dropped", lsn)
+                break
+            self.commit.resume(lsn)
+            applied += 1
+        self.engine.forget_old_closed()
+        return applied
+
+    def _snapshot(self, lsn: int) -> bytes:
+        return state_bytes(self.engine.to_state(), self.journal.saved_form(self.engine.orders), lsn)
+
     def persist(self) -> None:
-        """Write the exchange truth now (before the client hears about a change), the history's new lines first.
+        """Write the whole exchange truth now (a checkpoint) and empty the change log, the history's new lines
+        first; outside a running server, or after its writer stopped (start, shutdown, tests)."""
+        self.commit.checkpoint_now()
 
-        The history is appended and flushed, not fsynced: the state write's fsync
-        is the only one per change (see ``history_file``).
-        """
-        self.dirty = False
-        if self.state_path is not None:
-            self.journal.flush()
-            save_state(self.state_path, self.engine.to_state(), self.journal.saved_form(self.engine.orders))
-
-    def persist_if_dirty(self) -> None:
-        if self.dirty:
-            self.persist()
+    async def durable(self) -> None:
+        """Return once every change made so far is on disk (answer a request only after this)."""
+        await self.commit.durable()
 
     def reset(self) -> None:
         """Start the account clean: no orders, positions or executions; faults cleared.
@@ -95,10 +117,12 @@ class SimExchange:
         self.engine.reset()
         self.faults.clear()
         self.sync_fault_effects()
-        self.persist()
+        if self.commit.persistent:
+            self.commit.want_checkpoint()  # the caller awaits ``durable()``
 
     def close(self) -> None:
         """Write what is left of the history and close its file (the state is written by ``persist``)."""
+        self.commit.close()
         self.journal.close()
 
     def sync_fault_effects(self) -> None:
@@ -107,16 +131,18 @@ class SimExchange:
 
     # -- events --------------------------------------------------------------
     def publish(self, changes: Changes, *, origin: str) -> None:
-        """Record what changed in the history, then push it on the private stream in Bybit's order.
+        """Record what changed in the history and the change log, then push it on the private stream in
+        Bybit's order once it is on disk.
 
-        ``origin`` says who caused it (``journal.ORIGINS``): ``api``, ``sim`` or ``market``.
+        ``origin`` says who caused it (``journal.ORIGINS``): ``api``, ``sim``, ``market`` or ``dcp``.
         """
         if not changes:
             return
-        self.dirty = True
         e = self.engine
         ts = now_ms()
         self.journal.record(e, changes, origin, ts)
+        if self.commit.persistent:
+            self.commit.stage(self._logged(changes))
         if changes.orders:
             self._private("order", [payloads.order_item(e, o, ws=True) for o in changes.orders], ts)
         if changes.executions:
@@ -127,10 +153,34 @@ class SimExchange:
         if changes.wallet:
             self._private("wallet", [payloads.wallet_item(e)], ts)
 
+    def _logged(self, changes: Changes) -> dict[str, Any]:
+        """Return the change log's line for ``changes``: what they left, as the state file keeps it."""
+        e = self.engine
+        symbols = dict.fromkeys([*changes.positions, *(x.symbol for x in changes.executions)])
+        return {
+            "orders": [o.to_state() for o in changes.orders],
+            "executions": [x.to_state() for x in changes.executions],
+            "positions": [e.positions[s].to_state() for s in symbols if s in e.positions],
+            "wallet": e.wallet.to_state(),
+            "seq": e.last_seq,
+            "journal": {"seq": self.journal.seq,
+                        "orderOrigins": self.journal.creators(o.order_id for o in changes.orders)},
+        }
+
     def _private(self, topic: str, data: list[dict[str, Any]], ts: int) -> None:
         if not self.hub.wanted_private(topic):
             return
-        self.hub.publish_private(topic, {"id": uuid.uuid4().hex, "topic": topic, "creationTime": ts, "data": data})
+        msg = {"id": uuid.uuid4().hex, "topic": topic, "creationTime": ts, "data": data}
+        self.commit.after_durable(lambda: self.hub.publish_private(topic, msg))
+
+    def check_dcp(self, now: float) -> None:
+        """Cancel every derivatives order once all dcp.future connections have been gone for the window."""
+        alive = self.hub.heard_from(FUTURE_TOPIC, now - HEARTBEAT_TIMEOUT_S)
+        if not self.dcp.check(now, alive):
+            return
+        _, changes = self.engine.cancel_all(None, cancel_type=CANCEL_BY_DCP)
+        log.warning("simexchange: DCP fired: %d orders cancelled", len(changes.orders))
+        self.publish(changes, origin=ORIGIN_DCP)
 
     def play(self, msg: dict[str, Any]) -> None:
         """Apply one public market message and fan out what it produces."""
@@ -155,4 +205,7 @@ class SimExchange:
             "messagesPlayed": self.messages_played,
             "bookMessagesRejected": self.feed.rejected,
             "lastPrice": {s: str(p) for s, p in e.last_price.items()},
+            # Group commit: changes staged, and the writes (one fsync each) that made them durable.
+            "dcp": self.dcp.describe(),
+            "commit": {"changes": self.commit.lsn, "writes": self.commit.batches},
         }

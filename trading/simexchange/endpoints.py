@@ -305,6 +305,19 @@ def wallet_balance(sim: SimExchange, p: Params) -> Result:
     return {"list": [item]}, None
 
 
+def set_dcp(sim: SimExchange, p: Params) -> Result:
+    """POST /v5/order/disconnected-cancel-all: the window of a product (OPTIONS when not named, as on Bybit)."""
+    window = p.int("timeWindow")
+    if window is None:
+        raise E.param_error("params error: timeWindow is required")
+    sim.dcp.set_window(p.str("product"), window)
+    return {}, None
+
+
+def dcp_info(sim: SimExchange, p: Params) -> Result:
+    return {"dcpInfos": sim.dcp.infos()}, None
+
+
 ROUTES: dict[str, Route] = {
     "/v5/market/time": Route("GET", False, server_time),
     "/v5/market/instruments-info": Route("GET", False, instruments_info),
@@ -321,4 +334,6 @@ ROUTES: dict[str, Route] = {
     "/v5/position/list": Route("GET", True, positions),
     "/v5/position/set-leverage": Route("POST", True, set_leverage),
     "/v5/account/wallet-balance": Route("GET", True, wallet_balance),
+    "/v5/order/disconnected-cancel-all": Route("POST", True, set_dcp),
+    "/v5/account/query-dcp-info": Route("GET", True, dcp_info),
 }

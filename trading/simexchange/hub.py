@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections import defaultdict
 from typing import Any, Protocol
 
+import msgspec
 from aiohttp import web
 
 from .faults import FaultRegistry
@@ -25,8 +25,12 @@ def needs_snapshot(topic: str) -> bool:
     return topic.split(".", 1)[0] in SNAPSHOT_KINDS
 
 
+_encode = msgspec.json.Encoder().encode
+
+
 def dumps(msg: Any) -> str:
-    return json.dumps(msg, separators=(",", ":"))
+    """Encode one frame (msgspec: compact, several times the stdlib's speed on the fan-out path)."""
+    return _encode(msg).decode("utf-8")
 
 
 class Snapshots(Protocol):
@@ -59,6 +63,7 @@ class Conn:
         self.authed = False
         self.queue: asyncio.Queue[tuple[float, str]] = asyncio.Queue()
         self.sent = 0
+        self.last_seen = asyncio.get_running_loop().time()  # the last frame it sent (its heartbeat)
         self.writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def send(self, text: str, min_delay: float = 0.0) -> None:
@@ -135,6 +140,10 @@ class Hub:
 
     def wanted_private(self, topic: str) -> bool:
         return bool(self.by_topic.get(("private", topic)))
+
+    def heard_from(self, topic: str, since: float) -> bool:
+        """Whether an authenticated private subscriber of ``topic`` sent a frame after ``since`` (loop time)."""
+        return any(c.authed and c.last_seen > since for c in self.by_topic.get(("private", topic), ()))
 
     def streams(self, stream: str) -> list[Conn]:
         return [c for c in self.conns if stream in ("all", c.stream)]

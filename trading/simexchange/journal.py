@@ -27,14 +27,15 @@ The last ``MEMORY_RECORDS`` records are kept in memory; the history file
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from .account import Account
 from .history_file import MAX_FILE_BYTES, HistoryFile
@@ -46,9 +47,12 @@ log = logging.getLogger(__name__)
 ORIGIN_API = "api"
 ORIGIN_SIM = "sim"
 ORIGIN_MARKET = "market"
-ORIGINS = frozenset({ORIGIN_API, ORIGIN_SIM, ORIGIN_MARKET})
+ORIGIN_DCP = "dcp"  # Disconnection Cancel All fired: every dcp.future connection gone for the window
+ORIGINS = frozenset({ORIGIN_API, ORIGIN_SIM, ORIGIN_MARKET, ORIGIN_DCP})
 UNKNOWN_ORIGIN = "unknown"  # an order created before its simulator kept origins
 MEMORY_RECORDS = 10_000
+
+_encode = msgspec.json.Encoder().encode
 
 
 def order_fields(account: Account, o: Order) -> dict[str, Any]:
@@ -172,6 +176,10 @@ class Journal:
                 self._add("position", ts, position_fields(account, symbol, Decimal(0), Decimal(0)), ORIGIN_SIM)
         self._sizes = {}
 
+    def creators(self, order_ids: Iterable[str]) -> dict[str, str]:
+        """Return who created each of ``order_ids`` (for the change log, which keeps them with the state)."""
+        return {i: self._creator(i) for i in order_ids}
+
     def _creator(self, order_id: str) -> str:
         return self._origins.get(order_id, UNKNOWN_ORIGIN)
 
@@ -182,7 +190,7 @@ class Journal:
             record["orderOrigin"] = order_origin
         self._memory.append(record)
         if self.file is not None:
-            self._pending.append(json.dumps(record, separators=(",", ":")).encode("utf-8") + b"\n")
+            self._pending.append(_encode(record) + b"\n")
 
     # -- disk and reads -----------------------------------------------------------------------
     def flush(self) -> None:

@@ -142,14 +142,14 @@ class MatchingEngine(Account):
         changes.order(order)
         return order, changes
 
-    def cancel_all(self, symbol: str | None) -> tuple[list[Order], Changes]:
-        """Cancel every open order (of one symbol, or all)."""
+    def cancel_all(self, symbol: str | None, *, cancel_type: str = "CancelByUser") -> tuple[list[Order], Changes]:
+        """Cancel every open order (of one symbol, or all; ``cancel_type`` says who: the user, or DCP)."""
         if symbol is not None:
             self.spec(symbol)
         changes = Changes()
         cancelled = []
         for order in self.open_orders(symbol):
-            self._close(order, "Cancelled", cancel_type="CancelByUser")
+            self._close(order, "Cancelled", cancel_type=cancel_type)
             changes.order(order)
             cancelled.append(order)
         return cancelled, changes

@@ -6,7 +6,7 @@ Plain dataclasses with Decimal money and quantities, and a JSON-safe state form
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -26,8 +26,12 @@ class _StateMixin:
     """Convert Decimal fields to strings and back for the JSON state file."""
 
     def to_state(self) -> dict[str, Any]:
-        data = asdict(self)  # type: ignore[call-overload]
-        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in data.items()}
+        # Every field is a scalar: read them directly (asdict deep-copies; the change log asks per change).
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Decimal) else value
+        return out
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> Any:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
+import msgspec
 from aiohttp import web
 
 from . import errors as E
@@ -25,9 +25,13 @@ def envelope(ret_code: int, ret_msg: str, result: dict[str, Any] | None = None) 
             "retExtInfo": {}, "time": now_ms()}
 
 
+_encode = msgspec.json.Encoder().encode
+# Typed decoding: a body must be a JSON object; what it holds is read by ``Params`` with Bybit's 10001 errors.
+_decode_body = msgspec.json.Decoder(dict[str, Any]).decode
+
+
 def _json(body: dict[str, Any], headers: dict[str, str]) -> web.Response:
-    return web.Response(text=json.dumps(body, separators=(",", ":")), content_type="application/json",
-                        headers=headers)
+    return web.Response(body=_encode(body), content_type="application/json", headers=headers)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -57,9 +61,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     except UnicodeDecodeError:
         return _json(envelope(E.PARAM_ERROR, "params error: body is not UTF-8"), headers)
     if changes is not None:
-        # Exchange truth reaches the disk before the client hears about it.
+        # Exchange truth reaches the disk before the client hears about it (one fsync per batch of requests).
         sim.publish(changes, origin=ORIGIN_API)
-        sim.persist()
+        await sim.durable()
     ambiguous = faults.rest_fault("ambiguous_submit", path) if faults.faults else None
     if ambiguous is not None:
         await _lose_response(request, faults, ambiguous)
@@ -99,9 +103,10 @@ def _parse(method: str, raw_query: str, body_text: str) -> Params:
     if not body_text.strip():
         return Params({})
     try:
-        data = json.loads(body_text)
-    except ValueError:
+        return Params(_decode_body(body_text))
+    except msgspec.ValidationError as exc:  # valid JSON of the wrong shape, or a number no reader can hold
+        if str(exc).startswith("Expected `object`"):
+            raise E.param_error("params error: request body must be a JSON object") from None
+        raise E.param_error(f"params error: request body is not valid JSON ({exc})") from None
+    except msgspec.DecodeError:
         raise E.param_error("params error: request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise E.param_error("params error: request body must be a JSON object")
-    return Params(data)

@@ -8,11 +8,12 @@ client subscribed to; book and ticker topics start with a snapshot.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aiohttp import WSMsgType, web
 
+from . import dcp
 from .appkeys import SIM
 from .auth import verify_ws_auth
 from .core import now_ms
@@ -57,6 +58,7 @@ async def _serve(request: web.Request, stream: str) -> web.StreamResponse:
         return ws
     try:
         async for msg in ws:
+            conn.last_seen = asyncio.get_running_loop().time()
             if msg.type == WSMsgType.PING:
                 if not conn.silent():
                     await ws.pong(msg.data)
@@ -72,24 +74,33 @@ async def _serve(request: web.Request, stream: str) -> web.StreamResponse:
     return ws
 
 
+class Request(msgspec.Struct):
+    """A client frame: a JSON object; its fields are checked by each op (a bad one is answered, not dropped)."""
+
+    op: Any = None
+    req_id: Any = None
+    args: Any = None
+
+
+_decode_request = msgspec.json.Decoder(Request).decode
+
+
 def _on_text(sim: SimExchange, conn: Conn, text: str) -> None:
     try:
-        req = json.loads(text)
-    except ValueError:
-        req = None
-    if not isinstance(req, dict):
+        req = _decode_request(text)
+    except msgspec.MsgspecError:  # not JSON, or JSON that is not an object
         # Bybit answers garbage with an error frame; pybit never sends any.
         conn.send(dumps({"success": False, "ret_msg": "error:request not json", "conn_id": conn.conn_id,
                          "op": "", "req_id": ""}))
         return
-    op = req.get("op")
-    req_id = req.get("req_id")
+    op = req.op
+    req_id = req.req_id
     if op == "ping":
         _pong(conn, req_id)
     elif op == "auth":
-        _auth(sim, conn, req, req_id)
+        _auth(sim, conn, req.args, req_id)
     elif op in ("subscribe", "unsubscribe"):
-        _subscribe(sim, conn, op, req.get("args"), req_id)
+        _subscribe(sim, conn, op, req.args, req_id)
     else:
         conn.send(_reply(conn, op if isinstance(op, str) else "", False, f"error:op {op!r} not supported", req_id))
 
@@ -109,11 +120,11 @@ def _pong(conn: Conn, req_id: Any) -> None:
         conn.send(dumps({"req_id": req_id or "", "op": "pong", "args": [str(now_ms())], "conn_id": conn.conn_id}))
 
 
-def _auth(sim: SimExchange, conn: Conn, req: dict[str, Any], req_id: Any) -> None:
+def _auth(sim: SimExchange, conn: Conn, args: Any, req_id: Any) -> None:
     if conn.stream != "private":
         conn.send(_reply(conn, "auth", False, "Public channels do not need auth", req_id))
         return
-    ok, msg = verify_ws_auth(sim.creds, req.get("args"), now_ms())
+    ok, msg = verify_ws_auth(sim.creds, args, now_ms())
     conn.authed = ok
     conn.send(_reply(conn, "auth", ok, msg, req_id))
 
@@ -144,7 +155,7 @@ def _subscribe_on(sim: SimExchange, conn: Any, op: str, args: Any, req_id: Any) 
         if not conn.authed:
             conn.send(_reply(conn, op, False, "Request not authorized", req_id))
             return
-        bad = [a for a in args if a not in PRIVATE_TOPICS]
+        bad = [a for a in args if a not in PRIVATE_TOPICS and not (a in dcp.TOPICS and sim.dcp.enabled)]
     else:
         symbols = set(sim.engine.instruments)
         bad = [a for a in args if not is_valid_topic(a, symbols)]
