@@ -27,13 +27,15 @@ from trading.engine.execution import InlineDispatcher
 from trading.engine.leverage import LeverageKeeper
 from trading.engine.localstate import ClosedTrade, NoPersistence
 from trading.exchange.venue import InProcessVenue
+from trading.marketdata.datasets import generated_file, generated_name
 from trading.marketdata.generator import generate_messages
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
-from trading.marketdata.jsonl import MarketFileError, read_messages
+from trading.marketdata.jsonl import MarketFileError, TypedLines, read_line_chunks
 from trading.marketdata.normalise import Normaliser, SharedLevels
 
 TICK_MS = 100
 REPLAY_CHUNK = 50_000  # messages read ahead of the pipeline by run_trader --mode REPLAY
+REPLAY_START_MS = 1_763_479_200_000  # where generated data sets start
 
 
 @dataclass
@@ -102,6 +104,7 @@ class BacktestEngine:
         self._messages = 0
         self._seconds = 0.0
         self._in_position_events = 0
+        self.lines = TypedLines(symbols)
 
     def _apply_leverage(self, config: TradingConfig, instruments: dict[str, InstrumentSpec]) -> None:
         """Set the config's leverage on the venue, as the trader does on the exchange at start."""
@@ -145,6 +148,13 @@ class BacktestEngine:
         self._seconds += time.perf_counter() - started
         self._in_position_events += in_position_events
         return self._result()
+
+    def run_lines(self, lines: Iterable[bytes], *, source: str, first_line: int = 1) -> BacktestResult:
+        """Run raw lines of a market file, decoding each inside the timed run: decoding is the pipeline's work.
+
+        Messages of other symbols are skipped; a bad line raises ``MarketFileError`` naming ``source`` and its line.
+        """
+        return self.run(self.lines.decoded(lines, source=source, first_line=first_line))
 
     def _result(self) -> BacktestResult:
         """Every run so far: the trades, their statistics and the pipeline's time."""
@@ -203,32 +213,46 @@ class ReplayEngine:
         self.event_dir = event_dir
 
     def messages(
-        self, *, path: str = "", events: int = 200_000, seed: int = 1, start_ms: int = 1_763_479_200_000
+        self, *, path: str = "", events: int = 200_000, seed: int = 1, start_ms: int = REPLAY_START_MS
     ) -> Iterator[dict[str, Any]]:
-        """Read ``path`` (this engine's symbols only), or generate ``events`` messages from ``seed``."""
+        """Read ``path`` (this engine's symbols only, typed), or generate ``events`` messages from ``seed``."""
         if path:
-            wanted = set(self.symbols)
-            return (m for m in read_messages(path) if str(m.get("topic", "")).rsplit(".", 1)[-1] in wanted)
+            return TypedLines(self.symbols).read(path, REPLAY_CHUNK)
         return generate_messages(self.symbols, seed, start_ms, max_messages=events)
 
     def run(
-        self, *, path: str = "", events: int = 200_000, seed: int = 1, start_ms: int = 1_763_479_200_000
+        self, *, path: str = "", events: int = 200_000, seed: int = 1, start_ms: int = REPLAY_START_MS
     ) -> BacktestResult:
         """Run the data set ``messages`` gives through a fresh BacktestEngine."""
         engine = BacktestEngine(symbols=self.symbols, config=self.config, event_dir=self.event_dir)
         return engine.run(self.messages(path=path, events=events, seed=seed, start_ms=start_ms))
 
 
-def replay_main(*, symbols: list[str], path: str, events: int, seed: int, out: TextIO) -> int:
-    """Run a REPLAY and print its summary; return the exit code."""
-    stream = ReplayEngine(symbols=symbols).messages(path=path, events=events, seed=seed)
+def replay_main(
+    *, symbols: list[str], path: str, events: int, seed: int, out: TextIO, data_dir: Path | None = None
+) -> int:
+    """Run a REPLAY and print its summary; return the exit code.
+
+    Without ``path``, the data set of ``events`` and ``seed`` is generated once into ``data_dir/market/generated``
+    and read from there (streamed from the generator when there is no ``data_dir``).
+    """
+    if not path and data_dir is not None:
+        folder = data_dir / "market" / "generated"
+        cached = (folder / generated_name(symbols, seed, events, REPLAY_START_MS)).is_file()
+        path = str(generated_file(folder, symbols, seed, events, REPLAY_START_MS))
+        out.write(f"REPLAY data set {'read from' if cached else 'generated once into'} {path}\n")
     engine = BacktestEngine(symbols=symbols)
     result = engine.run(())
-    # In chunks, so memory stays bounded on any file, and events/s is the pipeline's alone: reading the file or
-    # generating the data happens between the timed runs.
+    # In chunks, so memory stays bounded on any file. events/s counts the pipeline's time, decoding included;
+    # reading (and decompressing) the file happens between the timed runs.
     try:
-        while chunk := list(itertools.islice(stream, REPLAY_CHUNK)):
-            result = engine.run(chunk)
+        if path:
+            for first, lines in read_line_chunks(path, REPLAY_CHUNK):
+                result = engine.run_lines(lines, source=path, first_line=first)
+        else:
+            stream = generate_messages(symbols, seed, REPLAY_START_MS, max_messages=events)
+            while chunk := list(itertools.islice(stream, REPLAY_CHUNK)):
+                result = engine.run(chunk)
     except MarketFileError as exc:
         out.write(f"REPLAY stopped: the market file is unreadable: {exc}\n")
         return 2

@@ -17,7 +17,6 @@ fresh client is built. What an abandoned build produces later is thrown away.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from trading.exchange.port import StreamSink, StreamStatus
+from trading.marketdata.wire import PublicDecoder, WireError
 
 if TYPE_CHECKING:
     # The mixin always sits in front of pybit's WebSocket, which defines the hooks it extends.
@@ -57,6 +57,8 @@ class MonitoredSocketMixin(_PybitSocket):
         self._stream_status = stream_status
         self._on_hostile = on_hostile
         self._abandoned = False
+        # Public messages decoded typed (numbers parsed, as the normaliser wants them); others as plain JSON.
+        self._decoder = PublicDecoder()
         if on_created is not None:
             on_created(self)  # before pybit connects: the owner can abandon a constructor that never returns
         super().__init__(*args, **kwargs)
@@ -75,10 +77,11 @@ class MonitoredSocketMixin(_PybitSocket):
             return
         self._stream_status.last_message_ms = monotonic_ms()
         try:
-            parsed = json.loads(message)
-        except ValueError:
-            # pybit would let this kill its thread; the product reports it and keeps the stream.
-            self._on_hostile(f"not JSON: {message[:80]!r}")
+            parsed = self._decoder.decode(message)
+        except WireError as exc:
+            # pybit would let this kill its thread (so would a number or nesting past Python's limits);
+            # the product reports it, with msgspec's reason, and keeps the stream.
+            self._on_hostile(f"not JSON ({exc.reason}): {message[:80]!r}")
             return
         if not isinstance(parsed, dict):
             self._on_hostile(f"not an object: {message[:80]!r}")

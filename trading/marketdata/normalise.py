@@ -15,8 +15,10 @@ from typing import Any
 
 from trading.marketdata.events import BOOK, TICKER, TRADE, MarketEvent
 from trading.marketdata.messages import KLINE, ORDERBOOK, PUBLIC_TRADE, TICKERS, split_topic
+from trading.marketdata.wire import ParsedLevels, PublicDecoder, WireError
 
 # Rejection reasons, the keys of ``Normaliser.rejected``.
+NOT_JSON = "not_json"  # raw text only (``normalise_raw``); the last reason is in ``Normaliser.last_error``
 NOT_OBJECT = "not_object"
 MISSING_TOPIC = "missing_topic"
 UNKNOWN_TOPIC = "unknown_topic"
@@ -36,6 +38,7 @@ ONE_SIDED_BOOK = "one_sided_book"  # applied, but no mid to report
 
 _INF = math.inf
 _TICKER_FIELDS = ("lastPrice", "bid1Price", "ask1Price", "bid1Size", "ask1Size")
+_TICKER_ITEMS = tuple(enumerate(_TICKER_FIELDS))
 _NO_TICKER: tuple[float | None, ...] = (None, 0.0, 0.0, 0.0, 0.0)  # a snapshot without the touch reports 0
 _SIDES = {"Buy": 1, "Sell": -1}
 
@@ -57,48 +60,47 @@ class _Book:
         self.u = u
 
 
-def _apply_side(sizes: dict[float, float], levels: dict[float, float], best: float, is_bid: bool) -> float:
-    """Apply validated levels to one side (size 0 deletes a known level); return its new best price.
+def _apply_side(sizes: dict[float, float], levels: dict[float, float], deletes: list[float], best: float,
+                is_bid: bool) -> float:
+    """Apply validated levels to one side (``deletes``: its size-0 prices, all known); return its new best price.
 
+    Sizes are set in one C call and the deletes removed after. No price beyond the
+    best can be a delete (that level would be unknown), so the new best is the
+    better of the old one and the levels' own, unless the old best was deleted.
     An empty side's best is 0 for bids, inf for asks, so any price beats it.
     """
-    stale = False
-    for p, q in levels.items():
-        if q == 0.0:
-            del sizes[p]
-            stale = stale or p == best
-        else:
-            sizes[p] = q
-            if (p > best) if is_bid else (p < best):
-                best = p
-    if stale:
+    sizes.update(levels)
+    for p in deletes:
+        del sizes[p]
+    if best in deletes:
         return max(sizes, default=0.0) if is_bid else min(sizes, default=_INF)
+    if levels:
+        edge = max(levels) if is_bid else min(levels)
+        if (edge > best) if is_bid else (edge < best):
+            return edge
     return best
 
 
 def parse_levels(raw: Any) -> dict[float, float] | None:
     """Parse ``[[price, size], ...]`` into floats, price to size, the last of a repeated price winning;
-    None when any level is not two finite numbers."""
+    None when any level is not two finite numbers (a boolean is none). Levels the typed decoder parsed come
+    back as they are."""
+    if type(raw) is ParsedLevels:
+        return raw
     if not isinstance(raw, list):
         return None
     out = {}
     try:
         for p, q in raw:
+            if type(p) is bool or type(q) is bool:  # float(True) is 1.0: a boolean is no price
+                return None
             price, size = float(p), float(q)
             if not (0.0 < price < _INF and 0.0 <= size < _INF):  # also false for NaN
                 return None
             out[price] = size
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         return None
     return out
-
-
-def _deletes_absent(levels: dict[float, float], sizes: dict[float, float]) -> bool:
-    # A plain loop: any() over a generator costs a frame per book message on the hot path.
-    for p, q in levels.items():  # noqa: SIM110
-        if q == 0.0 and p not in sizes:
-            return True
-    return False
 
 
 def _number(value: Any) -> float | None:
@@ -107,7 +109,7 @@ def _number(value: Any) -> float | None:
         return None
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return x if -_INF < x < _INF else None
 
@@ -132,6 +134,8 @@ class SharedLevels:
         self._next = 0
 
     def __call__(self, raw: Any) -> dict[float, float] | None:
+        if type(raw) is ParsedLevels:  # parsed by the typed decoder: nothing to share
+            return raw
         remembered = self._raw
         if raw is remembered[0]:
             return self._parsed[0]
@@ -151,6 +155,8 @@ class Normaliser:
         self.rejected: dict[str, int] = {}
         self.warnings: dict[str, int] = {}
         self.ignored = 0  # known topics that carry no event (kline)
+        self.last_error = ""  # why the last raw text was not JSON (``normalise_raw``)
+        self._decoder = PublicDecoder()
         self._books: dict[str, _Book] = {}
         self._tickers: dict[str, list[float | None]] = {}  # _TICKER_FIELDS, parsed
         self._routes: dict[str, tuple[Callable[[dict[str, Any], str, int], list[MarketEvent]], str]] = {}
@@ -182,6 +188,15 @@ class Normaliser:
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             return self._reject(MALFORMED)
 
+    def normalise_raw(self, raw: bytes | str) -> list[MarketEvent]:
+        """Decode one raw message (typed, see ``wire``) and return its events; text that is not JSON is counted."""
+        try:
+            message = self._decoder.decode(raw)
+        except WireError as exc:
+            self.last_error = exc.reason
+            return self._reject(NOT_JSON)
+        return self.normalise(message)
+
     def normalise_all(self, messages: Iterable[Any]) -> Iterator[MarketEvent]:
         """Yield the events of many messages in order."""
         normalise = self.normalise
@@ -210,7 +225,9 @@ class Normaliser:
             return self._reject(MISSING_FIELD)
         if data.get("s", symbol) != symbol:
             return self._reject(SYMBOL_MISMATCH)
-        bids, asks = self._parse_levels(data["b"]), self._parse_levels(data["a"])
+        bids, asks = data["b"], data["a"]
+        if type(bids) is not ParsedLevels or type(asks) is not ParsedLevels:  # typed levels need no parse
+            bids, asks = self._parse_levels(bids), self._parse_levels(asks)
         if bids is None or asks is None:
             return self._reject(BAD_NUMBER)
         u = data.get("u")
@@ -236,12 +253,9 @@ class Normaliser:
         if bid >= ask:
             del self._books[symbol]  # corrupt: wait for the next snapshot rather than report nonsense
             return self._reject(CROSSED_BOOK)
-        return [
-            MarketEvent(
-                BOOK, symbol, ts, (bid + ask) * 0.5, bid=bid, ask=ask, bid_qty=book.bid_sizes[bid],
-                ask_qty=book.ask_sizes[ask],
-            )
-        ]  # fmt: skip
+        # positional: a named tuple is built fastest so (kind, symbol, ts, price, qty, side, bid, ask, bid_qty, ask_qty)
+        return [MarketEvent(BOOK, symbol, ts, (bid + ask) * 0.5, 0.0, 0, bid, ask, book.bid_sizes[bid],
+                            book.ask_sizes[ask])]  # fmt: skip
 
     def _apply_delta(
         self, book: _Book, data: dict[str, Any], bids: dict[float, float], asks: dict[float, float], u: int | None
@@ -255,10 +269,12 @@ class Normaliser:
         if len(bids) != len(data["b"]) or len(asks) != len(data["a"]):
             return MALFORMED  # a price twice in one side: which size is meant?
         bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
-        if _deletes_absent(bids, bid_sizes) or _deletes_absent(asks, ask_sizes):
+        bid_deletes = [p for p, q in bids.items() if q == 0.0]
+        ask_deletes = [p for p, q in asks.items() if q == 0.0]
+        if not all(map(bid_sizes.__contains__, bid_deletes)) or not all(map(ask_sizes.__contains__, ask_deletes)):
             return ABSENT_LEVEL_DELETE
-        book.best_bid = _apply_side(bid_sizes, bids, book.best_bid, is_bid=True)
-        book.best_ask = _apply_side(ask_sizes, asks, book.best_ask, is_bid=False)
+        book.best_bid = _apply_side(bid_sizes, bids, bid_deletes, book.best_bid, is_bid=True)
+        book.best_ask = _apply_side(ask_sizes, asks, ask_deletes, book.best_ask, is_bid=False)
         book.u = u if u is not None else book.u
         return None
 
@@ -300,14 +316,16 @@ class Normaliser:
             return self._reject(BAD_TYPE)
         # Only the fields an event carries are kept, parsed; a delta parses only what it changes.
         values = list(known)
-        for i, key in enumerate(_TICKER_FIELDS):
+        for i, key in _TICKER_ITEMS:
             if key in data:
-                values[i] = _number(data[key])
+                value = data[key]
+                # a float from the typed decoder needs only the finiteness check _number makes
+                values[i] = value if type(value) is float and -_INF < value < _INF else _number(value)
         last = values[0]
         if last is None:
             return self._reject(BAD_NUMBER if "lastPrice" in data else MISSING_FIELD)
-        if last <= 0.0 or any(v is None or v < 0.0 for v in values):
+        if None in values or last <= 0.0 or min(values) < 0.0:  # type: ignore[type-var,operator]
             return self._reject(BAD_NUMBER)  # checked before storing, so a bad delta changes nothing
         self._tickers[symbol] = values
         last, bid, ask, bid_qty, ask_qty = values
-        return [MarketEvent(TICKER, symbol, ts, last, bid=bid, ask=ask, bid_qty=bid_qty, ask_qty=ask_qty)]  # type: ignore[arg-type]
+        return [MarketEvent(TICKER, symbol, ts, last, 0.0, 0, bid, ask, bid_qty, ask_qty)]  # type: ignore[arg-type]

@@ -106,3 +106,39 @@ def test_a_build_stuck_in_pybits_subscribe_is_abandoned_and_a_fresh_client_built
         wait_until(lambda: not first_build.is_alive(), timeout=5, what="the stuck build thread ending")
     finally:
         stream.close()
+
+
+class _Frames:
+    """Stands in for pybit's WebSocket behind the mixin: records what the mixin hands on."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.delivered: list = []
+
+    def callback(self, message) -> None:
+        self.delivered.append(message)
+
+
+def test_hostile_frames_are_reported_with_their_reason_and_market_frames_arrive_typed():
+    from trading.exchange.port import StreamStatus
+    from trading.exchange.streams import MonitoredSocketMixin
+    from trading.marketdata.wire import ParsedLevels
+
+    class Socket(MonitoredSocketMixin, _Frames):
+        pass
+
+    hostile: list[str] = []
+    socket = Socket(stream_status=StreamStatus(name="public"), on_hostile=hostile.append)
+    book = ('{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1,'
+            '"data":{"s":"BTCUSDT","b":[["100.5","1"]],"a":[["100.6","2"]],"u":1,"seq":1},"cts":1}')
+    for frame in ("{oops", '{"ts":' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000, "[1,2]",
+                  '{"success":true,"ret_msg":"pong","op":"ping"}', book,
+                  '{"id":"1","topic":"order","creationTime":1,"data":[{"orderLinkId":"x","price":"1.10"}]}'):
+        socket._on_message(frame)  # never raises into pybit's thread, whatever the frame
+
+    reasons = ["not JSON (JSON is malformed", "not JSON (Integer value out of range",
+               "not JSON (nested deeper than Python allows)", "not an object"]
+    assert len(hostile) == len(reasons)
+    assert all(h.startswith(reason) for h, reason in zip(hostile, reasons, strict=True)), hostile
+    market, private = socket.delivered
+    assert type(market["data"]["b"]) is ParsedLevels and market["data"]["b"] == {100.5: 1.0}
+    assert private["data"][0]["price"] == "1.10"  # private messages stay exactly as sent: Decimal strings
