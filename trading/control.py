@@ -5,7 +5,9 @@ They read its heartbeat (a Redis key it refreshes every second, gone when it
 stops refreshing) and send it commands over the bus; the trader carries a
 command out on its pipeline thread and writes an acknowledgement.
 
-Heartbeat (JSON at ``scalper:trader:<env>:heartbeat``, expires after 10 s)::
+Heartbeat (JSON at ``scalper:trader:<env>:heartbeat``, expires after 10 s; written by the account's LEADER
+only: a STANDBY trader writes the same shape at ``scalper:trader:<env>:standby:<holder>`` and answers no
+command)::
 
     {"pid": 123, "phase": "RUNNING", "at": 1763479195000, "mode": "SIM",
      "symbols": ["BTCUSDT"], "safeMode": true,
@@ -15,9 +17,15 @@ Heartbeat (JSON at ``scalper:trader:<env>:heartbeat``, expires after 10 s)::
      "config": {"valid": true, "source": "file", "errors": []},
      "symbolStatus": {"BTCUSDT": {"lastPrice": 91234.5, "regime": "RANGE", "score": {"long": 0.2, ...},
                                   "state": "WATCH", "entryBlockedBy": ["SAFE_MODE_ACTIVE"], ...}},
-     "detectors": {"packet_loss": {"type": "PACKET_LOSS", "active": false, "lastIncidentMs": 1763479190000}, ...}}
+     "detectors": {"packet_loss": {"type": "PACKET_LOSS", "active": false, "lastIncidentMs": 1763479190000}, ...},
+     "role": "LEADER",
+     "lease": {"account": "9f2c...", "holder": "host:123:ab12cd34", "token": 7, "expiresAt": 1763479205.0,
+               "held": true},
+     "dcp": {"armed": true, "windowS": 10, "supported": true, "reason": ""}}
 
-(``symbolStatus``: per traded symbol, 50 at most; its fields are ``trading.trader.blackbox.symbol_view_dict``'s.
+(``role``/``lease``: the account lease, ``trading.exchange.lease``; ``expiresAt`` in epoch seconds.
+``dcp``: Bybit's DCP as the leader armed it, ``trading.trader.dcp.health_json``; ``reason`` code first.
+``symbolStatus``: per traded symbol, 50 at most; its fields are ``trading.trader.blackbox.symbol_view_dict``'s.
 ``detectors``: ``Watchdog.detector_status()``, each detector's failure type, whether it holds, its last incident.)
 
 Commands (bus kind ``trader.command``): the names in
@@ -75,8 +83,35 @@ def _redis(url: str = "") -> redis.Redis:
     return redis.Redis.from_url(url or settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
 
 
-def write_heartbeat(beat: dict[str, Any], *, run_id: str = "", client: redis.Redis | None = None) -> None:
-    (client or _redis()).set(heartbeat_key(run_id), json.dumps(beat), ex=HEARTBEAT_TTL_S)
+def standby_heartbeat_key(run_id: str = "", holder: str = "") -> str:
+    return f"scalper:trader:{_env(run_id)}:standby:{holder}"
+
+
+def write_heartbeat(
+    beat: dict[str, Any], *, run_id: str = "", standby: str = "", client: redis.Redis | None = None
+) -> None:
+    """Write the leader's heartbeat; with ``standby`` (its lease holder id), a standby's own, beside it."""
+    key = standby_heartbeat_key(run_id, standby) if standby else heartbeat_key(run_id)
+    (client or _redis()).set(key, json.dumps(beat), ex=HEARTBEAT_TTL_S)
+
+
+def read_standby_heartbeats(*, run_id: str = "", limit: int = 20) -> list[dict[str, Any]]:
+    """The heartbeats of the environment's standby traders (each under its own key), at most ``limit``."""
+    try:
+        client = _redis()
+        keys = list(client.scan_iter(match=standby_heartbeat_key(run_id, "*"), count=100))[:limit]
+        raws = client.mget(keys) if keys else []
+    except (redis.RedisError, OSError, ValueError):
+        return []
+    beats = []
+    for raw in raws:
+        try:
+            beat = json.loads(raw) if raw is not None else None
+        except ValueError:
+            continue
+        if isinstance(beat, dict):
+            beats.append(beat)
+    return beats
 
 
 def read_heartbeat(*, run_id: str = "", max_age_ms: int = 5000) -> dict[str, Any] | None:

@@ -21,7 +21,6 @@ import errno
 import json
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
@@ -107,18 +106,6 @@ class ProcessStateCorrupt(Exception):
 
 class ProcessStateMissing(RuntimeError):
     """``update()`` was called before any state was saved or loaded."""
-
-
-class AnotherTraderRunning(RuntimeError):
-    """The process that wrote the state file is still alive: starting a second trader must be refused."""
-
-    def __init__(self, previous: ProcessState) -> None:
-        self.previous = previous
-        self.pid = previous.pid
-        super().__init__(
-            f"another trader (pid {previous.pid}, phase {previous.phase.value}, last update "
-            f"{format_ts(previous.last_update)}) is still running; stop it before starting a new one"
-        )
 
 
 class ProcessStateStore:
@@ -219,44 +206,19 @@ def os_pid_alive(pid: int) -> bool:
     return True
 
 
-def trader_pid_alive(pid: int, *, command: bytes = b"run_trader") -> bool:
-    """Return whether ``pid`` is alive and, where ``/proc`` tells, runs ``command``.
-
-    After a reboot or a long stop, the pid in an old state file may belong to
-    any process: an ``os_pid_alive`` check alone would then refuse every start
-    (a crash loop caused by a file). Where the command line cannot be read (no
-    ``/proc``, another user's process) the answer stays "alive", so the doubt
-    goes to refusing a second trader.
-    """
-    if not os_pid_alive(pid):
-        return False
-    try:
-        cmdline = read_bounded(f"/proc/{pid}/cmdline", 1 << 16)
-    except (OSError, ValueError):
-        return True
-    return command in cmdline
-
-
-def classify_previous_run(
-    previous: ProcessState | None, pid_alive: Callable[[int], bool], *, current_pid: int | None = None
-) -> FailureType | None:
+def classify_previous_run(previous: ProcessState | None) -> FailureType | None:
     """Decide what the previous run's state file says about how it ended.
 
     - no file: None, a first start;
-    - the writer's pid is still alive (and is not ``current_pid``): raise
-      ``AnotherTraderRunning``, whatever the phase; two traders would both trade
-      and both write the file, and a process still STOPPING is still cancelling;
     - phase STOPPING or IDLE: PROCESS_RESTART, the previous run shut down gracefully;
     - phase STARTING, RUNNING or RECOVERING: UNEXPECTED_SHUTDOWN, it died mid-flight.
 
-    ``current_pid`` guards against our own pid being the recorded one, which is
-    routine in containers where the trader is always pid 1. ``pid_alive`` can be
-    stricter than ``os_pid_alive`` (check the command line) to rule out pid reuse.
+    The pid in the file decides nothing: whether another trader may act on the
+    account is the account lease's to say (``trading.exchange.lease``), so a
+    stale pid, or one reused after a reboot, never blocks a start.
     """
     if previous is None:
         return None
-    if previous.pid != current_pid and pid_alive(previous.pid):
-        raise AnotherTraderRunning(previous)
     if previous.phase in _GRACEFUL_PHASES:
         return FailureType.PROCESS_RESTART
     return FailureType.UNEXPECTED_SHUTDOWN

@@ -126,9 +126,15 @@ class ProcessState:
     open_orders_snapshot: tuple[OrderSnapshot, ...] = ()
     last_recovery_at: datetime | None = None
     last_failure: FailureEvent | None = None
+    role: str | None = None  # LEADER or STANDBY on the account lease (None: written before leases, or no lease)
+    lease: dict[str, Any] | None = None  # {"account", "holder", "token", "expiresAt", "held"}
 
     def __post_init__(self) -> None:
         c.assign(self, "last_update", c.to_ms(self.last_update, "lastUpdate"))
+        if self.role is not None and self.role not in ("LEADER", "STANDBY"):
+            raise SchemaError("role", f"expected LEADER or STANDBY, got {self.role!r:.40}")
+        if self.lease is not None:
+            c.assign(self, "lease", c.details(self.lease, "lease"))
         c.integer(self.pid, "pid", minimum=1)
         c.assign(self, "run_mode", c.enum(RunMode, self.run_mode, "runMode"))
         c.assign(self, "phase", c.enum(Phase, self.phase, "phase"))
@@ -152,6 +158,7 @@ class ProcessState:
             "openOrdersSnapshot": [o.to_dict() for o in self.open_orders_snapshot],
             "lastRecoveryAt": c.format_opt_ts(self.last_recovery_at),
             "lastFailure": None if self.last_failure is None else self.last_failure.to_dict(),
+            **({"role": self.role, "lease": self.lease} if self.role is not None else {}),
         }
 
     @classmethod
@@ -175,6 +182,8 @@ class ProcessState:
                 ),
                 last_recovery_at=c.parse_opt_ts(c.opt(d, "lastRecoveryAt"), "lastRecoveryAt"),
                 last_failure=None if failure is None else FailureEvent.from_dict(failure, "lastFailure"),
+                role=c.opt(d, "role"),
+                lease=c.opt(d, "lease"),
             )
 
         return c.read(path, build)

@@ -77,7 +77,46 @@ def _process(beat: dict[str, Any]) -> tuple[HealthStatus, str]:
     phase = beat.get("phase", "?")
     symbols = ",".join(beat.get("symbols") or [])
     text = f"pid {beat.get('pid')}, phase {phase}, mode {beat.get('mode')}, symbols {symbols}"
+    lease = trader_lease(beat)
+    if lease["role"] is not None:
+        text += f", {lease['role']}"
+        if isinstance(lease["lease"], dict) and lease["lease"].get("token") is not None:
+            text += f" (lease token {lease['lease']['token']})"
     return (OK if phase == "RUNNING" else WARN), text
+
+
+LEASE_FIELDS = ("account", "holder", "token", "expiresAt", "held")
+
+
+def trader_lease(beat: dict[str, Any] | None) -> dict[str, Any]:
+    """The leader's ``role`` and account ``lease`` from its heartbeat (None for both when unknown or malformed)."""
+    beat = beat if isinstance(beat, dict) else {}
+    role = beat.get("role") if beat.get("role") in ("LEADER", "STANDBY") else None
+    lease = beat.get("lease")
+    view = {name: lease.get(name) for name in LEASE_FIELDS} if isinstance(lease, dict) else None
+    return {"role": role, "lease": view}
+
+
+def _typed(value: Any, kind: type) -> Any:
+    """``value`` when it is a ``kind`` (a bool is no int here), else None: a heartbeat field never breaks health."""
+    if kind is int and isinstance(value, bool):
+        return None
+    return value if isinstance(value, kind) else None
+
+
+DCP_FIELDS = {"armed": bool, "windowS": int, "supported": bool, "reason": str}
+
+
+def trader_dcp(beat: dict[str, Any] | None) -> dict[str, Any]:
+    """The leader's Bybit DCP (``dcp``: armed, window, whether the account has it, why not) from its heartbeat;
+    None when unknown, a field of the wrong type None."""
+    dcp = beat.get("dcp") if isinstance(beat, dict) else None
+    if not isinstance(dcp, dict):
+        return {"dcp": None}
+    view = {name: _typed(dcp.get(name), kind) for name, kind in DCP_FIELDS.items()}
+    if isinstance(view["reason"], str):
+        view["reason"] = view["reason"][:500]
+    return {"dcp": view}
 
 
 def _not_running(why: str, at: datetime | None = None) -> dict[str, ServiceHealth]:

@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from failover.domain.enums import utc_now
 from failover.recovery.records import environment_config
 from failover.services import failover_health
-from scalper_site.api.health import health_snapshot_build
+from scalper_site.api.health import health_snapshot_build, trader_dcp, trader_lease
 from scalper_site.api.symbols import symbols_status_build
 from trading.control import HEARTBEAT_TTL_S, read_heartbeat
 from trading.models import OPEN_ORDER_STATUSES, Alert, Order, Position, PositionStatus
@@ -45,8 +45,8 @@ def health_snapshot() -> dict[str, Any]:
     """The product's HealthSnapshot (spec 10): trader services from its heartbeat plus failover and recovery."""
     config = environment_config(Path(settings.DATA_DIR))  # read at each request: health.stale_after_s as written
     beat = read_heartbeat(run_id=PRODUCT, max_age_ms=HEARTBEAT_TTL_S * 1000)  # any age: the config judges it
-    return health_snapshot_build(beat, config=config, failover=failover_health(run_id=PRODUCT),
-                                 now=utc_now()).to_dict()
+    snapshot = health_snapshot_build(beat, config=config, failover=failover_health(run_id=PRODUCT), now=utc_now())
+    return {**snapshot.to_dict(), **trader_lease(beat), **trader_dcp(beat)}  # + role, account lease and DCP
 
 
 def symbols_status(*, run_id: str = PRODUCT) -> dict[str, Any]:

@@ -184,6 +184,14 @@ class RecoveryPlanSerializer(serializers.Serializer):
     supersedes = serializers.CharField(required=False)
 
 
+class HaltSerializer(serializers.Serializer):
+    """Why, by whom and since when trading is halted."""
+
+    reason = serializers.CharField()
+    by = serializers.CharField()
+    at = serializers.CharField(allow_null=True, help_text="UTC, e.g. 2025-11-18T15:20:30.000Z.")
+
+
 class FailoverStatusSerializer(serializers.Serializer):
     """``GET /api/failover/status`` (spec 9) and the ``failover.status`` websocket message's ``data``."""
 
@@ -195,6 +203,8 @@ class FailoverStatusSerializer(serializers.Serializer):
     recoveryInProgress = serializers.BooleanField()
     currentPlan = RecoveryPlanSerializer(allow_null=True)
     planned = serializers.BooleanField(required=False, help_text="Present (true) for an operator's planned safe mode.")
+    halted = serializers.BooleanField(required=False, help_text="An operator's HALT: no new entries until RESUME.")
+    halt = HaltSerializer(required=False, allow_null=True, help_text="The HALT in force, null when not halted.")
 
 
 class ServiceHealthSerializer(serializers.Serializer):
@@ -203,10 +213,30 @@ class ServiceHealthSerializer(serializers.Serializer):
     message = serializers.CharField(allow_blank=True)
 
 
+class TraderLeaseSerializer(serializers.Serializer):
+    account = serializers.CharField(allow_null=True)
+    holder = serializers.CharField(allow_null=True)
+    token = serializers.IntegerField(allow_null=True)
+    expiresAt = serializers.FloatField(allow_null=True, help_text="Epoch seconds.")
+    held = serializers.BooleanField(allow_null=True)
+
+
+class TraderDcpSerializer(serializers.Serializer):
+    armed = serializers.BooleanField(allow_null=True, help_text="Bybit's Disconnection Cancel All is armed.")
+    windowS = serializers.IntegerField(allow_null=True, help_text="The configured window (exchange.dcp_window_s).")
+    supported = serializers.BooleanField(allow_null=True, help_text="The account has DCP (null: not asked yet).")
+    reason = serializers.CharField(allow_null=True, allow_blank=True,
+                                   help_text="Why it is not armed, code first (empty when armed).")
+
+
 class HealthSnapshotSerializer(serializers.Serializer):
     timestamp = serializers.DateTimeField()
     status = enum_field(HEALTH_STATUSES, name="HealthStatus")
     services = serializers.DictField(child=ServiceHealthSerializer())
+    role = serializers.ChoiceField(choices=["LEADER", "STANDBY"], allow_null=True, required=False,
+                                   help_text="The trader's role on the account lease (null: no trader heartbeat).")
+    lease = TraderLeaseSerializer(allow_null=True, required=False, help_text="The account lease the trader holds.")
+    dcp = TraderDcpSerializer(allow_null=True, required=False, help_text="Bybit's DCP as the leader armed it.")
 
 
 class IntegrationResultSerializer(serializers.Serializer):

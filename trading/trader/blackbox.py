@@ -26,6 +26,7 @@ from trading.engine.leverage import LeverageKeeper
 from trading.engine.snapshots import order_from_local, position_from_local
 from trading.exchange.port import Wallet
 from trading.trader.context import Engine, TraderContext
+from trading.trader.dcp import DRY_RUN, DcpArming, DcpStatus, health_json
 
 logger = logging.getLogger("scalper.trader")
 
@@ -108,10 +109,18 @@ class EquitySampler:
 class Blackbox:
     """Write the heartbeat and the process state of one trader."""
 
-    def __init__(self, ctx: TraderContext, engine: Engine, *, leverage: LeverageKeeper | None = None) -> None:
+    def __init__(
+        self,
+        ctx: TraderContext,
+        engine: Engine,
+        *,
+        leverage: LeverageKeeper | None = None,
+        dcp: DcpArming | None = None,
+    ) -> None:
         self._ctx = ctx
         self._engine = engine
         self._leverage = leverage  # each symbol's wanted and applied leverage, in its status (None: not managed)
+        self._dcp = dcp  # Bybit's DCP as armed by the leader (None: a dry run, which arms nothing)
         self.last_data_ms: dict[str, int] = {}  # per symbol, written by the inbox on every market message
         self._last_snapshot_key: tuple | None = None
         persistence = engine.core.state.persistence
@@ -132,7 +141,8 @@ class Blackbox:
         positions, orders = self.snapshots()
         if phase is None:
             phase = Phase.RECOVERING if ctx.link.is_safe_mode() else Phase.RUNNING
-        key = (phase, positions, orders)
+        lease = self.lease_view()
+        key = (phase, positions, orders, ctx.role, lease["token"] if lease else None)
         if not force and key == self._last_snapshot_key:
             return
         self._last_snapshot_key = key
@@ -149,8 +159,15 @@ class Blackbox:
                 open_orders_snapshot=orders,
                 last_recovery_at=current.last_recovery_at,
                 last_failure=current.last_failure,
+                role=ctx.role,
+                lease=lease,
             )
         )
+
+    def lease_view(self) -> dict[str, Any] | None:
+        """The account lease as this trader sees it (None: it runs without one)."""
+        lease = self._ctx.lease
+        return lease.view() if lease is not None else None
 
     # -- heartbeat ----------------------------------------------------------
 
@@ -158,10 +175,13 @@ class Blackbox:
         ctx = self._ctx
         beat = self.beat()
         try:
-            ctx.control.write_heartbeat(beat, run_id=ctx.settings.run_id)
+            if ctx.standby and ctx.lease is not None:  # beside the leader's, never over it
+                ctx.control.write_heartbeat(beat, run_id=ctx.settings.run_id, standby=ctx.lease.holder)
+            else:
+                ctx.control.write_heartbeat(beat, run_id=ctx.settings.run_id)
         except Exception as exc:  # Redis down: the heartbeat ages out, which is the truth
             logger.warning("heartbeat not written: %s", exc)
-        if self.equity is not None:
+        if self.equity is not None and not ctx.standby:  # the leader records the account's equity
             self.equity.check()
 
     def beat(self) -> dict[str, Any]:
@@ -185,7 +205,17 @@ class Blackbox:
             "openOrders": len(core.state.open_orders()),
             "symbolStatus": self.symbol_status(),
             "detectors": watchdog.detector_status(),  # eight entries: what a quiet window's countdown needs
+            "role": ctx.role,
+            "lease": self.lease_view(),
+            "dcp": self.dcp_view(),
         }
+
+    def dcp_view(self) -> dict[str, Any]:
+        """Health's ``dcp`` object: armed or not, the window, whether the account has DCP, and why not."""
+        config = self._ctx.config_engine.config
+        status = self._dcp.status if self._dcp is not None else DcpStatus(
+            window_s=config.exchange.dcp_window_s, reason=DRY_RUN)
+        return health_json(status, deadman_after_s=config.deadman.after_s)
 
     def symbol_status(self) -> dict[str, dict[str, Any]]:
         """Per traded symbol (the first ``MAX_SYMBOLS_IN_BEAT``): what the stages see and why entries are blocked."""

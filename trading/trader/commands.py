@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from failover.domain.enums import OrderSide
+from failover.domain.reconcile import exchange_link_id
 from trading.domain.config import DEFAULT_CONFIG
 from trading.engine import crashpoints
 from trading.engine.alerting import panic_close_alert
@@ -29,6 +30,7 @@ COMMAND_NAMES: tuple[str, ...] = (
     "reload_config",
     "panic_close",
     "close_position",
+    "cancel_order",
     "arm_fault",
 )
 FAULT_ARGS = frozenset({"feature_engine_error", "crash_at", "crash_after"})
@@ -134,6 +136,21 @@ class Commands:
         if symbol not in symbols:
             raise ValueError(f"{symbol!r} is not a symbol this trader trades ({', '.join(symbols)})")
         return self._core.execution.submit_exit(symbol, reason="OPERATOR_CLOSE").to_dict()
+
+    def cancel_order(self, order_link_id: str = "") -> dict[str, Any]:
+        """Cancel one open order by its orderLinkId; its status is then the exchange's, read back at once."""
+        core = self._core
+        order = core.state.orders.get(order_link_id)
+        if order is None or not order.is_open:
+            raise ValueError(f"{order_link_id!r} is not an open order of this trader")
+        exchange, link = core.execution.exchange, exchange_link_id(order_link_id)
+        canceled = exchange.cancel_order(order.symbol, order_id=order.exchange_order_id, order_link_id=link)
+        found = exchange.get_order(order.symbol, link, order_id=order.exchange_order_id)
+        if found is not None:
+            core.ledger.apply_order(found)
+        self._ctx.events.write(order.symbol, "ORDER_CANCEL", orderLinkId=order_link_id, canceled=canceled)
+        now = core.state.orders.get(order_link_id, order)
+        return {"orderLinkId": order_link_id, "symbol": order.symbol, "canceled": canceled, "status": now.status}
 
     def arm_fault(self, **faults: Any) -> dict[str, Any]:
         """Arm or disarm the faults named (``feature_engine_error``, ``crash_at`` with ``crash_after``).

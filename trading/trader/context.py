@@ -32,6 +32,7 @@ from trading.engine.failover_link import FailoverLink
 from trading.engine.leverage import LeverageKeeper
 from trading.engine.watchdog import Watchdog
 from trading.exchange.connect import ExchangeTarget
+from trading.exchange.lease import DEFAULT_TTL_S, LEADER, STANDBY, AccountLease
 from trading.exchange.port import ExchangePort
 from trading.exchange.streams import ManagedStream
 from trading.trader.ports import FailoverServices, TraderAlerts, TraderControl
@@ -61,6 +62,7 @@ class TraderSettings:
     stream_retries: int = 3
     allow_fault_hooks: bool = False
     max_runtime_s: float | None = None
+    lease_ttl_s: float = DEFAULT_TTL_S  # the account lease's TTL (renewed at a third of it)
 
 
 @dataclass
@@ -83,6 +85,13 @@ class TraderContext:
     # Once the black box exists, a reported failure also marks the process RECOVERING in it.
     after_report: Callable[[], None] | None = None
     alerts: TraderAlerts | None = None  # None: alerts are only logged (a trader built without the alerts edge)
+    # The account lease (None: this trader is alone by construction, as in-process tests build it: always LEADER).
+    lease: AccountLease | None = None
+    role: str = LEADER  # LEADER or STANDBY; changed on the pipeline thread only (``trading.trader.role``)
+
+    @property
+    def standby(self) -> bool:
+        return self.role == STANDBY
 
     def report(self, failure_type: FailureType, source: str, message: str, details: dict[str, Any]) -> None:
         event = FailureEvent(
@@ -91,15 +100,24 @@ class TraderContext:
         self.report_event(event)
 
     def report_event(self, event: FailureEvent) -> None:
-        """Log, record and report a failure; the link turns safe mode on at once."""
+        """Log, record and report a failure; the link turns safe mode on at once.
+
+        A STANDBY reports nothing: the environment's failover state is the leader's; the standby's own
+        start verdict is reported when it takes the lease.
+        """
         logger.warning("failure %s from %s: %s", event.type.value, event.source, event.message)
+        if self.standby:
+            self.events.write("_SYSTEM", "FAILURE_NOT_REPORTED", role=self.role, **event.to_dict())
+            return
         self.events.write("_SYSTEM", "FAILURE", **event.to_dict())
         self.link.report(event)
         if self.after_report is not None:
             self.after_report()
 
     def report_cleared(self, failure_type: str) -> None:
-        """Record and report that a failure this process detected is over."""
+        """Record and report that a failure this process detected is over (a STANDBY reports nothing)."""
+        if self.standby:
+            return
         self.events.write("_SYSTEM", "FAILURE_CLEARED", type=failure_type)
         self.link.cleared(failure_type)
 
@@ -133,6 +151,7 @@ def build_context(
     control: TraderControl,
     post: Post,
     alerts: TraderAlerts | None = None,
+    lease: AccountLease | None = None,
 ) -> TraderContext:
     """Build the collaborators of a trader over ``settings.data_dir``; nothing starts yet."""
     clock = SystemClock()
@@ -158,6 +177,8 @@ def build_context(
             clock=clock,
         ),
         alerts=alerts,
+        lease=lease,
+        role=STANDBY if lease is not None else LEADER,  # with a lease: nothing is sent until it is taken
     )
 
 

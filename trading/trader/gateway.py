@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from failover.domain.enums import FailureSource, FailureType
 from scalper_site.metrics.instruments import order_round_trip_observe
 from trading.exchange.connect import rest_for
+from trading.exchange.fenced import FencedExchange
 from trading.exchange.port import ExchangeError, ExchangePort
 from trading.marketdata.instruments import InstrumentSpec
 from trading.trader.context import Post, TraderContext, TraderState
@@ -51,7 +52,10 @@ class GatewayDispatcher:
 
 
 def open_exchange(ctx: TraderContext) -> tuple[ExchangePort, dict[str, InstrumentSpec]]:
-    """Connect the REST port and read the instruments, waiting for the exchange as long as it takes."""
+    """Connect the REST port and read the instruments, waiting for the exchange as long as it takes.
+
+    The port returned is fenced by the account lease when the trader has one (``FencedExchange``).
+    """
     s = ctx.settings
 
     def observe(operation: str, ok: bool, elapsed_ms: float, kind: str) -> None:
@@ -63,11 +67,14 @@ def open_exchange(ctx: TraderContext) -> tuple[ExchangePort, dict[str, Instrumen
 
     rest = rest_for(s.target, observer=observe)
     instruments = wait_for_exchange(ctx, lambda: rest.instruments(s.symbols))
+    port: ExchangePort = rest
     if s.mode == "DRY_RUN":
         from trading.exchange.dryrun import DryRunExchange
 
-        return DryRunExchange(rest), instruments
-    return rest, instruments
+        port = DryRunExchange(rest)
+    if ctx.lease is not None:  # every write proves the account lease first; without it nothing is sent
+        port = FencedExchange(port, ctx.lease)
+    return port, instruments
 
 
 def wait_for_exchange(ctx: TraderContext, call: Callable[[], T]) -> T:

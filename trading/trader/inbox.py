@@ -5,8 +5,8 @@ observations, failover changes, config events and operator commands arrive as
 items on one queue (``(kind, ...)`` tuples); ``Inbox.handlers`` says what each
 kind means. Between items the loop runs the timers: the core's tick, the health
 checks that feed the watchdog, the REST probe, the heartbeat, the process state,
-the config poll, the leverage calls still due (retries) and the background
-reconciliation.
+the config poll, the leverage calls still due (retries), the background
+reconciliation and a DCP arming that failed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from failover.domain.enums import FailureSource, FailureType
@@ -29,11 +30,17 @@ from trading.exchange.port import ExchangeError
 from trading.trader.blackbox import Blackbox
 from trading.trader.commands import Commands
 from trading.trader.context import Engine, TraderContext
+from trading.trader.dcp import REBUILD as DCP_REBUILD
+from trading.trader.dcp import SET as DCP_SET
+from trading.trader.dcp import DcpArming
 from trading.trader.ports import FailoverView
+from trading.trader.role import RoleSwitch
 
 logger = logging.getLogger("scalper.trader")
 
 Handler = Callable[[tuple], None]
+
+DCP_RETRY_EVERY_S = 60.0  # an arming the exchange failed is tried again this often (a rebuild of the private stream)
 
 
 @dataclass
@@ -56,13 +63,18 @@ class Timer:
 class Inbox:
     """Handle queue items and run the timers, on the pipeline thread only."""
 
-    def __init__(self, ctx: TraderContext, engine: Engine, blackbox: Blackbox, commands: Commands) -> None:
+    def __init__(
+        self, ctx: TraderContext, engine: Engine, blackbox: Blackbox, commands: Commands,
+        *, roles: RoleSwitch | None = None, dcp: DcpArming | None = None,
+    ) -> None:
         self._ctx = ctx
+        self._roles = roles
         self._engine = engine
         self._core = engine.core
         self._watchdog = engine.watchdog
         self._blackbox = blackbox
         self._commands = commands
+        self._dcp = dcp
         self._last_data_ms = blackbox.last_data_ms
         self._last_private_opens = 0
         self._reconciling = False
@@ -76,7 +88,8 @@ class Inbox:
             "private": self._on_private,
             "done": self._on_done,
             "rest": self._on_rest,
-            "command": lambda item: self._commands.run(item[1]),
+            "command": self._on_command,
+            "lease": self._on_lease,
             "failover_changed": lambda item: self.on_failover_changed(item[1]),
             "config": lambda item: self.on_config_event(item[1]),
             "wake": lambda item: None,
@@ -89,7 +102,18 @@ class Inbox:
         self._last_data_ms[symbol] = received_ms
         self._watchdog.on_market_data(symbol)
 
+    def _on_command(self, item: tuple) -> None:
+        if self._ctx.standby:
+            return  # operator commands are the leader's: a standby neither runs nor acknowledges them
+        self._commands.run(item[1])
+
+    def _on_lease(self, item: tuple) -> None:
+        if self._roles is not None:
+            self._roles.on_item(item)
+
     def _on_private(self, item: tuple) -> None:
+        if self._ctx.standby:
+            return  # a late message of the stream closed on stepping down: the leader stores it
         self._core.on_private(item[1])
         self._blackbox.write_process_state()
 
@@ -129,6 +153,8 @@ class Inbox:
             self._ctx.link.apply_config(event.config.failover)
             self._ctx.apply_alerts_config(event.config.alerts)
             self.apply_leverage(event.config.risk.default_leverage)
+            if not self._ctx.standby:
+                self.refresh_dcp(reloaded=True)
             reloaded = config_reloaded_alert(event)
             if reloaded is not None:
                 self._ctx.alert(reloaded)
@@ -139,8 +165,9 @@ class Inbox:
 
     def timers(self) -> list[Timer]:
         engine = self._ctx.config_engine
+        leading = self._leading_only
         return [
-            Timer(0.1, self._core.tick, "tick"),
+            Timer(0.1, leading(self._core.tick), "tick"),  # resolves unconfirmed orders: the leader's
             Timer(0.5, self.check_health, "watchdog"),
             Timer(2.0, self.probe_rest, "rest-probe"),
             Timer(1.0, self._blackbox.heartbeat, "heartbeat"),
@@ -150,9 +177,33 @@ class Inbox:
                 "process-state",
             ),
             Timer(2.0, engine.poll, "config"),
-            Timer(1.0, self.apply_leverage, "leverage"),
-            Timer(15.0, self.reconcile, "reconcile"),
+            Timer(1.0, leading(self.apply_leverage), "leverage"),
+            Timer(15.0, leading(self.reconcile), "reconcile"),
+            Timer(DCP_RETRY_EVERY_S, leading(partial(self.refresh_dcp, reloaded=False)), "dcp"),
         ]
+
+    def _leading_only(self, action: Callable[[], object]) -> Callable[[], None]:
+        """``action`` on the LEADER; nothing on a STANDBY (it changes nothing and judges nothing)."""
+
+        def run() -> None:
+            if not self._ctx.standby:
+                action()
+
+        return run
+
+    def refresh_dcp(self, *, reloaded: bool) -> None:
+        """Put the configured DCP window in force on the leader: set it (gateway), or rebuild the private stream,
+        whose bounded build arms DCP and subscribes its topic (a new window, or an arming the exchange refused)."""
+        dcp = self._dcp
+        if dcp is None:
+            return
+        step = dcp.due(reloaded=reloaded)
+        private = self._ctx.streams.get("private")
+        if step == DCP_REBUILD and private is not None:
+            private.close()
+            private.start()
+        elif step == DCP_SET:
+            self._engine.dispatcher.submit(dcp.arm, lambda status, error: None)  # arm never raises
 
     def apply_leverage(self, leverage: int | None = None) -> None:
         """Ask for ``leverage`` on every symbol (a reload), then send what is due through the gateway (retries)."""
@@ -166,6 +217,9 @@ class Inbox:
     def check_health(self) -> None:
         """Feed the watchdog what the streams and latencies show; report what starts, clear what ends."""
         streams = self._ctx.streams
+        if self._ctx.standby:
+            streams["public"].check()  # kept warm (rebuilt when down); the health is the leader's to judge
+            return
         for stream in streams.values():
             stream.check()
         private = streams["private"].status

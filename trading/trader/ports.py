@@ -29,7 +29,7 @@ class FailoverServices(FailoverLinkServices, Protocol):
 class TraderControl(Protocol):
     """Where the trader leaves its heartbeat and its command acknowledgements for other processes."""
 
-    def write_heartbeat(self, beat: dict[str, Any], *, run_id: str = "") -> None: ...
+    def write_heartbeat(self, beat: dict[str, Any], *, run_id: str = "", standby: str = "") -> None: ...
 
     def write_ack(
         self,

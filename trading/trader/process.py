@@ -25,7 +25,8 @@ from trading.domain.config import ConfigInvalid
 from trading.domain.ids import OrderLinkIdFactory
 from trading.engine.core import TradingCore
 from trading.engine.watchdog import Watchdog
-from trading.trader import startup
+from trading.exchange.lease import AccountLease
+from trading.trader import role, startup
 from trading.trader.blackbox import Blackbox
 from trading.trader.commands import Commands
 from trading.trader.context import Engine, TraderSettings, TraderState, build_context
@@ -51,12 +52,16 @@ class Trader:
         services: FailoverServices,
         control: TraderControl,
         alerts: TraderAlerts | None = None,
+        lease: AccountLease | None = None,
     ) -> None:
         self.settings = settings
         self.queue: queue.SimpleQueue[tuple] = queue.SimpleQueue()
-        self.ctx = build_context(settings, services=services, control=control, post=self.queue.put, alerts=alerts)
+        self.ctx = build_context(
+            settings, services=services, control=control, post=self.queue.put, alerts=alerts, lease=lease
+        )
         self.blackbox: Blackbox | None = None  # exists once the exchange answered at start
         self.bus: BusListener | None = None
+        self.keeper: role.LeaseKeeper | None = None  # renews the lease, or tries to take it (None: no lease)
 
     def request_stop(self, *_: object) -> None:
         self.ctx.stop.set()
@@ -105,34 +110,43 @@ class Trader:
         ctx, s = self.ctx, self.settings
         failures = startup.previous_run(ctx.store, now=ctx.clock.now())
         startup.record_start(ctx)
+        attempt = role.first_attempt(ctx)  # the lease decides: LEADER trades, STANDBY waits warm
+        if ctx.lease is not None:  # renewing from now: a start that waits long for the exchange keeps its lease
+            self.keeper = role.LeaseKeeper(ctx.lease, ctx.post).start()
+        dcp = startup.dcp_arming(ctx)  # armed by the leader's private stream builds (exchange.dcp_window_s)
+        switch = role.RoleSwitch(ctx, start_failures=failures, dcp=dcp)
         config_event = ctx.config_engine.load()
         ctx.link.apply_config(ctx.config_engine.config.failover)
         ctx.apply_alerts_config(ctx.config_engine.config.alerts)
-        startup.register_environment(ctx)
         ctx.link.start()
         ctx.link.refresh()
-        for failure in failures:
-            ctx.report_event(failure)
+        if not ctx.standby:
+            switch.lead(attempt)  # registers the environment, reports the start verdict
         if isinstance(config_event, ConfigInvalid):
             report_config_invalid(ctx, config_event)
         ctx.config_engine.add_listener(lambda event: ctx.post(("config", event)))
 
         engine = self._build_engine()
-        blackbox = self.blackbox = Blackbox(ctx, engine, leverage=engine.leverage)
+        blackbox = self.blackbox = Blackbox(ctx, engine, leverage=engine.leverage, dcp=dcp)
         ctx.after_report = partial(blackbox.write_process_state, phase=Phase.RECOVERING)
         commands = Commands(ctx, engine, blackbox)
-        inbox = Inbox(ctx, engine, blackbox, commands)
+        switch.attach(engine, blackbox, commands)
+        inbox = Inbox(ctx, engine, blackbox, commands, roles=switch, dcp=dcp)
         commands.reload_state()
         wait_for_exchange(ctx, lambda: engine.core.ledger.set_equity(engine.rest.wallet().equity))
-        startup.apply_leverage(engine)  # before the streams: no entry goes out on an unconfirmed leverage
-        ctx.streams.update(startup.build_streams(s, startup.stream_sink(ctx)))
-        for stream in ctx.streams.values():
-            stream.start()
+        if not ctx.standby:
+            startup.apply_leverage(engine)  # before the streams: no entry goes out on an unconfirmed leverage
+        ctx.streams.update(startup.build_streams(s, startup.stream_sink(ctx), dcp=dcp))
+        if dcp is not None and ctx.standby:
+            dcp.stand_by()  # the leader arms it; this one says so
+        for name, stream in ctx.streams.items():
+            if name == "public" or not ctx.standby:  # a standby's private events are the leader's to store
+                stream.start()
         self.bus = startup.start_bus(ctx)
         ctx.state = TraderState.RUNNING
         blackbox.write_process_state(phase=Phase.RECOVERING if ctx.link.is_safe_mode() else Phase.RUNNING)
-        ctx.events.write("_SYSTEM", "TRADER_STARTED", pid=os.getpid(), mode=s.mode, symbols=s.symbols)
-        logger.info("trader running: %s %s (pid %d)", s.mode, ",".join(s.symbols), os.getpid())
+        ctx.events.write("_SYSTEM", "TRADER_STARTED", pid=os.getpid(), mode=s.mode, symbols=s.symbols, role=ctx.role)
+        logger.info("trader running: %s %s (pid %d, %s)", s.mode, ",".join(s.symbols), os.getpid(), ctx.role)
         return inbox
 
     def _build_engine(self) -> Engine:
@@ -157,7 +171,8 @@ class Trader:
             exchange=rest,
             persistence=DatabasePersistence(s.run_id),
             events=ctx.events,
-            safe_mode=ctx.link.is_safe_mode,
+            safe_mode=lambda: ctx.standby or ctx.link.is_safe_mode(),  # a standby opens nothing
+            halted=ctx.link.is_halted,
             on_crash=partial(report_module_crash, ctx, watchdog),
             ids=OrderLinkIdFactory(ctx.clock),
             dispatcher=dispatcher,
@@ -174,6 +189,8 @@ class Trader:
         ctx = self.ctx
         ctx.state = TraderState.STOPPING
         logger.info("trader stopping")
+        if self.keeper is not None:
+            self.keeper.stop()
         for stream in ctx.streams.values():
             stream.close()
         if self.bus is not None:
@@ -183,6 +200,8 @@ class Trader:
             self.blackbox.write_process_state(phase=Phase.STOPPING)
         elif ctx.store.current is not None:
             ctx.store.update(phase=Phase.STOPPING)
+        if ctx.lease is not None and ctx.lease.release():  # last: a standby may take over at once
+            logger.info("account lease given back")
         ctx.events.write("_SYSTEM", "TRADER_STOPPED", pid=os.getpid())
         ctx.events.sync()
         ctx.events.close()

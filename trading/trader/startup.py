@@ -22,17 +22,17 @@ from failover.domain.process_state import (
     ProcessStateStore,
     classify_previous_run,
     startup_failure_event,
-    trader_pid_alive,
 )
 from failover.domain.types import FailureEvent, ProcessState
 from trading.engine.core import TradingCore
 from trading.engine.execution import Dispatcher
 from trading.engine.leverage import LeverageKeeper
-from trading.exchange.connect import socket_factory
-from trading.exchange.port import ExchangePort, StreamSink
+from trading.exchange.connect import rest_for, socket_factory
+from trading.exchange.port import DcpPort, ExchangePort, StreamSink
 from trading.exchange.streams import ManagedStream, private_subscriber, public_subscriber
 from trading.marketdata.instruments import InstrumentSpec
 from trading.trader.context import Engine, TraderContext, TraderSettings
+from trading.trader.dcp import DcpArming, FencedDcp
 
 if TYPE_CHECKING:
     from scalper_site.bus import BusListener
@@ -72,7 +72,7 @@ def keep_previous(store: ProcessStateStore) -> None:
 def remove_stale_temp_files(store: ProcessStateStore) -> None:
     """Delete the temp files a writer killed mid-write left beside the state file (never read, only in the way).
 
-    Called once no other trader can be writing: after the verdict on the previous run.
+    Called after the verdict on the previous run; each trader has a data folder of its own.
     """
     try:
         removed = store.remove_stale_temp_files()
@@ -106,7 +106,7 @@ def previous_run(store: ProcessStateStore, *, now: datetime) -> list[FailureEven
                 details={"firstStart": False, "corruptStateMovedTo": str(corrupt.moved_to)},
             ),
         ]
-    verdict = classify_previous_run(previous, trader_pid_alive, current_pid=os.getpid())  # may refuse to start
+    verdict = classify_previous_run(previous)  # the pid decides nothing: the account lease does
     remove_stale_temp_files(store)
     if previous is None or verdict is None:
         return [
@@ -147,6 +147,7 @@ def register_environment(ctx: TraderContext) -> None:
             "dataDir": str(s.data_dir),
             "symbols": s.symbols,
             "pid": os.getpid(),
+            **({"leaseAccount": ctx.lease.account, "leaseTtlS": ctx.lease.ttl_s} if ctx.lease is not None else {}),
         },
     )
 
@@ -182,9 +183,26 @@ def apply_leverage(engine: Engine) -> None:
         engine.leverage.apply_now()
 
 
-def build_streams(settings: TraderSettings, sink: StreamSink) -> dict[str, ManagedStream]:
-    """The public and private streams, not yet started."""
-    channels = {"public": ("linear", public_subscriber(settings.symbols)), "private": ("private", private_subscriber)}
+def dcp_arming(ctx: TraderContext) -> DcpArming | None:
+    """Bybit's DCP, armed by the leader at each build of its private stream (None in a dry run: nothing is
+    changed on the account). The window is read from the config in force, so a hot reload is seen."""
+    s = ctx.settings
+    if s.mode == "DRY_RUN":
+        return None
+    port: DcpPort = rest_for(s.target)  # a client of its own: arming runs on the stream's build thread
+    if ctx.lease is not None:  # setting the window is a change to the account: it proves the lease first
+        port = FencedDcp(port, ctx.lease)
+    return DcpArming(
+        port, window_s=lambda: ctx.config_engine.config.exchange.dcp_window_s, is_leader=lambda: not ctx.standby
+    )
+
+
+def build_streams(
+    settings: TraderSettings, sink: StreamSink, *, dcp: DcpArming | None = None
+) -> dict[str, ManagedStream]:
+    """The public and private streams, not yet started; with ``dcp``, each private build arms DCP first."""
+    private = dcp.subscriber(private_subscriber) if dcp is not None else private_subscriber
+    channels = {"public": ("linear", public_subscriber(settings.symbols)), "private": ("private", private)}
     return {
         name: ManagedStream(
             name,

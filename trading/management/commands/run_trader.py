@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from trading.exchange.connect import BYBIT, SIM, ExchangeTarget
+from trading.exchange.lease import AccountLease, account_key, redis_client
 from trading.marketdata.instruments import DEFAULT_INSTRUMENTS
 
 MODES = ("SIM", "REPLAY", "DRY_RUN", "LIVE")
@@ -25,6 +26,31 @@ def parse_symbols(raw: str) -> list[str]:
     if bad:
         raise CommandError(f"not symbol names: {', '.join(bad)}")
     return list(dict.fromkeys(symbols))
+
+
+def lease_ttl_s(flag: float | None) -> float:
+    """The lease TTL: the flag, else ``SCALPER_LEASE_TTL_S``; within 1..3600 seconds."""
+    from trading.exchange.lease import MAX_TTL_S, MIN_TTL_S
+
+    raw = flag if flag is not None else getattr(settings, "SCALPER_LEASE_TTL_S", "10")
+    try:
+        ttl = float(raw)
+    except (TypeError, ValueError):
+        raise CommandError(f"the lease TTL must be a number of seconds, not {raw!r}") from None
+    if not MIN_TTL_S <= ttl <= MAX_TTL_S:
+        raise CommandError(f"the lease TTL must be within {MIN_TTL_S:g}..{MAX_TTL_S:g} s, not {ttl:g}")
+    return ttl
+
+
+def account_lease(target: ExchangeTarget, *, run_id: str, ttl_s: float) -> AccountLease:
+    """The lease of the account ``target`` trades on (its endpoint and API key; never the secret)."""
+    endpoint = target.base_url if target.kind == SIM else f"bybit:{target.bybit_env}"
+    return AccountLease(
+        redis_client(settings.REDIS_URL),
+        account_key(endpoint, target.keys()[0]),
+        ttl_s=ttl_s,
+        run_id=run_id,
+    )
 
 
 def bybit_keys_set() -> bool:
@@ -46,8 +72,11 @@ class Command(BaseCommand):
         parser.add_argument("--ping-interval", type=int, default=20)
         parser.add_argument("--ping-timeout", type=int, default=10)
         parser.add_argument("--max-runtime", type=float, default=None, help="stop after this many seconds")
+        parser.add_argument("--lease-ttl", type=float, default=None,
+                            help="the account lease's TTL in seconds (default SCALPER_LEASE_TTL_S, 10)")
         parser.add_argument("--replay", default="", help="REPLAY: a JSONL(.gz) file of Bybit public messages")
-        parser.add_argument("--events", type=int, default=200_000, help="REPLAY: generated messages when no file")
+        parser.add_argument("--events", type=int, default=200_000,
+                            help="REPLAY: generated messages when no file (generated once, kept under the data folder)")
         parser.add_argument("--seed", type=int, default=1, help="REPLAY: seed of the generated data")
 
     def handle(self, *args, **opts) -> None:
@@ -64,6 +93,7 @@ class Command(BaseCommand):
                     events=opts["events"],
                     seed=opts["seed"],
                     out=self.stdout,
+                    data_dir=data_dir,
                 )
             )
         if mode == "LIVE":
@@ -82,6 +112,7 @@ class Command(BaseCommand):
             target = ExchangeTarget(kind=BYBIT, bybit_env=settings.BYBIT_ENV)
         if not settings.REDIS_URL:
             raise CommandError("no Redis: set REDIS_URL, or start the product with `make run`")
+        ttl_s = lease_ttl_s(opts["lease_ttl"])
 
         from trading import alerts, control
         from trading.trader.ports import FailoverServices
@@ -101,10 +132,12 @@ class Command(BaseCommand):
                 ping_timeout_s=opts["ping_timeout"],
                 allow_fault_hooks=opts["allow_fault_hooks"],
                 max_runtime_s=opts["max_runtime"],
+                lease_ttl_s=ttl_s,
             ),
             services=services,
             control=control,
             alerts=alerts,
+            lease=account_lease(target, run_id=opts["run_id"], ttl_s=ttl_s),
         )
         signal.signal(signal.SIGTERM, trader.request_stop)
         signal.signal(signal.SIGINT, trader.request_stop)

@@ -16,12 +16,11 @@ import pytest
 
 from failover.domain.enums import FailureType, Phase, RunMode
 from failover.domain.files import atomic_write_text
-from failover.domain.process_state import AnotherTraderRunning, ProcessStateStore
+from failover.domain.process_state import ProcessStateStore
 from failover.domain.types import ProcessState
 from trading.engine import crashpoints
 from trading.engine.crashpoints import AFTER_SEND, BEFORE_SEND, MID_STATE_WRITE, CrashPoints
 from trading.exchange.connect import ExchangeTarget
-from trading.trader import startup
 from trading.trader.commands import Commands
 from trading.trader.context import TraderSettings, build_context
 from trading.trader.startup import previous_run
@@ -170,7 +169,7 @@ _DIE_MID_WRITE = textwrap.dedent("""
     from dataclasses import replace
     from datetime import UTC, datetime
     from failover.domain.enums import Phase, RunMode
-    from failover.domain.process_state import AnotherTraderRunning, ProcessStateStore
+    from failover.domain.process_state import ProcessStateStore
     from failover.domain.types import ProcessState
     from trading.engine import crashpoints
 
@@ -202,13 +201,13 @@ def test_a_kill_mid_write_leaves_the_previous_file_whole_and_the_next_start_remo
         "process_state.json", "process_state.previous.json"]
 
 
-def test_the_start_leaves_temp_files_alone_while_another_trader_may_be_writing(tmp_path, monkeypatch):
-    monkeypatch.setattr(startup, "trader_pid_alive", lambda pid: True)
+def test_a_live_pid_in_the_file_does_not_stop_the_start(tmp_path):
+    # The pid guard is gone: the account lease decides who trades, so a live (or reused) pid blocks nothing.
     store = ProcessStateStore(tmp_path / "process_state.json")
-    store.save(ProcessState(last_update=datetime.now(UTC), pid=os.getpid() + 1, run_mode=RunMode.SIM,
+    store.save(ProcessState(last_update=datetime.now(UTC), pid=os.getppid(), run_mode=RunMode.SIM,
                             phase=Phase.RUNNING, active_symbols=("BTCUSDT",)))
     temp = tmp_path / ".process_state.json.writing.tmp"
     temp.write_text("{")
-    with pytest.raises(AnotherTraderRunning):
-        previous_run(store, now=datetime.now(UTC))
-    assert temp.exists()
+    [failure] = previous_run(store, now=datetime.now(UTC))
+    assert failure.type is FailureType.UNEXPECTED_SHUTDOWN
+    assert not temp.exists()

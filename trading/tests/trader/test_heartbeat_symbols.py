@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 from types import SimpleNamespace
 
+from trading.domain.config import DEFAULT_CONFIG
 from trading.domain.regime import Regime
 from trading.domain.statemachine import State
 from trading.engine.execution import InlineDispatcher
@@ -25,7 +26,8 @@ def _box(rig, symbols: list[str]) -> Blackbox:
     ctx = SimpleNamespace(
         clock=rig.clock, settings=SimpleNamespace(symbols=symbols, mode="SIM", run_id=""), state=SimpleNamespace(
             value="RUNNING"), link=SimpleNamespace(is_safe_mode=lambda: rig.safe[0]), streams=streams,
-        config_engine=SimpleNamespace(last_errors=[], source="default"))
+        config_engine=SimpleNamespace(last_errors=[], source="default", config=DEFAULT_CONFIG), role="LEADER",
+        lease=None)
     engine = SimpleNamespace(core=rig.core, watchdog=SimpleNamespace(rest_failures_in_a_row=0, detector_status=dict),
                              rest=None, dispatcher=InlineDispatcher())
     return Blackbox(ctx, engine)

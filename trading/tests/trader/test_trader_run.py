@@ -71,8 +71,10 @@ def test_a_trader_starts_in_order_runs_its_timers_and_stops_cleanly(tmp_path, si
     beat = control.beats[-1]
     assert list(beat) == [
         "pid", "phase", "at", "mode", "symbols", "safeMode", "streams", "marketData", "restFailuresInARow",
-        "latencyAvgMs", "config", "counters", "positions", "openOrders", "symbolStatus", "detectors",
+        "latencyAvgMs", "config", "counters", "positions", "openOrders", "symbolStatus", "detectors", "role", "lease",
+        "dcp",
     ]
+    assert beat["role"] == "LEADER" and beat["lease"] is None  # built without a lease: alone by construction
     assert beat["phase"] == "RUNNING" and set(beat["streams"]) == {"public", "private"} and len(control.beats) >= 2
     assert list(beat["symbolStatus"]) == ["BTCUSDT"] and beat["symbolStatus"]["BTCUSDT"]["state"]
     # The first heartbeat asked for an equity sample: read from the simulator's wallet, written off the loop.
