@@ -62,9 +62,9 @@ class RecoveryStepRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(FailoverStateRecord)
 class FailoverStateRecordAdmin(ReadOnlyAdmin):
-    list_display = ("run_id", "safe_mode", "reason", "since", "recovery_in_progress", "trading_enabled",
-                    "config_fallback", "active_failures", "version")
-    list_filter = ("safe_mode", "reason", "recovery_in_progress", "trading_enabled")
+    list_display = ("run_id", "safe_mode", "reason", "since", "halted", "halt_reason", "halted_by",
+                    "recovery_in_progress", "trading_enabled", "config_fallback", "active_failures", "version")
+    list_filter = ("safe_mode", "halted", "reason", "recovery_in_progress", "trading_enabled")
 
 
 @admin.register(FailoverStateChange)

@@ -1,4 +1,11 @@
-"""The dashboard's websocket: the current failover status on connect, then every push of the group.
+"""The dashboard's websocket: one stream for the whole page.
+
+On connect: the failover status, then the page's panels (health, what holds safe mode, open positions and
+orders, per-symbol status, PnL: ``scalper_site.api.account_views.PANELS``). Then every push of the group
+(failover status, alerts, integration runs) and, every ``WS_PANELS_INTERVAL_S``, the panels that changed.
+Every message carries ``version``, the failover state's version it was read at (for a push that is not the
+state, the newest this socket knows), so the page never shows a panel older than its SAFE MODE badge:
+``{"type": "health", "version": 42, "data": {...}}``.
 
 The socket only speaks: a client frame is never parsed. The first one is answered with an error
 message naming the rule, later ones are dropped, so no frame (binary, not JSON, nested a million
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import weakref
 from importlib import import_module
@@ -27,8 +35,10 @@ from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
+from rest_framework.utils.encoders import JSONEncoder
 
-from failover.services import failover_status
+from failover.services import failover_state_get
 from scalper_site.realtime import FAILOVER_GROUP
 
 logger = logging.getLogger(__name__)
@@ -63,6 +73,9 @@ class FailoverConsumer(AsyncJsonWebsocketConsumer):
         self._session_key: str | None = None
         self._answered_a_frame = False
         self._watcher: asyncio.Task[None] | None = None
+        self._panels: asyncio.Task[None] | None = None
+        self._version = 0  # the newest failover version this socket has sent
+        self._sent: dict[str, Any] = {}  # each panel's data as last sent: an unchanged one is not sent again
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -82,17 +95,20 @@ class FailoverConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(FAILOVER_GROUP, self.channel_name)
         await self.accept()
         try:
-            status = await database_sync_to_async(failover_status)()
+            state = await database_sync_to_async(failover_state_get)()
         except Exception:
             logger.exception("websocket: the failover status could not be read; closing the socket")
             await self.close(code=CLOSE_INTERNAL_ERROR)
             return
-        await self.send_json({"type": "failover.status", "data": status})
+        await self._send("failover.status", state.to_status_dict(timezone.now()), state.version)
         self._watcher = asyncio.create_task(self._watch_session())
+        if settings.WS_PANELS_INTERVAL_S > 0:
+            self._panels = asyncio.create_task(self._stream_panels(float(settings.WS_PANELS_INTERVAL_S)))
 
     async def disconnect(self, code: int) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in (self._watcher, self._panels):
+            if task is not None:
+                task.cancel()
         self._give_place_back()
         await self.channel_layer.group_discard(FAILOVER_GROUP, self.channel_name)
 
@@ -110,7 +126,37 @@ class FailoverConsumer(AsyncJsonWebsocketConsumer):
             return
         if kind == "alert" and payload.get("runId"):
             return  # an integration run's alert: shown in its report, not in the product's live list
-        await self.send_json({"type": kind, "data": payload})
+        version = event.get("version")
+        await self._send(kind, payload, version if isinstance(version, int) else None)
+
+    async def _send(self, kind: str, data: Any, version: int | None) -> None:
+        if version is not None:
+            self._version = max(self._version, version)
+        await self.send_json({"type": kind, "version": self._version if version is None else version, "data": data})
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        return json.dumps(content, cls=JSONEncoder)  # DRF's: the serializers' numbers leave as JSON numbers
+
+    # -- the panels ----------------------------------------------------------------
+
+    async def _stream_panels(self, interval: float) -> None:
+        """Send every panel now, then every ``interval`` those that changed (or were read at a newer version)."""
+        from scalper_site.api.account_views import PANELS, dashboard_panels  # the web layer's serializers
+
+        while True:
+            try:
+                read = await database_sync_to_async(dashboard_panels)()
+            except Exception:
+                # A database or Redis hiccup: the page keeps what it shows and this reads again next time.
+                logger.warning("websocket: the panels could not be read", exc_info=True)
+            else:
+                version = read["version"]
+                for name in PANELS:
+                    if self._sent.get(name) != (version, read[name]):
+                        self._sent[name] = (version, read[name])
+                        await self._send(name, read[name], version)
+            await asyncio.sleep(interval)
 
     # -- the per-user limit --------------------------------------------------------
 

@@ -110,6 +110,15 @@ class FailoverStateRecord(models.Model):
     context = models.JSONField(default=dict, blank=True)
     version = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField()
+    # HALT: an operator stopped new entries until an operator's RESUME, whatever safe mode does meanwhile.
+    halted = models.BooleanField(default=False)
+    halt_reason = models.CharField(max_length=200, blank=True, default="")
+    halted_by = models.CharField(max_length=150, blank=True, default="")
+    halted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        # Staff alone may look; the actions that stop, resume or close trading need this permission too.
+        permissions = [("operate_trader", "Can carry out dangerous trader actions")]
 
     def __str__(self) -> str:
         return f"safeMode={'ON' if self.safe_mode else 'OFF'} reason={self.reason} v{self.version}"

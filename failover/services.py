@@ -23,15 +23,19 @@ from failover.domain.clock import ManualClock
 from failover.domain.enums import DETECTED_IN_PROCESS, RESTART_TYPES
 from failover.domain.plans import merge_plan
 from failover.domain.types import FailoverState, FailureEvent, FailureType
-from failover.models import FailoverStateRecord, FailureEventRecord, OperatorAction, PlanStatus
+from failover.models import FailoverStateRecord, FailureEventRecord, PlanStatus
 from failover.recovery import records, runner
 from failover.recovery.alerts import alert_on_commit, failure_level
+from failover.recovery.audit import operator_action_record
 from failover.recovery.records import ManagedFailoverState
+from trading.alerts import CRIT, INFO
+from trading.domain.alert_types import HALT, RESUME
 
 __all__ = [
     "ManagedFailoverState", "RecoveryNotRetryable", "SafeModeExitRefused", "environment_register",
+    "environment_retire",
     "failover_gate", "failover_health", "failover_state_get", "failover_status", "failure_cleared", "failure_report",
-    "operator_action_record", "recovery_retry", "safe_mode_enter", "safe_mode_exit",
+    "operator_action_record", "recovery_retry", "safe_mode_enter", "safe_mode_exit", "trading_halt", "trading_resume",
 ]
 
 
@@ -47,16 +51,31 @@ class RecoveryNotRetryable(Exception):
     """There is no FAILED or WAITING_OPERATOR plan to retry."""
 
 
-def operator_action_record(*, run_id: str = "", user: str, action: str, details: dict[str, Any]) -> None:
-    """Audit what an operator did (or was refused): who, which action, with what, in which environment."""
-    OperatorAction.objects.create(run_id=run_id, at=records.now(), username=user, action=action, details=details)
-
-
 def environment_register(*, run_id: str = "", context: dict[str, Any]) -> None:
     """Record where the environment trades (exchange target, data folder, symbols, mode), for recovery workers."""
     with transaction.atomic():
         row = records.state_lock(run_id)
         row.context = dict(context)
+        row.save(update_fields=["context"])
+
+
+def environment_retire(*, run_id: str) -> None:
+    """Forget where an ended run traded: its account leaves the dead-man guardian's watch.
+
+    An integration run's trader is gone for good once the run is torn down, and so is
+    its simulator; guarding that account would only cancel nothing and raise a CRIT
+    alert for a run nobody trades in. The rest of the context stays for the run's report.
+    """
+    if not run_id:
+        raise ValueError("the product's own environment is never retired")
+    with transaction.atomic():
+        row = FailoverStateRecord.objects.select_for_update().filter(run_id=run_id).first()
+        if row is None:  # the run never started a trader: nothing was guarded
+            return
+        context = dict(row.context or {})
+        context.pop("leaseAccount", None)
+        context["retired"] = True
+        row.context = context
         row.save(update_fields=["context"])
 
 
@@ -159,6 +178,44 @@ def safe_mode_enter(*, run_id: str = "", reason: str, user: str, planned: bool =
         operator_action_record(run_id=run_id, user=user, action="SAFE_MODE_ENTER",
                                details={"reason": reason, "planned": planned})
         return records.state_commit(row)
+
+
+def trading_halt(*, run_id: str = "", reason: str, user: str) -> ManagedFailoverState:
+    """HALT: refuse every new entry until ``trading_resume``; stored with the state, so it outlives restarts.
+
+    Safe mode and its recovery go on as before; a HALT is lifted only by an operator. Halting what is
+    halted already changes nothing (the first HALT's reason stays) and is audited as such.
+    """
+    with transaction.atomic():
+        row = records.state_lock(run_id)
+        if row.halted:
+            operator_action_record(run_id=run_id, user=user, action="HALT",
+                                   details={"reason": reason, "outcome": "already halted",
+                                            "halt": records.halt_dict(row)})
+            return records.state_domain(row)
+        row.halted, row.halt_reason, row.halted_by, row.halted_at = True, reason[:200], user, records.now()
+        operator_action_record(run_id=run_id, user=user, action="HALT", details={"reason": reason, "outcome": "halted"})
+        state = records.state_commit(row)
+        alert_on_commit(level=CRIT, type=HALT, run_id=run_id, details={"reason": reason, "by": user},
+                        message=f"Trading HALTED by {user}: {reason}. No new entries until an operator resumes.")
+    return state
+
+
+def trading_resume(*, run_id: str = "", user: str) -> ManagedFailoverState:
+    """Lift a HALT; entries are allowed again once safe mode is off too. Resuming what runs changes nothing."""
+    with transaction.atomic():
+        row = records.state_lock(run_id)
+        if not row.halted:
+            operator_action_record(run_id=run_id, user=user, action="RESUME", details={"outcome": "not halted"})
+            return records.state_domain(row)
+        lifted = records.halt_dict(row)
+        row.halted, row.halt_reason, row.halted_by, row.halted_at = False, "", "", None
+        operator_action_record(run_id=run_id, user=user, action="RESUME", details={"outcome": "resumed",
+                                                                                   "halt": lifted})
+        state = records.state_commit(row)
+        alert_on_commit(level=INFO, type=RESUME, run_id=run_id, details={"by": user, "halt": lifted},
+                        message=f"Trading RESUMED by {user} (halted for: {(lifted or {}).get('reason')}).")
+    return state
 
 
 def _exit_blockers(row: FailoverStateRecord) -> list[str]:

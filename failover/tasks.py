@@ -14,7 +14,8 @@ from typing import Any
 from celery import chain, shared_task
 from django.conf import settings
 
-from failover.recovery import history, records, runner
+from failover import beat
+from failover.recovery import deadman, history, records, runner
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,18 @@ def sweep_stuck_steps() -> dict[str, list[str]]:
 def prune_state_history() -> dict[str, int]:
     """Delete failover state history older than ``SCALPER_FAILOVER_HISTORY_DAYS`` (idempotent)."""
     return history.state_history_prune(days=settings.SCALPER_FAILOVER_HISTORY_DAYS, now=records.now())
+
+
+@shared_task(name="failover.deadman_guard", acks_late=True, soft_time_limit=45, time_limit=60)
+def deadman_guard() -> dict[str, Any]:
+    """Protect every account no trader holds the lease of (``failover/recovery/deadman.py``); once per episode."""
+    return deadman.deadman_sweep()
+
+
+@shared_task(name="failover.scheduled", acks_late=True, soft_time_limit=60, time_limit=90)
+def scheduled(*, task: str, period_s: float) -> dict[str, Any]:
+    """Run the scheduled ``task`` here if no other beat's message ran it this period (a Redis lock per run)."""
+    return beat.scheduled_run(task=task, period_s=period_s)
 
 
 def recovery_chain(*, plan_pk: int, chain_token: str, step_pks: list[int]) -> Any:

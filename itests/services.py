@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from failover.services import environment_retire
 from itests.environment import stop_recorded
 from itests.models import IntegrationRunRecord, RunStatus
 from itests.scenarios import SCENARIOS, UnknownScenario, scenario_class
@@ -240,6 +241,7 @@ def run_finish(*, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
         record.progress = [*(record.progress or []), {"at": _iso(now), "step": "done"}]
         record.save(update_fields=["status", "success", "finished_at", "errors_count", "report", "report_path",
                                    "progress"])
+        environment_retire(run_id=run_id)  # the run's trader is gone for good: not the dead-man guardian's to watch
         _push(record, "done")
         transaction.on_commit(dispatch_next)
     return report

@@ -292,11 +292,23 @@ if SCALPER_EQUITY_SAMPLE_EVERY_S < 5:
 SCALPER_EQUITY_RETENTION_DAYS = env_int("SCALPER_EQUITY_RETENTION_DAYS", 90)
 if SCALPER_EQUITY_RETENTION_DAYS < 1:
     raise ImproperlyConfigured(f"SCALPER_EQUITY_RETENTION_DAYS must be at least 1, got {SCALPER_EQUITY_RETENTION_DAYS}")
+# How often the dead-man guardian looks for accounts no trader holds the lease of.
+DEADMAN_EVERY_S = env_int("SCALPER_DEADMAN_EVERY_S", 5)
+if DEADMAN_EVERY_S < 1:
+    raise ImproperlyConfigured(f"SCALPER_DEADMAN_EVERY_S must be at least 1 second, got {DEADMAN_EVERY_S}")
+
+
+def _once_per_period(task: str, every_s: float) -> dict[str, Any]:
+    """A beat entry sent through ``failover.scheduled``: a Redis lock per run, so a second beat does no harm."""
+    return {"task": "failover.scheduled", "schedule": every_s, "kwargs": {"task": task, "period_s": every_s}}
+
+
 CELERY_BEAT_SCHEDULE = {
-    "failover-sweep-stuck-steps": {"task": "failover.sweep_stuck_steps", "schedule": float(SWEEP_EVERY_S)},
-    "itests-sweep-runs": {"task": "itests.sweep_runs", "schedule": float(SWEEP_EVERY_S)},
-    "failover-prune-state-history": {"task": "failover.prune_state_history", "schedule": 3600.0},
-    "trading-prune-equity-samples": {"task": "trading.prune_equity_samples", "schedule": 3600.0},
+    "failover-sweep-stuck-steps": _once_per_period("failover.sweep_stuck_steps", float(SWEEP_EVERY_S)),
+    "itests-sweep-runs": _once_per_period("itests.sweep_runs", float(SWEEP_EVERY_S)),
+    "failover-prune-state-history": _once_per_period("failover.prune_state_history", 3600.0),
+    "trading-prune-equity-samples": _once_per_period("trading.prune_equity_samples", 3600.0),
+    "failover-deadman-guard": _once_per_period("failover.deadman_guard", float(DEADMAN_EVERY_S)),
 }
 
 CHANNEL_LAYER_SOCKET_TIMEOUT_S = 15  # above channels_redis's 5 s blocking receive
@@ -317,6 +329,8 @@ CHANNEL_LAYERS = {
 # an open socket checks that its session still exists (logout, expiry), closing it when it does not.
 WS_MAX_SOCKETS_PER_USER = env_int("SCALPER_WS_MAX_PER_USER", 5)
 WS_SESSION_CHECK_S = env_int("SCALPER_WS_SESSION_CHECK_S", 10)
+# How often each dashboard socket re-reads its panels and pushes those that changed; 0: never.
+WS_PANELS_INTERVAL_S: float = env_int("SCALPER_WS_PANELS_INTERVAL_S", 2)
 if WS_MAX_SOCKETS_PER_USER < 1 or WS_SESSION_CHECK_S < 1:
     raise ImproperlyConfigured("SCALPER_WS_MAX_PER_USER and SCALPER_WS_SESSION_CHECK_S must be at least 1")
 
@@ -362,6 +376,10 @@ SPECTACULAR_SETTINGS = {
 # The module whose functions the trader calls to register, report and clear failures and read the gate
 # (the shape is trading.trader.ports.FailoverServices): named here so trading never imports the failover app.
 SCALPER_FAILOVER_SERVICES = "failover.services"
+
+# The account lease's TTL in seconds (renewed at a third of it): a standby takes over within about this long
+# after its leader dies. ``run_trader --lease-ttl`` overrides it; checked there (1..3600).
+SCALPER_LEASE_TTL_S = env_str("SCALPER_LEASE_TTL_S", "10")
 
 # Bybit credentials come only from the environment. SIM mode uses the
 # simulator's documented test key pair, never these.

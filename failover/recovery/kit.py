@@ -62,7 +62,7 @@ class StepContext:
                 exchange = self.context.get("exchange")
                 if not exchange:
                     raise StepFailed("the environment registered no exchange: start its trader first")
-                self._rest = _shared_rest(exchange)
+                self._rest = shared_rest(exchange)
         return self._rest
 
     def events(self) -> EventLog:
@@ -74,7 +74,7 @@ _REST_BY_TARGET: dict[Any, ExchangePort] = {}
 _REST_LOCK = threading.Lock()
 
 
-def _shared_rest(exchange: dict[str, Any]) -> ExchangePort:
+def shared_rest(exchange: dict[str, Any]) -> ExchangePort:
     """One REST client a worker process and exchange: steps of a plan reuse its session and connections."""
     # Imported here: it loads pybit, which only a step that talks to the exchange needs.
     from trading.exchange.connect import ExchangeTarget, rest_for

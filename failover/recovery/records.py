@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
+from failover.domain._codec import format_ts
 from failover.domain.clock import Clock, SystemClock
 from failover.domain.files import atomic_write_json
 from failover.domain.health import HealthThresholds
@@ -65,6 +66,12 @@ class ManagedFailoverState(FailoverState):
     active_failures: tuple[str, ...] = ()
     config_fallback: bool = False
     run_id: str = ""
+    halted: bool = False
+    halt: dict[str, Any] | None = None  # {"reason", "by", "at"} while halted
+
+    def to_status_dict(self, now: datetime) -> dict[str, Any]:
+        """The spec 9 body plus ``halted`` and ``halt`` (additive: a HALT outlives safe mode)."""
+        return {**FailoverState.to_status_dict(self, now), "halted": self.halted, "halt": self.halt}
 
 
 # -- environment context ----------------------------------------------------
@@ -227,7 +234,17 @@ def state_domain(row: FailoverStateRecord) -> ManagedFailoverState:
         active_failures=tuple(row.active_failures or ()),
         config_fallback=row.config_fallback,
         run_id=row.run_id,
+        halted=row.halted,
+        halt=halt_dict(row),
     )
+
+
+def halt_dict(row: FailoverStateRecord) -> dict[str, Any] | None:
+    """The HALT in force as the API shows it, None when trading is not halted."""
+    if not row.halted:
+        return None
+    at = None if row.halted_at is None else format_ts(row.halted_at)
+    return {"reason": row.halt_reason, "by": row.halted_by, "at": at}
 
 
 def plan_mirror(row: FailoverStateRecord, plan: RecoveryPlan | None) -> None:
@@ -303,12 +320,13 @@ class Gate:
     version: int
     trading_enabled: bool
     recovery_in_progress: bool
+    halted: bool = False
 
 
 def gate_read(run_id: str) -> Gate:
     row = (
         FailoverStateRecord.objects.filter(run_id=run_id)
-        .values_list("safe_mode", "reason", "version", "trading_enabled", "recovery_in_progress")
+        .values_list("safe_mode", "reason", "version", "trading_enabled", "recovery_in_progress", "halted")
         .first()
     )
     if row is None:
@@ -331,7 +349,7 @@ def state_commit(row: FailoverStateRecord) -> ManagedFailoverState:
         # The dashboard's badge is the product's; an integration run's status is tagged, never mixed in.
         push_failover_message(kind="failover.run_status", payload={"runId": run_id, **state.to_status_dict(now())})
     else:
-        push_failover_message(kind="failover.status", payload=state.to_status_dict(now()))
+        push_failover_message(kind="failover.status", payload=state.to_status_dict(now()), version=row.version)
     return state
 
 

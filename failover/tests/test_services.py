@@ -27,7 +27,8 @@ def test_first_read_creates_the_state_fail_closed():
     assert state.current_plan is None and state.version == 0
     body = services.failover_status(run_id="fresh")
     assert set(body) == {"timestamp", "safeMode", "reason", "since", "lastFailure", "recoveryInProgress",
-                         "currentPlan"}
+                         "currentPlan", "halted", "halt"}
+    assert (body["halted"], body["halt"]) == (False, None)
 
 
 @pytest.mark.parametrize("failure_type", [t.value for t in PLAN_TABLE])

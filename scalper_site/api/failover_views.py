@@ -11,15 +11,25 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from failover.selectors import failover_state_history, safe_mode_conditions, safe_mode_episodes, safe_mode_intervals
-from failover.services import RecoveryNotRetryable, SafeModeExitRefused, failover_status, recovery_retry, safe_mode_exit
+from failover.services import (
+    RecoveryNotRetryable,
+    SafeModeExitRefused,
+    recovery_retry,
+    safe_mode_enter,
+    safe_mode_exit,
+    trading_halt,
+    trading_resume,
+)
+from failover.status_snapshot import StatusSnapshots
 from scalper_site.api.integration_views import RUN_ID_PATTERN
-from scalper_site.api.permissions import ActionViewMixin
+from scalper_site.api.permissions import ActionViewMixin, DangerousActionViewMixin
 from scalper_site.api.serializers import (
     ContractDateTimeField,
     ErrorSerializer,
     FailoverStatusSerializer,
     QueryParamsSerializer,
     StrictBooleanField,
+    StrictCharField,
     ZonedDateTimeField,
 )
 from trading.control import read_heartbeat
@@ -37,10 +47,12 @@ class FailoverStatusView(APIView):
     """The product's failover state: safe mode, why and since when, the last failure and the current plan."""
 
     OutputSerializer = FailoverStatusSerializer
+    # Rendered once per state version and reused while the database holds it (failover/status_snapshot.py).
+    snapshots = StatusSnapshots(render=lambda body: FailoverStatusSerializer(body).data)
 
     @extend_schema(operation_id="failover_status", tags=TAG, responses=OutputSerializer)
     def get(self, request: Request) -> Response:
-        return Response(self.OutputSerializer(failover_status()).data)
+        return Response(self.snapshots.body())
 
 
 @extend_schema_serializer(component_name="FailoverStateChange")
@@ -223,7 +235,7 @@ class RecoveryRetryView(ActionViewMixin, APIView):
         return Response(self.OutputSerializer(state.to_status_dict(timezone.now())).data)
 
 
-class SafeModeExitView(ActionViewMixin, APIView):
+class SafeModeExitView(DangerousActionViewMixin, APIView):
     """Turn safe mode off; refused (409, with the blockers) while recovery runs or failures are active unless forced."""
 
     @extend_schema_serializer(component_name="SafeModeExitInput")
@@ -253,4 +265,51 @@ class SafeModeExitView(ActionViewMixin, APIView):
         except SafeModeExitRefused as exc:
             body = {"detail": "Safe mode stays on: " + "; ".join(exc.blockers), "blockers": exc.blockers}
             return Response(body, status=status.HTTP_409_CONFLICT)
+        return Response(self.OutputSerializer(state.to_status_dict(timezone.now())).data)
+
+
+@extend_schema_serializer(component_name="OperatorReasonInput")
+class OperatorReasonSerializer(serializers.Serializer):
+    """Why the operator acts: kept in the state, the audit trail and the alert."""
+
+    reason = StrictCharField(max_length=200, trim_whitespace=True)
+
+
+class SafeModeEnterView(DangerousActionViewMixin, APIView):
+    """Turn safe mode on by hand: no new entries; only an operator's exit turns it off again (audited)."""
+
+    InputSerializer = OperatorReasonSerializer
+    OutputSerializer = FailoverStatusSerializer
+
+    @extend_schema(operation_id="failover_enter_safe_mode", tags=TAG, request=InputSerializer,
+                   responses={200: OutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        state = safe_mode_enter(reason=data.validated_data["reason"], user=_user(request))
+        return Response(self.OutputSerializer(state.to_status_dict(timezone.now())).data)
+
+
+class TraderHaltView(DangerousActionViewMixin, APIView):
+    """HALT: no new entries at all, across restarts, until RESUME (audited; a HALT alert goes out)."""
+
+    InputSerializer = OperatorReasonSerializer
+    OutputSerializer = FailoverStatusSerializer
+
+    @extend_schema(operation_id="trader_halt", tags=TAG, request=InputSerializer, responses={200: OutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        state = trading_halt(reason=data.validated_data["reason"], user=_user(request))
+        return Response(self.OutputSerializer(state.to_status_dict(timezone.now())).data)
+
+
+class TraderResumeView(DangerousActionViewMixin, APIView):
+    """Lift a HALT (audited; a RESUME alert goes out); safe mode, if on, still holds entries."""
+
+    OutputSerializer = FailoverStatusSerializer
+
+    @extend_schema(operation_id="trader_resume", tags=TAG, request=None, responses={200: OutputSerializer})
+    def post(self, request: Request) -> Response:
+        state = trading_resume(user=_user(request))
         return Response(self.OutputSerializer(state.to_status_dict(timezone.now())).data)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
@@ -26,7 +27,8 @@ from trading.models import Alert, Order, Position
 
 pytestmark = pytest.mark.django_db
 
-STATUS_KEYS = {"timestamp", "safeMode", "reason", "since", "lastFailure", "recoveryInProgress", "currentPlan"}
+STATUS_KEYS = {"timestamp", "safeMode", "reason", "since", "lastFailure", "recoveryInProgress", "currentPlan",
+               "halted", "halt"}
 READS = ["/api/", "/api/ping", "/api/failover/status", "/api/health", "/api/alerts", "/api/positions", "/api/orders",
          "/api/schema/", "/api/tests/integration/scenarios", "/api/tests/integration/runs"]
 ACTIONS = ["/api/failover/retry-recovery", "/api/failover/exit-safe-mode", "/api/execution/panic-close",
@@ -40,14 +42,17 @@ def _fresh_throttle_and_held_chains(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "_send_chain", lambda plan_pk, token, pks: None)
 
 
-def _user(name: str, *, staff: bool) -> Any:
-    return get_user_model().objects.create_user(name, password="pw-123456-x", is_staff=staff)
+def _user(name: str, *, staff: bool, operator: bool = False) -> Any:
+    user = get_user_model().objects.create_user(name, password="pw-123456-x", is_staff=staff)
+    if operator:  # may carry out the dangerous actions (failover.operate_trader)
+        user.user_permissions.add(Permission.objects.get(codename="operate_trader", content_type__app_label="failover"))
+    return user
 
 
 @pytest.fixture
 def staff_client() -> Client:
     client = Client()
-    client.force_login(_user("boss", staff=True))
+    client.force_login(_user("boss", staff=True, operator=True))
     return client
 
 
@@ -106,7 +111,7 @@ def test_actions_refuse_a_non_staff_user_and_change_nothing(user_client, path):
 
 
 def test_a_token_reads_and_a_staff_token_acts_without_csrf():
-    user = _user("script", staff=True)
+    user = _user("script", staff=True, operator=True)
     _, key = AuthToken.objects.create(user=user)
     client = Client(enforce_csrf_checks=True)
     auth = {"HTTP_AUTHORIZATION": f"Token {key}"}
@@ -122,7 +127,7 @@ def test_a_bad_token_is_refused(client):
 
 
 def test_session_posts_need_the_csrf_token():
-    user = _user("browser", staff=True)
+    user = _user("browser", staff=True, operator=True)
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     refused = _post(client, "/api/failover/exit-safe-mode", {"force": True})

@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.core.exceptions import DisallowedHost
 from django.test import Client
@@ -39,7 +40,10 @@ BODY_ACTIONS = [EXIT, RUN]
 def staff() -> Client:
     cache.clear()  # a fresh action budget
     client = Client()
-    client.force_login(get_user_model().objects.create_user("boss", password="pw-123456-x", is_staff=True))
+    user = get_user_model().objects.create_user("boss", password="pw-123456-x", is_staff=True)
+    # The exit-safe-mode body is read only past the permission check: the operator's permission too.
+    user.user_permissions.add(Permission.objects.get(codename="operate_trader", content_type__app_label="failover"))
+    client.force_login(user)
     return client
 
 

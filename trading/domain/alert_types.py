@@ -20,7 +20,11 @@ CONFIG_RELOADED = "CONFIG_RELOADED"  # INFO: a new config is in force (which fie
 # Raised by the FailoverManager: one per failure type (safe mode on), and the recovery's own.
 RECOVERY_STEP_FAILED = "RECOVERY_STEP_FAILED"  # CRIT
 RECOVERY_STALLED = "RECOVERY_STALLED"  # CRIT: the plan keeps failing; retried every 20 s
+HALT = "HALT"  # CRIT: an operator (or a panic close) halted trading: no new entries until RESUME
+RESUME = "RESUME"  # INFO: an operator lifted the HALT
+DEADMAN_TRIGGERED = "DEADMAN_TRIGGERED"  # CRIT: no trader held the account's lease; the guardian acted
 
 TRADER_TYPES = (SLIPPAGE_BLOCK, SLIPPAGE_UNBLOCK, DAILY_LOSS_STOP, PANIC_CLOSE, CONFIG_RELOADED)
-FAILOVER_TYPES = (*(t.value for t in FailureType), RECOVERY_STEP_FAILED, RECOVERY_STALLED)
+FAILOVER_TYPES = (*(t.value for t in FailureType), RECOVERY_STEP_FAILED, RECOVERY_STALLED, HALT, RESUME,
+                  DEADMAN_TRIGGERED)
 ALERT_TYPES: frozenset[str] = frozenset((*TRADER_TYPES, *FAILOVER_TYPES))

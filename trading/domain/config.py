@@ -240,6 +240,23 @@ class HealthConfig(_Section):
     stale_after_s: float = Field(default=30.0, gt=0, le=86_400)
 
 
+DeadmanAction = Literal["cancel_entries", "flatten", "none"]
+
+
+class DeadmanConfig(_Section):
+    """The guardian's rule when no trader holds the account's lease (read by the Celery side at every sweep)."""
+
+    after_s: float = Field(default=60.0, gt=0, le=86_400)  # no lease held for this long: the guardian acts
+    # cancel_entries: cancel every resting order that is not reduce-only; flatten: that, then close every
+    # position reduce-only; none: safe mode and the alert only.
+    action: DeadmanAction = "cancel_entries"
+
+
+class ExchangeConfig(_Section):
+    # Bybit's Disconnection Cancel All window, armed where the account has it; None: not armed.
+    dcp_window_s: int | None = Field(default=None, ge=3, le=300)
+
+
 class TradingConfig(_Section):
     version: int = Field(default=1, ge=1)
     features: FeatureConfig = FeatureConfig()
@@ -252,6 +269,8 @@ class TradingConfig(_Section):
     failover: FailoverConfig = FailoverConfig()
     alerts: AlertsConfig = AlertsConfig()
     health: HealthConfig = HealthConfig()
+    deadman: DeadmanConfig = DeadmanConfig()
+    exchange: ExchangeConfig = ExchangeConfig()
 
 
 DEFAULT_CONFIG = TradingConfig()

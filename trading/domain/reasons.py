@@ -13,6 +13,7 @@ REDUCE_ONLY_ALLOWED = "REDUCE_ONLY_ALLOWED"
 # Global blocks (set by failover through RiskEngine.set_global_block).
 SAFE_MODE_ACTIVE = "SAFE_MODE_ACTIVE"
 RISK_OFF = "RISK_OFF"
+HALTED = "HALTED"  # an operator's HALT (or a panic close): no new entries until an operator's RESUME
 
 # Account-level limits.
 TRADING_DISABLED = "TRADING_DISABLED"

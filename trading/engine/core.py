@@ -127,11 +127,13 @@ class TradingCore:
         log_transitions: bool = True,
         normaliser: Normaliser | None = None,
         alerts: AlertRaiser | None = None,
+        halted: Callable[[], bool] = lambda: False,
     ) -> None:
         self.config = config
         self.clock = clock
         self.events = events
         self.safe_mode = safe_mode
+        self.halted = halted  # an operator's HALT: refused before anything else, lifted only by RESUME
         self.on_crash = on_crash
         self.hooks = fault_hooks or FaultHooks()
         self.counters = CoreCounters()
@@ -169,11 +171,14 @@ class TradingCore:
     # -- gates --------------------------------------------------------------
 
     def _entry_gate(self) -> str | None:
+        if self.halted():
+            return reasons.HALTED
         return reasons.SAFE_MODE_ACTIVE if self.safe_mode() else None
 
     def _machine_gate(self, symbol: str) -> str | None:
-        if self.safe_mode():
-            return reasons.SAFE_MODE_ACTIVE
+        blocked = self._entry_gate()
+        if blocked is not None:
+            return blocked
         return self.risk.entry_block_reason(symbol)
 
     def _on_suppressed(self, symbol: str, reason: str) -> None:
@@ -277,6 +282,7 @@ class TradingCore:
         risk, positions = self.risk, self.state.positions
         first = self._machine_gate(symbol)  # what the gate answers, a block failover set included
         candidates = (
+            (reasons.HALTED, self.halted()),
             (reasons.SAFE_MODE_ACTIVE, self.safe_mode()),
             (reasons.TRADING_DISABLED, not risk.trading_enabled),
             (reasons.RISK_OFF_DAILY_LOSS, risk.risk_off),

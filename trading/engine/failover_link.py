@@ -27,6 +27,10 @@ from trading.domain.config import FailoverConfig
 logger = logging.getLogger(__name__)
 
 SYSTEM_CLOCK = SystemClock()
+# A pending announcement is ignored only when a read began this long after it was sent. Ignoring one a read
+# began just after (the bus takes a millisecond or so) left entries open until the report was written: the
+# tail of bench_safe_mode's cross-process refusal. No report is written and recovered this fast.
+PENDING_GRACE_MS = 50
 
 
 class FailoverView(Protocol):
@@ -46,6 +50,8 @@ class FailoverView(Protocol):
 
     @property
     def recovery_in_progress(self) -> bool: ...
+
+    # ``halted`` (an operator's HALT) is read with getattr: a view without it is not halted.
 
 
 class FailoverLinkServices(Protocol):
@@ -88,6 +94,7 @@ class FailoverLink:
         self._monotonic_ms = clock.monotonic_ms  # bound once: read on every entry check
         self.safe_mode = True  # fail closed until the first confirmation
         self.reason: str | None = None
+        self.halted = False  # an operator's HALT; until confirmed, safe mode already refuses entries
         self.version = -1
         self.confirmed_at_ms = 0
         self._local_latch_until_version: int | None = None
@@ -112,7 +119,12 @@ class FailoverLink:
             return True
         return self._monotonic_ms() - self.confirmed_at_ms > self.confirm_timeout_ms
 
+    def is_halted(self) -> bool:
+        return self.halted
+
     def entries_blocked_reason(self) -> str | None:
+        if self.halted:
+            return "HALTED"
         return "SAFE_MODE_ACTIVE" if self.is_safe_mode() else None
 
     # -- refresh ------------------------------------------------------------
@@ -136,8 +148,11 @@ class FailoverLink:
                 self._latched_reason = None
                 self._local_latch_until_version = None
                 self._latch_expires_ms = None
-            changed = (state.safe_mode, state.reason) != (self.safe_mode, self.reason) or version != self.version
+            halted = bool(getattr(state, "halted", False))
+            changed = ((state.safe_mode, state.reason, halted) != (self.safe_mode, self.reason, self.halted)
+                       or version != self.version)
             self.safe_mode = bool(state.safe_mode)
+            self.halted = halted
             self.reason = _text(state.reason)
             self.version = version
             self.confirmed_at_ms = self._monotonic_ms()
@@ -163,9 +178,10 @@ class FailoverLink:
             # A failure announced before it is written: held until the database moves past the version known
             # now, or, should the report never land (its process died), for one confirmation bound.
             sent = message.get("sentAt")  # wall clock, in seconds
-            if isinstance(sent, float) and sent * 1000 < self._read_started_ms:
-                # A read begun after it was sent already shows the report or is about to be overtaken by the
-                # report's own versioned announcement: a late delivery must not hold entries for the bound.
+            if isinstance(sent, float) and sent * 1000 + PENDING_GRACE_MS < self._read_started_ms:
+                # A read begun well after it was sent may show the report already cleared: a late delivery must
+                # not hold entries for the bound. A read begun within the grace (one running on the refresh
+                # thread as the message crossed the bus) cannot have seen the report written and recovered.
                 return
             with self._lock:
                 if self._latched_reason is None:

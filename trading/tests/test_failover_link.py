@@ -13,7 +13,7 @@ from django.db import OperationalError
 from failover.domain.clock import ManualClock
 from failover.domain.enums import FailureSource, FailureType, utc_now
 from failover.domain.types import FailureEvent
-from trading.engine.failover_link import FailoverLink
+from trading.engine.failover_link import PENDING_GRACE_MS, FailoverLink
 from trading.tests.trader.fakes import Gate
 
 T0 = 1_763_479_200_000
@@ -232,7 +232,7 @@ def test_a_pending_announcement_delivered_after_a_newer_read_is_ignored():
     link = link_on(db, clock)
     sent = clock.now_ms() / 1000  # the bus stamps messages with the wall clock in seconds
     db.gate = Gate(safe_mode=False, version=3)  # the report landed and its plan already finished
-    clock.advance(2)
+    clock.advance(PENDING_GRACE_MS + 2)
     assert link.refresh() and not link.is_safe_mode()
     late = {**_changed(safeMode=True, reason="PACKET_LOSS", pending=True), "sentAt": sent}
     link.on_bus_message(late)
@@ -241,6 +241,18 @@ def test_a_pending_announcement_delivered_after_a_newer_read_is_ignored():
     fresh = {**_changed(safeMode=True, reason="PACKET_LOSS", pending=True), "sentAt": clock.now_ms() / 1000}
     link.on_bus_message(fresh)
     assert link.is_safe_mode()
+
+
+def test_a_pending_announcement_delivered_after_a_read_begun_within_the_grace_still_blocks_entries():
+    db, clock = Database(), ManualClock(T0)
+    link = link_on(db, clock)
+    sent = clock.now_ms() / 1000
+    clock.advance(1)  # a read on the refresh thread begins while the announcement crosses the bus
+    assert link.refresh() and not link.is_safe_mode()  # the report is not written yet
+    link.on_bus_message({**_changed(safeMode=True, reason="PACKET_LOSS", pending=True), "sentAt": sent})
+    assert link.is_safe_mode()
+    db.gate = Gate(safe_mode=True, reason="PACKET_LOSS", version=2)
+    assert link.refresh() and link.is_safe_mode()
 
 
 def test_the_confirmation_bound_follows_the_failover_config():
