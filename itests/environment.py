@@ -137,8 +137,8 @@ class IsolatedEnvironment:
         if self._on_change is not None:
             self._on_change(self.describe())
 
-    def _start(self, name: str, argv: list[str]) -> subprocess.Popen:
-        process = start_process(argv, env=self.env, log=self.logs / f"{name}.log")
+    def _start(self, name: str, argv: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen:
+        process = start_process(argv, env=env or self.env, log=self.logs / f"{name}.log")
         self.processes[name] = process
         self._changed()
         return process
@@ -190,8 +190,10 @@ class IsolatedEnvironment:
 
     def _worker_argv(self, name: str, node: str) -> list[str]:
         """A worker of the run's queue with its own beat: the sweepers (a step whose worker was lost, a plan
-        whose retry is due) run for the run as `make run`'s beat does for the product."""
-        return [*celery_worker_argv(name=node), "--beat", "--schedule", str(self.logs / f"{name}-beat-schedule")]
+        whose retry is due) run for the run as `make run`'s beat does for the product. Two pool processes,
+        as `make run` has: a recovery step waiting on a dead trader never holds the dead-man guardian back."""
+        schedule = str(self.logs / f"{name}-beat-schedule")
+        return [*celery_worker_argv(name=node, concurrency=2), "--beat", "--schedule", schedule]
 
     def _ready(self, name: str, marker: str) -> bool:
         process = self.processes[name]
@@ -199,13 +201,22 @@ class IsolatedEnvironment:
             raise RuntimeError(f"{name} exited with {process.returncode}: {self.log_text(name)[-2000:]}")
         return marker in self.log_text(name)
 
-    def start_trader(self, name: str = "trader", *, fault_hooks: bool = False) -> subprocess.Popen:
-        """Start a SIM trader for this run (``--allow-fault-hooks`` when a scenario arms faults)."""
-        argv = [sys.executable, "manage.py", "run_trader", "--mode", "SIM", "--symbols", ",".join(self.symbols),
-                "--sim-url", self.sim_url, "--run-id", self.run_id, "--ping-interval", "5", "--ping-timeout", "3"]
+    def start_trader(self, name: str = "trader", *, fault_hooks: bool = False, data_dir: Path | None = None,
+                     sim_url: str = "", extra_args: tuple[str, ...] = (), prefix: tuple[str, ...] = (),
+                     extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start a SIM trader for this run (``--allow-fault-hooks`` when a scenario arms faults).
+
+        A second trader of the same account gets its own ``data_dir`` (its environment still names the run's
+        folder, so a teardown elsewhere recognises it); ``prefix`` runs it elsewhere (``ip netns exec NS``).
+        """
+        argv = [*prefix, sys.executable, "manage.py", "run_trader", "--mode", "SIM", "--symbols",
+                ",".join(self.symbols), "--sim-url", sim_url or self.sim_url, "--run-id", self.run_id,
+                "--ping-interval", "5", "--ping-timeout", "3", *extra_args]
+        if data_dir is not None:
+            argv += ["--data-dir", str(data_dir)]
         if fault_hooks:
             argv.append("--allow-fault-hooks")
-        self.trader = self._start(name, argv)
+        self.trader = self._start(name, argv, env={**self.env, **extra_env} if extra_env else None)
         self.trader_name = name
         return self.trader
 

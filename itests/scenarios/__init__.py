@@ -19,6 +19,7 @@ from itests.scenarios.scenario_c_clean_restart import CleanRestart
 from itests.scenarios.scenario_chaos_kill9 import ChaosKill9
 from itests.scenarios.scenario_d_storm import NightStorm
 from itests.scenarios.scenario_fault_soak import FaultSoak
+from itests.scenarios.scenario_standby_takeover import StandbyTakeover
 
 
 class UnknownScenario(ValueError):
@@ -27,7 +28,7 @@ class UnknownScenario(ValueError):
 
 SCENARIOS: tuple[type[IntegrationScenario], ...] = (
     HappyPath, PrivateWsDisconnect, ProcessRestartRecovery, ConfigInvalidScenario, SlippageSpike, PanicClose,
-    SoftExchangeOutage, ModuleCrash, CleanRestart, NightStorm, ChaosKill9, FaultSoak,
+    SoftExchangeOutage, ModuleCrash, CleanRestart, NightStorm, ChaosKill9, FaultSoak, StandbyTakeover,
 )
 SCENARIOS_BY_ID: dict[str, type[IntegrationScenario]] = {cls.id: cls for cls in SCENARIOS}
 

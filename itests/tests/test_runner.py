@@ -25,6 +25,7 @@ from scalper_site.testkit import celery_worker_argv, env_on_test_database, start
 SPEC_IDS = ["SCENARIO_1", "SCENARIO_2", "SCENARIO_3", "SCENARIO_4", "SCENARIO_5", "SCENARIO_6",
             "TEST_A", "TEST_B", "TEST_C", "TEST_D"]
 CHAOS_IDS = ["CHAOS_KILL9", "FAULT_SOAK"]  # the chaos runs, listed after the spec's scenarios
+HA_IDS = ["STANDBY_TAKEOVER"]  # high availability, last
 
 
 def _result(scenario_id: str, *, success: bool, errors: list | None = None) -> dict:
@@ -38,7 +39,7 @@ def _result(scenario_id: str, *, success: bool, errors: list | None = None) -> d
 
 def test_scenarios_list_gives_every_spec_scenario_as_meta():
     listed = services.scenarios_list()
-    assert [m["id"] for m in listed] == SPEC_IDS + CHAOS_IDS
+    assert [m["id"] for m in listed] == SPEC_IDS + CHAOS_IDS + HA_IDS
     assert all(set(m) == {"id", "name", "description"} and m["name"] and m["description"] for m in listed)
     assert listed[0] == {"id": "SCENARIO_1", "name": "Happy path – SIM mode",
                          "description": "Full pipeline, no failures, 10–15 min run."}

@@ -30,7 +30,8 @@ class Command(BaseCommand):
                          help="SCENARIO_1: keep trading this many seconds (600-900 for the soak)")
         run.add_argument("--min-trades", type=int, default=1, help="SCENARIO_1: trades required to pass")
         run.add_argument("--speed", type=float, default=20.0, help="simulator market speed-up")
-        run.add_argument("--kills", type=int, default=0, help="CHAOS_KILL9: kill cycles (default 10)")
+        run.add_argument("--kills", type=int, default=0,
+                         help="CHAOS_KILL9: kill cycles (default 10); STANDBY_TAKEOVER: leader kills (default 1)")
         run.add_argument("--seed", type=int, default=None,
                          help="CHAOS_KILL9, FAULT_SOAK: the random seed (a run prints its own; reuse it to replay)")
         check = sub.add_parser("check", help="judge a chaos run again, offline, from its recorded history")
