@@ -92,9 +92,15 @@ _sender = _Sender()
 atexit.register(_sender.flush, 2.0)
 
 
-def push_failover_message(*, kind: str, payload: dict[str, Any]) -> None:
-    """Send ``payload`` to every dashboard socket once the current transaction commits."""
-    message = {"type": "failover.message", "kind": kind, "payload": payload}
+def push_failover_message(*, kind: str, payload: dict[str, Any], version: int | None = None) -> None:
+    """Send ``payload`` to every dashboard socket once the current transaction commits.
+
+    ``version`` is the failover state's version the payload was read at, when the payload is that state
+    (the page never shows a panel older than its badge); other pushes go without one.
+    """
+    message: dict[str, Any] = {"type": "failover.message", "kind": kind, "payload": payload}
+    if version is not None:
+        message["version"] = version
 
     def send() -> None:
         layer = get_channel_layer()

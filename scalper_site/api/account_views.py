@@ -1,4 +1,5 @@
-"""What a trader needs to see of the account: trade history, PnL summary, the equity curve, per-symbol status.
+"""What a trader needs to see of the account: trade history, PnL summary, the equity curve, per-symbol status,
+and the dashboard's panels all read at one failover version (``dashboard_panels``, also the websocket's).
 
 Every view reads the product's rows (``run_id=""``) unless ``runId`` names an
 integration run: runs never count as the product's trades, PnL or equity.
@@ -6,8 +7,10 @@ integration run: runs never count as the product's trades, PnL or equity.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -16,11 +19,16 @@ from rest_framework.views import APIView
 
 from failover.domain.clock import to_epoch_ms
 from failover.domain.enums import utc_now
+from failover.selectors import safe_mode_conditions
+from failover.services import failover_gate, failover_state_get
+from scalper_site.api.failover_views import SafeModeConditionsView
 from scalper_site.api.integration_views import RUN_ID_PATTERN
 from scalper_site.api.pagination import CheckedPagination
-from scalper_site.api.selectors import symbols_status
+from scalper_site.api.selectors import health_snapshot, orders_open, positions_open, symbols_status
 from scalper_site.api.serializers import (
     ContractDateTimeField,
+    FailoverStatusSerializer,
+    HealthSnapshotSerializer,
     QueryParamsSerializer,
     ZonedDateTimeField,
     enum_field,
@@ -29,7 +37,8 @@ from scalper_site.api.serializers import (
     page_serializer,
 )
 from scalper_site.api.symbols import REGIMES, STATES
-from scalper_site.api.trading_views import PositionListView
+from scalper_site.api.trading_views import OrderListView, PositionListView
+from trading.control import HEARTBEAT_TTL_S, read_heartbeat
 from trading.models import EquityTrigger, PositionSide
 from trading.selectors import equity_series, pnl_summary, trades_history
 
@@ -37,6 +46,8 @@ TAG = ["account"]
 TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT = 50, 500
 EQUITY_DEFAULT_LIMIT, EQUITY_MAX_LIMIT = 1000, 10_000
 MAX_STEP_S = 30 * 86_400
+PANELS = ("health", "conditions", "positions", "orders", "symbols", "pnl")
+READ_TRIES = 3  # a failover change in the middle of a read: read again, at most this often
 
 
 class SymbolField(serializers.RegexField):
@@ -282,3 +293,70 @@ class SymbolStatusView(APIView):
     def get(self, request: Request) -> Response:
         query = _query(self.QuerySerializer, request)
         return Response(self.OutputSerializer(symbols_status(run_id=query.get("runId", ""))).data)
+
+
+# -- the page's panels at one failover version -------------------------------------------------------------
+
+
+def _panel_readers() -> dict[str, Callable[[], Any]]:
+    """Each panel of the page as its own endpoint serializes it (same shapes on the socket as over HTTP)."""
+
+    def pnl() -> Any:
+        now = timezone.now()
+        return PnlSummaryView.OutputSerializer({"timestamp": now, **pnl_summary(now=now)}).data
+
+    def conditions() -> Any:
+        body = safe_mode_conditions(heartbeat=read_heartbeat(max_age_ms=HEARTBEAT_TTL_S * 1000))
+        return SafeModeConditionsView.OutputSerializer(body).data
+
+    return {
+        "health": lambda: HealthSnapshotSerializer(health_snapshot()).data,
+        "conditions": conditions,
+        "positions": lambda: PositionListView.OutputSerializer(positions_open(), many=True).data,
+        "orders": lambda: OrderListView.OutputSerializer(orders_open(), many=True).data,
+        "symbols": lambda: SymbolStatusView.OutputSerializer(symbols_status()).data,
+        "pnl": pnl,
+    }
+
+
+def dashboard_panels(*, panels: Sequence[str] = PANELS, with_status: bool = False) -> dict[str, Any]:
+    """Read ``panels`` (and the failover status) tagged with the failover state's version they were read at.
+
+    The version is read first and again after the panels: a change in between reads again, so a panel is
+    never tagged with a version older than the one it shows (at worst, after the last try, with the
+    older one, which makes the page read it again rather than trust it).
+    """
+    readers = _panel_readers()
+    body: dict[str, Any] = {}
+    for _ in range(READ_TRIES):
+        state = failover_state_get() if with_status else None
+        version = state.version if state is not None else failover_gate().version
+        body = {name: readers[name]() for name in panels}
+        if failover_gate().version == version:
+            break
+    if state is not None:
+        body["status"] = FailoverStatusSerializer(state.to_status_dict(timezone.now())).data
+    return {"version": version, **body}
+
+
+class DashboardPanelsView(APIView):
+    """The failover status and every panel of the page (health, what holds safe mode, open positions and orders,
+    per-symbol status, PnL), all read at one failover version.
+
+    What the dashboard reads when a pushed panel was older than its badge, and while its live connection is down.
+    """
+
+    @extend_schema_serializer(component_name="DashboardPanels")
+    class OutputSerializer(serializers.Serializer):
+        version = serializers.IntegerField(help_text="The failover state's version every part was read at (or after).")
+        status = FailoverStatusSerializer()
+        health = HealthSnapshotSerializer()
+        conditions = SafeModeConditionsView.OutputSerializer(help_text="As GET /api/failover/conditions.")
+        positions = PositionListView.OutputSerializer(many=True)
+        orders = OrderListView.OutputSerializer(many=True)
+        symbols = SymbolStatusView.OutputSerializer(help_text="As GET /api/symbols/status.")
+        pnl = PnlSummaryView.OutputSerializer(help_text="As GET /api/pnl/summary.")
+
+    @extend_schema(operation_id="dashboard_panels", tags=TAG, responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(dashboard_panels(with_status=True))

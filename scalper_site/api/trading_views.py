@@ -1,6 +1,10 @@
-"""Trading endpoints: health, alerts, open positions and orders, and panic close."""
+"""Trading endpoints: health, alerts, open positions and orders, panic close and the per-row actions
+(close one position, cancel one order)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -8,9 +12,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from scalper_site.api.actions import execution_panic_close
+from scalper_site.api.actions import execution_panic_close, order_cancel, position_close
 from scalper_site.api.pagination import CheckedPagination
-from scalper_site.api.permissions import ActionViewMixin
+from scalper_site.api.permissions import DangerousActionViewMixin
 from scalper_site.api.selectors import alerts_list, health_snapshot, orders_open, positions_open
 from scalper_site.api.serializers import (
     ContractDateTimeField,
@@ -25,6 +29,8 @@ from trading.control import TraderUnavailable
 from trading.models import AlertLevel, OrderSide, PositionSide
 
 TAG = ["trading"]
+SYMBOL_PATTERN = r"^[A-Z0-9]{1,32}$"
+ORDER_LINK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class HealthView(APIView):
@@ -124,8 +130,9 @@ class OrderListView(APIView):
         return Response(self.OutputSerializer(orders_open(), many=True).data)
 
 
-class PanicCloseView(ActionViewMixin, APIView):
-    """Close every position and cancel every order of the product's trader (503 when no trader runs)."""
+class PanicCloseView(DangerousActionViewMixin, APIView):
+    """HALT, then close every position and cancel every order of the product's trader (503 when no trader runs;
+    the HALT stays until an operator resumes)."""
 
     @extend_schema_serializer(component_name="PanicCloseResult")
     class OutputSerializer(serializers.Serializer):
@@ -148,3 +155,53 @@ class PanicCloseView(ActionViewMixin, APIView):
             detail = f"Panic close not sent: {exc}. Start the trader, or close positions on the exchange."
             return Response({"detail": detail}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(self.OutputSerializer(ack).data)
+
+
+# -- per-row actions -----------------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="TraderCommandResult")
+class CommandResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    result = serializers.JSONField()
+    error = serializers.CharField(allow_null=True)
+
+
+def _row_action(send: Callable[[], dict[str, Any]], what: str) -> Response:
+    try:
+        ack = send()
+    except TraderUnavailable as exc:
+        return Response({"detail": f"{what} not sent: {exc}."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    if not ack.get("ok"):
+        detail = f"{what} refused by the trader: {ack.get('error')}"
+        return Response({"detail": detail}, status=status.HTTP_409_CONFLICT)
+    return Response(CommandResultSerializer(ack).data)
+
+
+ROW_ACTION_RESPONSES = {
+    200: CommandResultSerializer,
+    400: OpenApiResponse(ErrorSerializer, description="Not a symbol or order link id."),
+    409: OpenApiResponse(ErrorSerializer, description="The trader refused (not its symbol, no such open order)."),
+    503: OpenApiResponse(ErrorSerializer, description="No trader runs, or it did not acknowledge in time."),
+}
+
+
+class PositionCloseView(DangerousActionViewMixin, APIView):
+    """Flatten one symbol's position with a reduce-only market order sent by the trader (never blocked)."""
+
+    @extend_schema(operation_id="position_close", tags=TAG, request=None, responses=ROW_ACTION_RESPONSES)
+    def post(self, request: Request, symbol: str) -> Response:
+        field = serializers.RegexField(SYMBOL_PATTERN, max_length=32)
+        symbol = field.run_validation(symbol.upper())
+        user = request.user.get_username()
+        return _row_action(lambda: position_close(user=user, symbol=symbol), f"Close of {symbol}")
+
+
+class OrderCancelView(DangerousActionViewMixin, APIView):
+    """Cancel one open order of the trader, named by its orderLinkId."""
+
+    @extend_schema(operation_id="order_cancel", tags=TAG, request=None, responses=ROW_ACTION_RESPONSES)
+    def post(self, request: Request, order_link_id: str) -> Response:
+        link = serializers.RegexField(ORDER_LINK_ID_PATTERN, max_length=64).run_validation(order_link_id)
+        user = request.user.get_username()
+        return _row_action(lambda: order_cancel(user=user, order_link_id=link), f"Cancel of {link}")

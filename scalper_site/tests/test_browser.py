@@ -149,8 +149,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("DASHBOARD_SCREENSHOT_DIR", tmp_path))
+def screenshots() -> Path:
+    # The test run's artifacts folder (gitignored); DASHBOARD_SCREENSHOT_DIR points elsewhere.
+    folder = Path(os.environ.get("DASHBOARD_SCREENSHOT_DIR", BASE_DIR / "data" / "tests" / "artifacts" / "dashboard"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -185,8 +186,10 @@ def test_badge_follows_failures_from_other_processes_reconnects_and_run_button_w
             expect(badge).to_have_css("background-color", "rgb(198, 40, 40)")
             expect(page.locator("#fo-reason")).to_have_text("EXCHANGE_UNAVAILABLE")
             expect(page.locator("#fo-failure")).to_contain_text("REST 503 from the browser test")
-            expect(page.locator("#plan-steps tbody tr").first).to_contain_text("RESYNC_EXCHANGE_CONNECTION")
-            expect(page.locator("#plan-steps .pill").first).to_have_text("PENDING")
+            expect(page.locator("#plan-timeline li.step").first).to_contain_text("RESYNC_EXCHANGE_CONNECTION")
+            expect(page.locator("#plan-timeline .pill").first).to_have_text("PENDING")
+            expect(page.locator("#conditions-list li[data-type=EXCHANGE_UNAVAILABLE]")).to_contain_text(
+                "once REST answers again")
             expect(page.locator("#alerts-table")).to_contain_text("EXCHANGE_UNAVAILABLE", timeout=5_000)
             page.screenshot(path=str(screenshots / "dashboard-safe-mode-on.png"), full_page=True)
 

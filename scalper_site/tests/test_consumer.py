@@ -33,9 +33,13 @@ ORIGIN = (b"origin", b"http://127.0.0.1")
 
 
 @pytest.fixture(autouse=True)
-def _held_chains(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Recovery chains are not the subject here; eager mode would run them against no exchange."""
+def _held_chains(monkeypatch: pytest.MonkeyPatch, settings) -> None:
+    """Recovery chains are not the subject here; eager mode would run them against no exchange.
+
+    Nor are the panels (test_stream.py): without them each message here is a push of the group.
+    """
     monkeypatch.setattr(runner, "_send_chain", lambda plan_pk, token, pks: None)
+    settings.WS_PANELS_INTERVAL_S = 0
     channel_layers.backends.clear()  # a fresh layer per test: nothing left over from another test's group
 
 
@@ -165,7 +169,7 @@ def test_a_client_frame_is_answered_once_with_an_error_and_the_socket_lives_on(f
     alert = {"level": "WARN", "type": "PACKET_LOSS", "message": "after the frames"}
 
     async def scenario(ws: WebsocketCommunicator) -> None:
-        await ws.receive_json_from(timeout=10)  # the status on connect
+        status = await ws.receive_json_from(timeout=10)  # the status on connect
         await ws.send_input({"type": "websocket.receive", **frame})
         reply = await ws.receive_json_from(timeout=10)
         assert reply["type"] == "error" and reply["data"]["code"] == NOT_ACCEPTED
@@ -173,7 +177,7 @@ def test_a_client_frame_is_answered_once_with_an_error_and_the_socket_lives_on(f
         for _ in range(3):
             await ws.send_input({"type": "websocket.receive", **frame})
         await database_sync_to_async(push_failover_message)(kind="alert", payload=alert)
-        assert await ws.receive_json_from(timeout=10) == {"type": "alert", "data": alert}
+        assert await ws.receive_json_from(timeout=10) == {"type": "alert", "version": status["version"], "data": alert}
         assert await ws.receive_nothing(timeout=0.2)
 
     _run(scenario, [(b"cookie", cookie), ORIGIN])
