@@ -1,13 +1,16 @@
 """Memory of a real SIM trader process with 10 symbols over an accelerated run.
 
-Run: .venv/bin/python bench/bench_trader_memory.py [--seconds S] [--speed X]
+Run: .venv/bin/python bench/bench_trader_memory.py [--short | --seconds S] [--speed X] [--warmup S]
 
 Starts the simulator (10 symbols, market accelerated), a Celery worker and a
 trader on all 10 symbols, with a temporary SQLite database and the embedded
 Redis; samples the trader's RSS every few seconds and prints the samples, the
-peak and the growth between the first and the last third of the run (a leak
-shows as steady growth). Baseline in the same run: the RSS of a bare Django
-process (`manage.py shell -c` that only sleeps) with the same imports as the trader.
+peak and the growth after warm-up: the mean of the last three samples over the
+mean of the first three once the warm-up is over (a leak shows as steady
+growth). Targets: peak < 150 MB, growth < 5 %. The full form is 30 minutes at
+10x market speed; ``--short`` is a 2-minute check (warm-up 30 s). Baseline in
+the same run: the RSS of a bare Django process (`manage.py shell -c` that only
+sleeps) with the same imports as the trader.
 """
 
 from __future__ import annotations
@@ -36,15 +39,22 @@ IMPORTS = (
 )
 
 
+TARGET_PEAK_MB, TARGET_GROWTH_PCT = 150.0, 5.0
+
+
 def mb(process: psutil.Process) -> float:
     return process.memory_info().rss / 2**20
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--seconds", type=float, default=1800, help="how long the trader runs once RUNNING")
     parser.add_argument("--speed", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=120, help="seconds before growth is counted")
+    parser.add_argument("--short", action="store_true", help="a 2-minute check: --seconds 120 --warmup 30")
     args = parser.parse_args()
+    if args.short:
+        args.seconds, args.warmup = 120.0, 30.0
     call_command("migrate", verbosity=0)
     symbols = ",".join(list(DEFAULT_INSTRUMENTS)[:10])
     run_id = f"mem-{uuid.uuid4().hex[:6]}"
@@ -74,7 +84,7 @@ def main() -> int:
     )
     worker = start_process(celery_worker_argv(name=run_id), env=env, log=DATA / "worker.log")
     trader = None
-    samples: list[float] = []
+    samples: list[tuple[float, float]] = []
     try:
         wait_until(lambda: "listening" in (DATA / "sim.log").read_text(), timeout=30, what="simulator")
         wait_until(lambda: "ready." in (DATA / "worker.log").read_text(), timeout=60, what="worker")
@@ -99,10 +109,11 @@ def main() -> int:
             lambda: (read_heartbeat(run_id=run_id) or {}).get("phase") == "RUNNING", timeout=90, what="trader running"
         )
         process = psutil.Process(trader.pid)
-        deadline = time.monotonic() + args.seconds
+        started = time.monotonic()
+        deadline = started + args.seconds
         while time.monotonic() < deadline:
-            samples.append(mb(process))
-            time.sleep(max(1.0, args.seconds / 30))
+            samples.append((time.monotonic() - started, mb(process)))
+            time.sleep(max(1.0, args.seconds / 120))
         beat = read_heartbeat(run_id=run_id) or {}
     finally:
         if trader is not None:
@@ -110,14 +121,25 @@ def main() -> int:
         stop_process(worker)
         stop_process(sim)
         REDIS.stop()
-    third = max(1, len(samples) // 3)
-    growth = statistics.mean(samples[-third:]) - statistics.mean(samples[:third])
-    events = beat.get("counters", {}).get("marketEvents", 0)
-    print(f"trader, 10 symbols, {args.seconds:.0f} s at {args.speed:g}x market speed, {events:,} market events")
-    print(f"RSS samples (MB): {', '.join(f'{s:.0f}' for s in samples)}")
-    print(f"peak {max(samples):.0f} MB (target < 250 MB); growth last third vs first third {growth:+.1f} MB")
-    print(f"baseline: a bare process with the same imports: {baseline_mb:.0f} MB")
+    report(samples, args, beat, baseline_mb)
     return 0
+
+
+def report(samples: list[tuple[float, float]], args: argparse.Namespace, beat: dict, baseline_mb: float) -> None:
+    rss = [value for _, value in samples]
+    warm = [value for at, value in samples if at >= args.warmup] or rss
+    start, end = statistics.mean(warm[:3]), statistics.mean(warm[-3:])
+    growth_pct = (end - start) / start * 100
+    events = beat.get("counters", {}).get("marketEvents", 0)
+    step = max(1, len(samples) // 30)
+    print(f"trader, 10 symbols, {args.seconds:.0f} s at {args.speed:g}x market speed, {events:,} market events; "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    print(f"RSS samples (MB, every {samples[step][0] - samples[0][0] if len(samples) > step else 0:.0f} s): "
+          f"{', '.join(f'{value:.0f}' for _, value in samples[::step])}")
+    print(f"peak {max(rss):.1f} MB (target < {TARGET_PEAK_MB:g} MB); after a {args.warmup:g} s warm-up "
+          f"{start:.1f} -> {end:.1f} MB, growth {growth_pct:+.2f} % (target < {TARGET_GROWTH_PCT:g} %):",
+          "MET" if max(rss) < TARGET_PEAK_MB and growth_pct < TARGET_GROWTH_PCT else "NOT MET")
+    print(f"baseline: a bare process with the same imports: {baseline_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ from typing import Any
 from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_client_username
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox.auth import TokenAuthentication
+from knox.signals import token_expired
 from rest_framework import exceptions
 
 security_log = logging.getLogger("scalper.security")
@@ -66,6 +68,20 @@ class ApiTokenAuthentication(TokenAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
         return super().authenticate_credentials(token)
+
+    def _cleanup_token(self, auth_token: Any) -> bool:
+        """Refuse (and remove) the presented token once expired; True when it was.
+
+        knox also reads every other token of the user on each request to delete the expired ones:
+        a second query on every API call (a fifth of a status request's time). An expired token
+        authenticates nothing either way; it is removed when it is next presented.
+        """
+        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+            username = auth_token.user.get_username()
+            auth_token.delete()
+            token_expired.send(sender=self.__class__, username=username, source="auth_token")
+            return True
+        return False
 
 
 class ApiTokenScheme(KnoxTokenScheme):
