@@ -43,17 +43,20 @@ CONFIG_PROCESS_CASES = _pick(CONFIG_CASES, "int_5000_digits", "deep_nesting_100k
 
 
 class Stack:
-    """The shared parts: a migrated SQLite database and a redis-server under one data folder, and a simulator."""
+    """The shared parts: a migrated SQLite database and a redis-server under one data folder; a simulator per trader.
+
+    Each trader trades an account of its own (its own simulator): traders on one account share its lease, and all
+    but one would wait as standbys.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data = root / "data"
         self.redis = EmbeddedRedis(self.data)
-        self.sim = SimServer()
+        self.sims: list[SimServer] = []
 
     def start(self) -> Stack:
         self.url = self.redis.start()
-        self.sim.start()
         result = subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=self.env("migrate"),
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
@@ -65,8 +68,11 @@ class Stack:
                 "REDIS_URL": self.url, "CELERY_QUEUE": run_id, "PYTHONUNBUFFERED": "1"}
 
     def trader(self, run_id: str, data_dir: Path) -> subprocess.Popen:
+        sim = SimServer()
+        self.sims.append(sim)
+        sim.start()
         argv = [sys.executable, "manage.py", "run_trader", "--mode", "SIM", "--symbols", "BTCUSDT",
-                "--sim-url", self.sim.base_url, "--run-id", run_id, "--data-dir", str(data_dir)]
+                "--sim-url", sim.base_url, "--run-id", run_id, "--data-dir", str(data_dir)]
         return start_process(argv, env=self.env(run_id), log=self.root / f"{run_id}.log")
 
     def beat(self, run_id: str) -> dict | None:
@@ -80,7 +86,8 @@ class Stack:
             return [row[0] for row in rows]
 
     def stop(self) -> None:
-        self.sim.stop()
+        for sim in self.sims:
+            sim.stop()
         self.redis.stop()
 
 
