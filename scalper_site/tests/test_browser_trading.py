@@ -238,6 +238,9 @@ def test_one_page_session_closes_a_row_sees_the_trade_counts_down_packet_loss_an
         # The trader's startup recovery runs on the worker: the badge turns OFF by itself.
         expect(page.locator("#safe-mode-badge")).to_have_text("SAFE MODE: OFF", timeout=120_000)
         expect(page.locator("#symbols-table tbody tr")).to_have_count(2, timeout=10_000)
+        expect(page.locator("#health-role")).to_have_text("LEADER", timeout=10_000)  # the only trader holds the lease
+        expect(page.locator("#health-lease")).to_contain_text(re.compile(r"^held by .+, token \d+"))
+        expect(page.locator("#health-dcp")).to_contain_text("not armed: NOT_CONFIGURED")
 
         _close_from_its_row_and_see_the_trade(page, expect, product)
         _packet_loss_counts_down(page, expect, product)

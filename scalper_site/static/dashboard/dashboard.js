@@ -43,6 +43,23 @@
     overall.className = `pill ${body.status}`;
     fillTable("health-table", Object.entries(body.services).map(([name, svc]) => [name, pill(svc.status),
       el("td", { class: "wrap" }, svc.message)]), "No services.", 3);
+    $("health-role").textContent = body.role || "no trader heartbeat";
+    $("health-lease").textContent = leaseText(body.lease);
+    $("health-dcp").textContent = dcpText(body.dcp);
+  }
+
+  // Who holds the account's lease (the fencing token every order is checked against) and until when.
+  function leaseText(lease) {
+    if (!lease) return "-";
+    if (!lease.held) return `not held by this trader${lease.holder ? ` (holder: ${lease.holder})` : ""}`;
+    const left = lease.expiresAt ? Math.max(0, Math.round(lease.expiresAt - Date.now() / 1000)) : null;
+    return `held by ${lease.holder}, token ${lease.token}${left === null ? "" : `, expires in ${left} s unless renewed`}`;
+  }
+
+  function dcpText(dcp) {
+    if (!dcp) return "-";
+    if (dcp.armed) return `armed, ${dcp.windowS} s window`;
+    return `not armed: ${dcp.reason || "unknown"}`;
   }
 
   const alertRow = (a) => [fmtTime(a.createdAt), pill(a.level), a.type,
