@@ -163,6 +163,12 @@ class PrivateStreamDetector(Detector):
     def on_reconnect_attempt(self) -> None:
         self.reconnect_attempts += 1
 
+    def expect_connect(self) -> None:
+        """The stream is being built anew on purpose (a standby taking the lease): it is disconnected from now,
+        with a connect's grace, as at construction; time spent without it while standing by is not an outage."""
+        self._connected, self._gave_up = False, False
+        self._disconnected_since = self._clock.now()
+
     def on_message(self) -> FailureEvent | None:
         """Record any message or pong on the stream."""
         self._last_message_at = self._clock.now()

@@ -176,6 +176,12 @@ class Watchdog:
             self._collect(self.packet_loss.record_reconnect())
         self._stream_memory[status.name] = (status.connected, status.last_message_ms, status.opens)
 
+    def expect_private_connect(self) -> None:
+        """The private stream is built anew on purpose (a standby taking the lease): its connect grace starts now,
+        and its first open is neither a reconnect nor a packet-loss incident."""
+        self.private.expect_connect()
+        self._stream_memory.pop("private", None)
+
     def _incident(self, name: str) -> None:
         self._last_incident_ms[name] = self._clock.now_ms()
 

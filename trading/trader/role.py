@@ -192,6 +192,8 @@ class RoleSwitch:
             startup.apply_leverage(self._engine)  # before any entry, as at a first start
         private = self._ctx.streams.get("private")
         if private is not None:  # a standby's is closed: this one is built fresh (and arms DCP, if configured)
+            if self._engine is not None:
+                self._engine.watchdog.expect_private_connect()  # standing by without it was no outage
             private.close()
             private.start()
         if self._blackbox is not None:

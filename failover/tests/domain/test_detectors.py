@@ -108,6 +108,18 @@ def test_private_stream_never_connected_fires_after_the_grace(clock):
     assert detector.check() is not None
 
 
+def test_a_stream_built_anew_on_purpose_gets_its_connect_grace_again(clock):
+    detector = _private(clock)
+    clock.advance(60)  # a standby: no private stream for a minute, and nobody asking
+    detector.expect_connect()  # it takes the lease and builds the stream
+    assert detector.check() is None
+    clock.advance(2.9)
+    assert detector.check() is None
+    clock.advance(0.1)
+    fired = detector.check()  # a stream that does not come up is still an outage
+    assert fired is not None and fired.details["reason"] == "DISCONNECTED"
+
+
 def _public(clock: FakeClock) -> PublicStreamDetector:
     return PublicStreamDetector(max_reconnects=2, reconnect_window_s=60, stale_after_s=10,
                                 symbols=["BTCUSDT", "ETHUSDT"], clock=clock)
