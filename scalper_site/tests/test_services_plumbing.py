@@ -68,6 +68,18 @@ def _browser_session_cookie() -> str:
     return client.cookies["sessionid"].value
 
 
+@pytest.fixture
+def _no_panels(settings) -> None:
+    """The page's panels (read every few seconds, test_stream.py) are not the plumbing under test here."""
+    settings.WS_PANELS_INTERVAL_S = 0
+
+
+def _pushed(message: dict) -> dict:
+    """A pushed message without its ``version`` (the newest failover version the socket knows, checked to be one)."""
+    assert isinstance(message.pop("version"), int), message
+    return message
+
+
 async def _dashboard_socket(session: str) -> WebsocketCommunicator:
     """Connect to the dashboard's websocket as a logged-in browser and take the status it sends on connect."""
     from scalper_site.asgi import application
@@ -84,6 +96,7 @@ async def _dashboard_socket(session: str) -> WebsocketCommunicator:
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_no_panels")
 def test_an_idle_websocket_outlives_the_layers_blocking_receive_and_still_gets_the_next_push():
     """redis-py 8's default 5 s socket timeout against channels_redis's 5 s BZPOPMIN killed idle consumers."""
 
@@ -113,10 +126,11 @@ def test_an_idle_websocket_outlives_the_layers_blocking_receive_and_still_gets_t
             await communicator.disconnect()
 
     message = async_to_sync(scenario)()
-    assert message == {"type": "failover.status", "data": {"safeMode": True, "seq": "after-idle"}}
+    assert _pushed(message) == {"type": "failover.status", "data": {"safeMode": True, "seq": "after-idle"}}
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_no_panels")
 def test_websocket_consumer_receives_every_group_message_sent_from_another_process_in_order():
 
     session = _browser_session_cookie()
@@ -144,7 +158,8 @@ def test_websocket_consumer_receives_every_group_message_sent_from_another_proce
             await communicator.disconnect()
 
     messages = async_to_sync(scenario)()
-    assert messages == [{"type": "failover.status", "data": {"safeMode": True, "seq": n}} for n in range(50)]
+    assert [_pushed(m) for m in messages] == [{"type": "failover.status", "data": {"safeMode": True, "seq": n}}
+                                              for n in range(50)]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -230,10 +245,12 @@ def test_run_stack_on_embedded_defaults_serves_runs_chains_reports_deaths_and_st
         )
         assert sim_time["retCode"] == 0
 
-        # The beat process schedules both sweepers; the worker runs them.
+        # The beat process schedules both sweepers, each through failover.scheduled (its lock per period);
+        # the worker runs them.
         for task in ("failover.sweep_stuck_steps", "itests.sweep_runs"):
-            wait_until(lambda task=task: re.search(rf"Task {task}\[[^\]]+\] succeeded", text()), timeout=30,
-                       what=f"a scheduled {task}")
+            ran = (rf"Task failover\.scheduled\[[^\]]+\] succeeded in [^:]+: "
+                   rf"\{{'task': '{re.escape(task)}', 'acted': True")
+            wait_until(lambda ran=ran: re.search(ran, text()), timeout=30, what=f"a scheduled {task}")
         trail = _probe_through(url, "scalper", "embedded")
         assert [hop["token"] for hop in trail] == ["embedded"] * 3
 
