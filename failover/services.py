@@ -51,6 +51,9 @@ class RecoveryNotRetryable(Exception):
     """There is no FAILED or WAITING_OPERATOR plan to retry."""
 
 
+SAFE_MODE_REASON_MAX = 40  # the state's reason column
+
+
 def environment_register(*, run_id: str = "", context: dict[str, Any]) -> None:
     """Record where the environment trades (exchange target, data folder, symbols, mode), for recovery workers."""
     with transaction.atomic():
@@ -169,7 +172,12 @@ def failure_cleared(*, failure_type: str, run_id: str = "") -> ManagedFailoverSt
 
 
 def safe_mode_enter(*, run_id: str = "", reason: str, user: str, planned: bool = True) -> ManagedFailoverState:
-    """Turn safe mode on by hand; only an operator's ``safe_mode_exit`` turns it off again."""
+    """Turn safe mode on by hand; only an operator's ``safe_mode_exit`` turns it off again.
+
+    ``reason`` becomes the state's reason (a short code such as MAINTENANCE): 1 to 40 characters, else ValueError.
+    """
+    if not 1 <= len(reason) <= SAFE_MODE_REASON_MAX:
+        raise ValueError(f"a safe-mode reason has 1 to {SAFE_MODE_REASON_MAX} characters, got {len(reason)}")
     with transaction.atomic():
         row = records.state_lock(run_id)
         if not row.safe_mode:

@@ -90,3 +90,11 @@ def test_trader_command_puts_safe_mode_on_halts_and_resumes_without_a_trader(cap
     assert [a[:2] for a in actions[-3:-1]] == [("SAFE_MODE_ENTER", "alice"), ("HALT", actions[-2][1])]
     assert actions[-2][1].startswith("cli:") and actions[-1][:2] == ("RESUME", "bob")
     assert '"halted": false' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("reason", ["", "x" * 41])
+def test_a_safe_mode_reason_outside_1_to_40_characters_is_refused_and_changes_nothing(reason):
+    before = services.failover_state_get(run_id="reason-bounds")
+    with pytest.raises(ValueError, match="1 to 40 characters"):
+        services.safe_mode_enter(run_id="reason-bounds", reason=reason, user="ops")
+    assert services.failover_state_get(run_id="reason-bounds").version == before.version

@@ -272,13 +272,19 @@ class SafeModeExitView(DangerousActionViewMixin, APIView):
 class OperatorReasonSerializer(serializers.Serializer):
     """Why the operator acts: kept in the state, the audit trail and the alert."""
 
-    reason = StrictCharField(max_length=200, trim_whitespace=True)
+    reason = StrictCharField(min_length=1, max_length=200, trim_whitespace=False)
+
+
+class SafeModeReasonSerializer(serializers.Serializer):
+    """Why the operator turns safe mode on: shown as the state's reason, a short code such as MAINTENANCE."""
+
+    reason = StrictCharField(min_length=1, max_length=40, trim_whitespace=False)  # the state's reason column
 
 
 class SafeModeEnterView(DangerousActionViewMixin, APIView):
     """Turn safe mode on by hand: no new entries; only an operator's exit turns it off again (audited)."""
 
-    InputSerializer = OperatorReasonSerializer
+    InputSerializer = SafeModeReasonSerializer
     OutputSerializer = FailoverStatusSerializer
 
     @extend_schema(operation_id="failover_enter_safe_mode", tags=TAG, request=InputSerializer,

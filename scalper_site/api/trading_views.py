@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,6 +30,7 @@ from trading.models import AlertLevel, OrderSide, PositionSide
 
 TAG = ["trading"]
 SYMBOL_PATTERN = r"^[A-Z0-9]{1,32}$"
+SYMBOL_PATH_PATTERN = r"^[A-Za-z0-9]{1,32}$"  # what the path may carry: a symbol in any case (upper-cased first)
 ORDER_LINK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
@@ -189,7 +190,8 @@ ROW_ACTION_RESPONSES = {
 class PositionCloseView(DangerousActionViewMixin, APIView):
     """Flatten one symbol's position with a reduce-only market order sent by the trader (never blocked)."""
 
-    @extend_schema(operation_id="position_close", tags=TAG, request=None, responses=ROW_ACTION_RESPONSES)
+    @extend_schema(operation_id="position_close", tags=TAG, request=None, responses=ROW_ACTION_RESPONSES,
+                   parameters=[OpenApiParameter("symbol", str, OpenApiParameter.PATH, pattern=SYMBOL_PATH_PATTERN)])
     def post(self, request: Request, symbol: str) -> Response:
         field = serializers.RegexField(SYMBOL_PATTERN, max_length=32)
         symbol = field.run_validation(symbol.upper())
@@ -200,7 +202,9 @@ class PositionCloseView(DangerousActionViewMixin, APIView):
 class OrderCancelView(DangerousActionViewMixin, APIView):
     """Cancel one open order of the trader, named by its orderLinkId."""
 
-    @extend_schema(operation_id="order_cancel", tags=TAG, request=None, responses=ROW_ACTION_RESPONSES)
+    @extend_schema(operation_id="order_cancel", tags=TAG, request=None, responses=ROW_ACTION_RESPONSES,
+                   parameters=[OpenApiParameter("order_link_id", str, OpenApiParameter.PATH,
+                                                pattern=ORDER_LINK_ID_PATTERN)])
     def post(self, request: Request, order_link_id: str) -> Response:
         link = serializers.RegexField(ORDER_LINK_ID_PATTERN, max_length=64).run_validation(order_link_id)
         user = request.user.get_username()

@@ -27,6 +27,7 @@ import redis
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.db import connection
 from knox.models import AuthToken
 
@@ -45,9 +46,11 @@ WAIT_S = 0.1
 
 @pytest.fixture
 def api_token() -> str:
-    """A staff user's API token (knox), as ``manage.py issue_token`` issues one."""
+    """An operator's API token (knox), as ``manage.py issue_token`` issues one: staff, and allowed the dangerous
+    actions (``failover.operate_trader``), so every operation is reached past its permission check."""
     user = get_user_model().objects.create_user(f"fuzz-{uuid.uuid4().hex[:6]}", password=uuid.uuid4().hex,
                                                 is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="operate_trader", content_type__app_label="failover"))
     _, key = AuthToken.objects.create(user=user)
     return key
 
