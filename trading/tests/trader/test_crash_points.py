@@ -25,7 +25,7 @@ import requests
 
 from failover.models import FailureEventRecord, RecoveryPlanRecord
 from scalper_site.testkit import celery_worker_argv, start_process, stop_process, wait_until
-from trading.control import send_command
+from trading.control import TraderUnavailable, send_command
 from trading.exchange.pybit_rest import pybit_http_kwargs
 from trading.selectors import orders_open, positions_open
 from trading.simexchange.pybit_target import sim_http
@@ -66,8 +66,20 @@ def _hold_a_position_and_a_resting_order(env: Environment) -> str:
     return resting
 
 
-def _arm(env: Environment, point: str, after: int = 1) -> None:
-    ack = send_command("arm_fault", run_id=env.run_id, args={"crash_at": point, "crash_after": after}, wait_s=10)
+def _arm(env: Environment, point: str, after: int = 1, attempts: int = 3) -> None:
+    """Arm ``point``; asked again when unanswered (arming twice arms the same point: the call is idempotent).
+
+    Once in a CI run a trader fresh out of its startup recovery left the command unanswered for 10 s; the
+    crash point, not the command's latency, is what these tests are about.
+    """
+    args = {"crash_at": point, "crash_after": after}
+    for attempt in range(1, attempts + 1):
+        try:
+            ack = send_command("arm_fault", run_id=env.run_id, args=args, wait_s=10)
+            break
+        except TraderUnavailable:
+            if attempt == attempts:
+                raise
     assert ack["ok"] and ack["result"]["crashAt"] == point, ack
 
 
