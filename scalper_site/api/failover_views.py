@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from failover.selectors import failover_state_history, safe_mode_conditions, safe_mode_episodes, safe_mode_intervals
 from failover.services import (
+    ManagedFailoverState,
     RecoveryNotRetryable,
     SafeModeExitRefused,
     recovery_retry,
@@ -41,6 +42,11 @@ EPISODES_DEFAULT_LIMIT, EPISODES_MAX_LIMIT = 100, 500
 
 def _user(request: Request) -> str:
     return request.user.get_username()
+
+
+def _status_response(state: ManagedFailoverState) -> Response:
+    """What every operator action answers: the failover status after it (``FailoverStatusSerializer``)."""
+    return Response(FailoverStatusSerializer(state.to_status_dict(timezone.now())).data)
 
 
 class FailoverStatusView(APIView):
@@ -232,7 +238,7 @@ class RecoveryRetryView(ActionViewMixin, APIView):
             state = recovery_retry(user=_user(request))
         except RecoveryNotRetryable as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response(self.OutputSerializer(state.to_status_dict(timezone.now())).data)
+        return _status_response(state)
 
 
 class SafeModeExitView(DangerousActionViewMixin, APIView):
@@ -265,7 +271,7 @@ class SafeModeExitView(DangerousActionViewMixin, APIView):
         except SafeModeExitRefused as exc:
             body = {"detail": "Safe mode stays on: " + "; ".join(exc.blockers), "blockers": exc.blockers}
             return Response(body, status=status.HTTP_409_CONFLICT)
-        return Response(self.OutputSerializer(state.to_status_dict(timezone.now())).data)
+        return _status_response(state)
 
 
 @extend_schema_serializer(component_name="OperatorReasonInput")
@@ -293,7 +299,7 @@ class SafeModeEnterView(DangerousActionViewMixin, APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         state = safe_mode_enter(reason=data.validated_data["reason"], user=_user(request))
-        return Response(self.OutputSerializer(state.to_status_dict(timezone.now())).data)
+        return _status_response(state)
 
 
 class TraderHaltView(DangerousActionViewMixin, APIView):
@@ -307,7 +313,7 @@ class TraderHaltView(DangerousActionViewMixin, APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         state = trading_halt(reason=data.validated_data["reason"], user=_user(request))
-        return Response(self.OutputSerializer(state.to_status_dict(timezone.now())).data)
+        return _status_response(state)
 
 
 class TraderResumeView(DangerousActionViewMixin, APIView):
@@ -318,4 +324,4 @@ class TraderResumeView(DangerousActionViewMixin, APIView):
     @extend_schema(operation_id="trader_resume", tags=TAG, request=None, responses={200: OutputSerializer})
     def post(self, request: Request) -> Response:
         state = trading_resume(user=_user(request))
-        return Response(self.OutputSerializer(state.to_status_dict(timezone.now())).data)
+        return _status_response(state)
