@@ -253,6 +253,8 @@ class TradingCore:
     def tick(self) -> None:
         """Timers: state machine timeouts and unconfirmed orders."""
         now = self.clock.now_ms()
+        if self._entry_gate() is not None:
+            self.execution.distrust()  # safe mode or a halt: what follows is checked with the exchange again
         try:
             self.machine.tick(now)
         except Exception as exc:

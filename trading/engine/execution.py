@@ -6,6 +6,12 @@
   the request goes out. An ambiguous outcome (timeout, cut connection, 5xx) is
   resolved by looking that id up on the exchange, never by sending it again.
 - Exits (reduce-only, closing, panic close) are never blocked.
+- The first entry on a symbol after anything that may have left the local
+  state behind the exchange (a start, a takeover, a state reload, a resync,
+  safe mode) asks the exchange first: a position or a resting order there that
+  the local state does not know refuses the entry (it would stack) and is
+  reported through ``on_disagreement``. Later entries on the symbol trust the
+  private stream, so the check costs nothing in steady trading.
 - What the exchange reports back (orders, fills, positions, wallet) is the
   ``Ledger``'s: from the private stream, or from ``sync_from_exchange`` over REST.
 
@@ -56,6 +62,17 @@ EXCHANGE_ERROR = "EXCHANGE_ERROR"
 RATE_LIMITED = "RATE_LIMITED"
 NOT_FOUND_ON_EXCHANGE = "NOT_FOUND_ON_EXCHANGE"
 DRY_RUN_NOT_SENT = "DRY_RUN_NOT_SENT"
+EXCHANGE_DISAGREES = "EXCHANGE_DISAGREES"  # the exchange holds what the local state does not know
+
+
+class EntryNotVerified(ExchangeError):
+    """The exchange holds a position or a resting entry order on the symbol that the local state does not know."""
+
+    def __init__(self, kind: str, details: dict[str, Any]) -> None:
+        super().__init__(f"{kind.replace('_', ' ').lower()} on {details.get('symbol', '?')}: entry not sent")
+        self.kind = kind
+        self.details = details
+
 
 T = TypeVar("T")
 
@@ -113,6 +130,13 @@ class ExecutionEngine:
     confirm_after_ms: int = 3000
     give_up_after_ms: int = 15000
     _lookups: set[str] = field(default_factory=set)
+    # Called with ("UNKNOWN_POSITION" | "UNKNOWN_ORDER", details) when the pre-entry check finds the exchange ahead.
+    on_disagreement: Callable[[str, dict[str, Any]], None] | None = None
+    _verified: set[str] = field(default_factory=set)  # symbols checked against the exchange since the last doubt
+
+    def distrust(self) -> None:
+        """Check every symbol with the exchange again before its next entry (the local state may be behind)."""
+        self._verified.clear()
 
     # -- entries and exits --------------------------------------------------
 
@@ -198,11 +222,34 @@ class ExecutionEngine:
             take_profit=order.take_profit,
             stop_loss=order.stop_loss,
         )
-        self.dispatcher.submit(
+        check = order.purpose == "ENTRY" and order.symbol not in self._verified
+        known = self._known_exchange_ids(order.symbol) if check else frozenset()
+
+        def place() -> OrderAck:
+            if check:
+                self._verify_entry(request.symbol, known)
             # after_send: the exchange's answer is in, not yet handed back to be processed and stored.
-            lambda: crashpoints.passing(crashpoints.AFTER_SEND, self.exchange.place_order(request)),
-            lambda ack, error: self._on_submitted(order.order_link_id, ack, error),
-        )
+            return crashpoints.passing(crashpoints.AFTER_SEND, self.exchange.place_order(request))
+
+        self.dispatcher.submit(place, lambda ack, error: self._on_submitted(order.order_link_id, ack, error))
+
+    def _known_exchange_ids(self, symbol: str) -> frozenset[str]:
+        """The ids (exchange and link) of the symbol's open orders the local state knows, for the gateway."""
+        open_orders = self.state.open_orders(symbol)
+        return frozenset(({o.order_link_id for o in open_orders} | {o.exchange_order_id for o in open_orders}) - {""})
+
+    def _verify_entry(self, symbol: str, known: frozenset[str]) -> None:
+        """On the gateway: refuse an entry the exchange would stack (a position or a resting entry order there
+        that the local state did not know when the entry was decided)."""
+        held = [p for p in self.exchange.positions(symbol) if p.symbol == symbol and p.size > 0]
+        if held:
+            raise EntryNotVerified("UNKNOWN_POSITION", {"symbol": symbol, "side": held[0].side,
+                                                        "size": str(held[0].size)})
+        for remote in self.exchange.open_orders(symbol):
+            if remote.symbol == symbol and not remote.reduce_only \
+                    and remote.order_id not in known and remote.order_link_id not in known:
+                raise EntryNotVerified("UNKNOWN_ORDER", {"symbol": symbol, "orderId": remote.order_id,
+                                                         "orderLinkId": remote.order_link_id})
 
     def _on_submitted(self, link_id: str, ack: OrderAck | None, error: BaseException | None) -> None:
         order = self.state.orders.get(link_id)
@@ -211,6 +258,8 @@ class ExecutionEngine:
         now = self.clock.now_ms()
         if error is None:
             assert ack is not None  # an answer without an error carries the ack
+            if order.purpose == "ENTRY":
+                self._verified.add(order.symbol)  # checked before it left; the private stream follows it from here
             if order.status == INTENT:  # the stream may already have moved it further
                 self.state.update_order(link_id, status=SUBMITTED, exchange_order_id=ack.order_id, updated_ms=now)
             elif not order.exchange_order_id:
@@ -223,6 +272,15 @@ class ExecutionEngine:
                 self.state.update_order(link_id, status=SUBMITTED, updated_ms=now)
             self.events.write(order.symbol, "ORDER_OUTCOME_UNKNOWN", orderLinkId=link_id, error=str(error))
             self._lookup(order)
+            return
+        self._not_sent(order, error)
+
+    def _not_sent(self, order: LocalOrder, error: BaseException) -> None:
+        """The order did not reach the exchange (or the exchange refused it): REJECTED, with the reason."""
+        if isinstance(error, EntryNotVerified):
+            self._reject(order, EXCHANGE_DISAGREES, str(error))
+            if self.on_disagreement is not None:
+                self.on_disagreement(error.kind, error.details)
             return
         if isinstance(error, OrderNotSent):
             reason = DRY_RUN_NOT_SENT

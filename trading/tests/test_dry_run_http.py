@@ -35,8 +35,8 @@ from trading.domain.ids import OrderLinkIdFactory
 from trading.domain.orders import OrderRequest
 from trading.engine.core import TradingCore
 from trading.engine.eventlog import EventLog, read_events
-from trading.engine.execution import DRY_RUN_NOT_SENT, panic_close_all, sync_from_exchange
-from trading.engine.localstate import REJECTED, NoPersistence
+from trading.engine.execution import DRY_RUN_NOT_SENT, EXCHANGE_DISAGREES, panic_close_all, sync_from_exchange
+from trading.engine.localstate import REJECTED, LocalOrder, NoPersistence
 from trading.exchange.connect import SIM, ExchangeTarget, rest_for
 from trading.exchange.dryrun import DryRunExchange, OrderNotSent
 from trading.exchange.port import BUY, ExchangePort, PlaceOrder
@@ -183,16 +183,6 @@ def dry_run_port(front: RecordingFront) -> DryRunExchange:
 
 def test_dry_run_entries_exits_and_panic_close_reach_the_exchange_as_reads_only(tmp_path, sim, front):
     warm(sim, ["BTCUSDT"])
-    # Behind the front (as the account's owner might, by hand): a position and a resting order to act on.
-    owner = sim_http(sim.base_url, retry_codes={-1}, max_retries=1, timeout=5)
-    owner.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.01")
-    last = Decimal(sim.call(lambda s: s.describe())["lastPrice"]["BTCUSDT"])
-    owner.place_order(
-        category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.01", price=str(int(last * 8 / 10))
-    )
-    before = sim.call(lambda s: s.describe())
-    assert len(before["positions"]) == 1 and len(before["orders"]) == 1
-
     exchange = dry_run_port(front)
     clock = SystemClock()
     core = TradingCore(
@@ -208,17 +198,36 @@ def test_dry_run_entries_exits_and_panic_close_reach_the_exchange_as_reads_only(
     )
     core.ledger.set_equity(exchange.wallet().equity)
     assert exchange.server_time_ms() > 0
+    last = Decimal(sim.call(lambda s: s.describe())["lastPrice"]["BTCUSDT"])
 
-    entry = core.execution.submit_entry(
-        OrderRequest(
-            symbol="BTCUSDT", side=OrderSide.BUY, reference_price=float(last), stop_distance=float(last) / 200,
-            reason="TEST", score=0.9, ts=clock.now_ms(),
+    def enter() -> LocalOrder:
+        entry = core.execution.submit_entry(
+            OrderRequest(
+                symbol="BTCUSDT", side=OrderSide.BUY, reference_price=float(last), stop_distance=float(last) / 200,
+                reason="TEST", score=0.9, ts=clock.now_ms(),
+            )
         )
-    )
-    assert entry.success, entry  # risk and sizing passed: the order went as far as the exchange port
-    assert front.writes() == []
-    order = core.state.orders[entry.order_link_id]
+        assert entry.success, entry  # risk and sizing passed: the order went as far as the exchange port
+        return core.state.orders[entry.order_link_id]
+
+    # A flat account: the pre-entry check reads it, the dry-run port drops the order.
+    order = enter()
     assert order.status == REJECTED and order.reject_reason.startswith(DRY_RUN_NOT_SENT)
+    assert front.writes() == []
+
+    # Behind the front (as the account's owner might, by hand): a position and a resting order to act on.
+    owner = sim_http(sim.base_url, retry_codes={-1}, max_retries=1, timeout=5)
+    owner.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.01")
+    owner.place_order(
+        category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.01", price=str(int(last * 8 / 10))
+    )
+    before = sim.call(lambda s: s.describe())
+    assert len(before["positions"]) == 1 and len(before["orders"]) == 1
+
+    # The local state does not know the owner's position: the check refuses the entry, as LIVE would.
+    order = enter()
+    assert order.status == REJECTED and order.reject_reason.startswith(EXCHANGE_DISAGREES)
+    assert front.writes() == []
 
     sync_from_exchange(core.execution)  # the owner's position and order become local state (reads)
     assert "BTCUSDT" in core.state.positions
@@ -235,7 +244,7 @@ def test_dry_run_entries_exits_and_panic_close_reach_the_exchange_as_reads_only(
     after = sim.call(lambda s: s.describe())
     assert (after["positions"], after["orders"]) == (before["positions"], before["orders"])
     events = [e["event"] for e in read_events(tmp_path / "BTCUSDT.jsonl")]
-    assert events.count("ORDER_REJECTED") == 2
+    assert events.count("ORDER_REJECTED") == 3
 
 
 def test_every_port_write_is_refused_before_the_exchange_and_every_read_reaches_it(sim, front):

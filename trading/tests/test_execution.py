@@ -225,3 +225,77 @@ def test_panic_close_orders_are_confirmed_by_the_answer_and_settled_by_its_final
     assert len(closing) == 2
     assert all(o.status == FILLED and o.exchange_order_id for o in closing)
     assert rig.core.state.positions == {}
+
+
+# -- the pre-entry check: the first entry after a doubt asks the exchange ---------------------------------
+
+
+class CountsReads(InProcessVenue):
+    """Counts the position reads: the pre-entry check's cost."""
+
+    position_reads = 0
+
+    def positions(self, symbol=None):
+        self.position_reads += 1
+        return super().positions(symbol)
+
+
+def _behind_the_back(rig, order: PlaceOrder) -> None:
+    """Another client of the account acts; the trader's private stream never hears of it."""
+    rig.venue.place_order(order)
+    rig.venue.drain()
+
+
+def test_an_entry_that_would_stack_on_a_position_the_trader_does_not_know_is_not_sent_and_reported(tmp_path):
+    rig = build_rig(["BTCUSDT"], tmp_path)
+    said = []
+    rig.core.execution.on_disagreement = lambda kind, details: said.append((kind, details))
+    _behind_the_back(rig, PlaceOrder(symbol="BTCUSDT", side="Buy", qty=Decimal("0.010"), order_link_id="OWNER-1"))
+    result = rig.enter("BTCUSDT")
+    order = rig.core.state.orders[result.order_link_id]
+    assert order.status == REJECTED and order.reject_reason.startswith("EXCHANGE_DISAGREES")
+    assert len(rig.venue.engine.orders) == 1  # only the owner's: nothing stacked
+    assert rig.venue.positions("BTCUSDT")[0].size == Decimal("0.010")
+    assert [kind for kind, _ in said] == ["UNKNOWN_POSITION"] and said[0][1]["symbol"] == "BTCUSDT"
+    events = [e for e in read_events(tmp_path / "BTCUSDT.jsonl") if e["event"] == "ORDER_REJECTED"]
+    assert events[-1]["reason"] == "EXCHANGE_DISAGREES"
+
+
+def test_a_resting_entry_order_the_trader_does_not_know_refuses_the_entry_but_a_known_one_does_not(tmp_path):
+    rig = build_rig(["BTCUSDT"], tmp_path)
+    said = []
+    rig.core.execution.on_disagreement = lambda kind, details: said.append(kind)
+    far = Decimal(int(rig.mid("BTCUSDT") * 0.8))
+    _behind_the_back(rig, PlaceOrder(symbol="BTCUSDT", side="Buy", qty=Decimal("0.010"), order_link_id="OWNER-2",
+                                     order_type="Limit", price=far))
+    refused = rig.core.state.orders[rig.enter("BTCUSDT").order_link_id]
+    assert refused.reject_reason.startswith("EXCHANGE_DISAGREES") and said == ["UNKNOWN_ORDER"]
+
+    from trading.engine.execution import sync_from_exchange
+
+    sync_from_exchange(rig.core.execution)  # the resync adopts the owner's order: now the trader knows it
+    sent = rig.core.state.orders[rig.enter("BTCUSDT").order_link_id]
+    assert sent.status == FILLED and said == ["UNKNOWN_ORDER"]
+
+
+def test_the_check_runs_once_per_symbol_until_something_casts_doubt_again(tmp_path):
+    instruments = {s: DEFAULT_INSTRUMENTS[s] for s in ("BTCUSDT", "ETHUSDT")}
+    venue = CountsReads(instruments, clock_ms=lambda: T0)
+    rig = build_rig(["BTCUSDT", "ETHUSDT"], tmp_path, venue=venue)
+    assert rig.enter("BTCUSDT").success and venue.position_reads == 1
+    rig.core.execution.submit_exit("BTCUSDT", reason="TEST")
+    rig.pump()
+    assert rig.enter("BTCUSDT").success and venue.position_reads == 1  # verified: the stream follows it
+    assert rig.enter("ETHUSDT").success and venue.position_reads == 2  # another symbol: checked once
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        rig.core.execution.submit_exit(symbol, reason="TEST")
+    rig.pump()
+
+    rig.safe[0] = True
+    rig.core.tick()  # safe mode (however short) is a doubt: the next entries ask again
+    rig.safe[0] = False
+    assert rig.enter("BTCUSDT").success and venue.position_reads == 3
+    rig.core.execution.submit_exit("BTCUSDT", reason="TEST")
+    rig.pump()
+    rig.core.execution.distrust()  # what a state reload or a resync says
+    assert rig.enter("BTCUSDT").success and venue.position_reads == 4

@@ -77,6 +77,7 @@ class Commands:
         core = self._core
         state = core.state
         state.reload()
+        core.execution.distrust()  # the database changed behind the cache: the next entries ask the exchange
         core.ledger.publish_exposure()
         now = self._ctx.clock.now_ms()
         for position in state.positions.values():

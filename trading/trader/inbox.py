@@ -249,6 +249,7 @@ class Inbox:
 
     def resync(self, why: str) -> None:
         """Bring local state to exchange truth over REST; the exchange does not replay missed events."""
+        self._core.execution.distrust()
         try:
             counts = sync_from_exchange(self._core.execution)
         except ExchangeError as exc:
@@ -307,7 +308,8 @@ def report_config_invalid(ctx: TraderContext, event: ConfigInvalid) -> None:
 
 
 def report_mismatch(ctx: TraderContext, kind: str, details: dict[str, Any]) -> None:
-    """The private stream showed an order or position this trader never made: local state is not the truth."""
+    """The private stream (or the pre-entry check) showed an order or position this trader never made: local state
+    is not the truth."""
     ctx.report(
         FailureType.NON_SYNC_STATE,
         FailureSource.RECONCILER,

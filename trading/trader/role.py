@@ -176,7 +176,10 @@ class RoleSwitch:
         if self._commands is not None:
             self._commands.reload_state()  # the previous leader's orders and positions, as the database holds them
         ctx.role = LEADER  # on the pipeline thread: no entry can run before the reports below latch safe mode
-        startup.register_environment(ctx)
+        try:
+            startup.register_environment(ctx)
+        except Exception:  # the reports must still latch safe mode: a leader never trades unlatched
+            logger.exception("environment not registered at takeover; reporting the takeover regardless")
         holder = ctx.lease.holder if ctx.lease is not None else ""
         previous = attempt.previous if attempt is not None else None
         events = takeover_events(previous, holder=holder, already=self._pending, at=ctx.clock.now())
