@@ -221,7 +221,9 @@ def _check_one_entry_per_position(history: History, verdict: Verdict) -> None:
                 and creator.get(order_id) == "api" and not reduce_only.get(order_id, False):
             verdict.add(ONE_ENTRY_PER_POSITION, symbol=symbol, orderId=order_id,
                         orderLinkId=record.get("orderLinkId"), atMs=record.get("ts"),
-                        positionBefore=str(before), positionAfter=str(after), openedBy=sorted(opened_by[symbol]))
+                        positionBefore=str(before), positionAfter=str(after), openedBy=sorted(opened_by[symbol]),
+                        openers=[_opener(history, oid) for oid in sorted(opened_by[symbol])],
+                        timeline=_around(history, int(record.get("ts") or 0)))
         if before == ZERO or (before > ZERO) != (after > ZERO):
             opened_by[symbol] = set()  # flat, or flipped: a new position starts here
         if after != ZERO and grows:
@@ -229,6 +231,17 @@ def _check_one_entry_per_position(history: History, verdict: Verdict) -> None:
         size[symbol] = after
         largest[symbol] = max(largest[symbol], abs(after))
     verdict.metrics["largestPosition"] = {s: str(q) for s, q in sorted(largest.items())}
+
+
+def _opener(history: History, order_id: str) -> dict[str, Any]:
+    """Who placed ``order_id`` and when: what an investigation of a stacked entry starts from."""
+    first = history.orders.get(order_id, [{}])[0]
+    return {key: first.get(key) for key in ("orderId", "orderLinkId", "origin", "orderType", "qty", "ts")}
+
+
+def _around(history: History, at_ms: int, window_ms: int = 30_000) -> list[dict[str, Any]]:
+    """The run's acts (kills, restarts, changes behind the back) in the window before ``at_ms``."""
+    return [e for e in history.timeline if at_ms - window_ms <= int(e.get("at", 0)) <= at_ms + 1_000][-EVIDENCE_KEPT:]
 
 
 # -- checkpoints, liveness -------------------------------------------------------------------------
