@@ -136,7 +136,8 @@ def bench_plans(sim: SimServer, folder: Path) -> None:
 def bench_notify(redis_url: str) -> None:
     run_id = f"bench-bus-{uuid.uuid4().hex[:6]}"
     bare_channel = f"bench-bare-{uuid.uuid4().hex[:6]}"
-    child = subprocess.Popen([sys.executable, "-c", LISTENER, redis_url, channel_name(run_id), bare_channel],
+    channel = channel_name(run_id, url=redis_url)
+    child = subprocess.Popen([sys.executable, "-c", LISTENER, redis_url, channel, bare_channel],
                              stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None  # piped
     assert child.stdout.readline().strip() == "ready"

@@ -1,5 +1,10 @@
 """The notification bus between processes: Redis pub/sub, one channel per environment.
 
+Redis pub/sub channels belong to the server, not to a database: two installations
+on one Redis server with different database numbers (a test suite beside the
+product, two products) would hear each other's commands. The channel name
+carries the database number, so each database is its own bus.
+
 A change of failover state made by any process (a Celery worker, the web
 process, the trader) is published here after its transaction commits; the
 trader listens and re-reads the state within milliseconds. Pub/sub loses
@@ -36,8 +41,13 @@ _decode = msgspec.json.Decoder(BusMessage).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def channel_name(run_id: str = "") -> str:
-    return f"scalper:bus:{run_id or 'main'}"
+def channel_name(run_id: str = "", *, url: str = "") -> str:
+    """The environment's channel on the Redis database of ``url`` (the settings' when empty)."""
+    try:
+        db = redis.connection.parse_url(url or settings.REDIS_URL).get("db", 0)
+    except ValueError:  # no Redis configured: publishing says so, listening retries
+        db = 0
+    return f"scalper:bus:{db}:{run_id or 'main'}"
 
 
 _clients: dict[str, redis.Redis] = {}
@@ -61,7 +71,8 @@ def publish(kind: str, payload: dict[str, Any] | None = None, *, run_id: str = "
     """
     message = _encode({"kind": kind, "payload": payload or {}, "sentAt": time.time()})
     try:
-        _client(url or settings.REDIS_URL).publish(channel_name(run_id), message)
+        url = url or settings.REDIS_URL
+        _client(url).publish(channel_name(run_id, url=url), message)
         return True
     except (redis.RedisError, OSError, ValueError) as exc:  # ValueError: no Redis URL configured
         logger.warning("bus publish of %s failed: %s", kind, exc)
@@ -76,8 +87,8 @@ class BusListener:
 
     def __init__(self, handler: BusHandler, *, run_id: str = "", url: str = "") -> None:
         self._handler = handler
-        self._channel = channel_name(run_id)
         self._url = url or settings.REDIS_URL
+        self._channel = channel_name(run_id, url=self._url)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bus-listener", daemon=True)
         self.connected = threading.Event()

@@ -54,7 +54,7 @@ def test_malformed_messages_are_ignored_and_the_listener_keeps_going(run_id):
         assert listener.connected.wait(5)
         raw = redis.Redis.from_url(os.environ["REDIS_URL"])
         for junk in (b"not json", b"[1,2]", b'{"kind": 5}'):
-            raw.publish(channel_name(run_id), junk)
+            raw.publish(channel_name(run_id, url=os.environ["REDIS_URL"]), junk)
         publish("ok", run_id=run_id)
         wait_until(lambda: received, timeout=5, what="the good message")
     finally:
@@ -78,3 +78,28 @@ def test_environments_do_not_hear_each_other(run_id):
 
 def test_publish_without_redis_reports_false_instead_of_raising():
     assert publish("x", url="redis://127.0.0.1:1/0") is False
+
+
+def _other_database(url: str) -> str:
+    """The same Redis server, another database number."""
+    db = redis.connection.parse_url(url).get("db", 0)
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+    return f"{base}/{(db + 1) % 16}"
+
+
+def test_two_databases_on_one_redis_server_are_two_buses(run_id):
+    """Pub/sub channels are the server's: without the database in the name, a test suite's command (or a second
+    product's) on the same server reached this one's trader with the same run id."""
+    mine, other = os.environ["REDIS_URL"], _other_database(os.environ["REDIS_URL"])
+    assert channel_name(run_id, url=mine) != channel_name(run_id, url=other)
+    received: list[dict] = []
+    listener = BusListener(received.append, run_id=run_id, url=mine).start()
+    try:
+        assert listener.connected.wait(5)
+        assert publish("trader.command", {"command": "panic_close"}, run_id=run_id, url=other)
+        publish("mine", run_id=run_id, url=mine)
+        wait_until(lambda: received, timeout=5, what="own message")
+        time.sleep(0.2)
+    finally:
+        listener.stop()
+    assert [m["kind"] for m in received] == ["mine"]
