@@ -52,6 +52,7 @@ class History:
     states: list[dict[str, Any]]
     timeline: list[dict[str, Any]]
     meta: dict[str, Any]
+    events_dir: Path | None = None  # the trader's event logs (``<run>/data/events``), read for evidence only
 
     @cached_property
     def orders(self) -> dict[str, list[dict[str, Any]]]:
@@ -108,9 +109,11 @@ def load(folder: Path) -> History:
     """Read a recorded history folder."""
     meta_file = folder / "meta.json"
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    events = folder.parent / "data" / "events"
     return History(exchange=list(_jsonl(folder / "exchange.jsonl")),
                    states=list(_jsonl(folder / "failover_states.jsonl")),
-                   timeline=list(_jsonl(folder / "timeline.jsonl")), meta=meta)
+                   timeline=list(_jsonl(folder / "timeline.jsonl")), meta=meta,
+                   events_dir=events if events.is_dir() else None)
 
 
 # -- the exchange's record -------------------------------------------------------------------------
@@ -223,7 +226,8 @@ def _check_one_entry_per_position(history: History, verdict: Verdict) -> None:
                         orderLinkId=record.get("orderLinkId"), atMs=record.get("ts"),
                         positionBefore=str(before), positionAfter=str(after), openedBy=sorted(opened_by[symbol]),
                         openers=[_opener(history, oid) for oid in sorted(opened_by[symbol])],
-                        timeline=_around(history, int(record.get("ts") or 0)))
+                        timeline=_around(history, int(record.get("ts") or 0)),
+                        traderEvents=_trader_events(history, symbol, int(record.get("ts") or 0)))
         if before == ZERO or (before > ZERO) != (after > ZERO):
             opened_by[symbol] = set()  # flat, or flipped: a new position starts here
         if after != ZERO and grows:
@@ -242,6 +246,29 @@ def _opener(history: History, order_id: str) -> dict[str, Any]:
 def _around(history: History, at_ms: int, window_ms: int = 30_000) -> list[dict[str, Any]]:
     """The run's acts (kills, restarts, changes behind the back) in the window before ``at_ms``."""
     return [e for e in history.timeline if at_ms - window_ms <= int(e.get("at", 0)) <= at_ms + 1_000][-EVIDENCE_KEPT:]
+
+
+# What the trader wrote about orders, positions, state reloads and its role: the story of a stacked entry.
+EVIDENCE_EVENTS = frozenset({
+    "ORDER_REQUEST", "ORDER_REJECTED", "FILL", "POSITION_UPDATE", "POSITION_CLOSED", "POSITION_RESYNC",
+    "EXTERNAL_POSITION_RECOVERED", "INTENT_RESOLVED", "ORDER_FOUND_ON_EXCHANGE", "RESYNC", "COMMAND",
+    "TRADER_STARTED", "LEASE_ACQUIRED", "LEASE_LOST", "FAILURE",
+})
+
+
+def _trader_events(history: History, symbol: str, at_ms: int, window_ms: int = 30_000) -> list[dict[str, Any]]:
+    """The trader's own events on ``symbol`` and the system's in the window before ``at_ms`` (newest kept)."""
+    if history.events_dir is None:
+        return []
+    found = []
+    for name in (f"{symbol}.jsonl", "_SYSTEM.jsonl"):
+        for event in _jsonl(history.events_dir / name):
+            at = event.get("tsMs")
+            if isinstance(at, int) and at_ms - window_ms <= at <= at_ms + 1_000 \
+                    and event.get("event") in EVIDENCE_EVENTS:
+                found.append({k: v for k, v in event.items() if k not in ("ts", "runId")})
+    found.sort(key=lambda e: e["tsMs"])
+    return found[-2 * EVIDENCE_KEPT:]
 
 
 # -- checkpoints, liveness -------------------------------------------------------------------------

@@ -190,3 +190,29 @@ def test_itest_check_judges_a_folder_offline_and_exits_1_on_a_violation(tmp_path
     with pytest.raises(SystemExit) as exited:
         call_command("itest", "check", str(tmp_path))
     assert exited.value.code == 1
+
+
+def test_a_stacked_entry_names_its_opener_the_acts_and_the_traders_own_events_before_it(tmp_path):
+    history = _clean()
+    history.exchange += [_order(7, T0 + 61_000, "o3b", "L3b"), _fill(8, T0 + 62_000, "o3b", "0.01")]
+    history.timeline.append({"at": T0 + 50_000, "kind": "kill", "how": "crash_point", "target": "trader"})
+    folder = tmp_path / "run" / "history"
+    folder.mkdir(parents=True)
+    for name, records in (("exchange.jsonl", history.exchange), ("failover_states.jsonl", history.states),
+                          ("timeline.jsonl", history.timeline)):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "meta.json").write_text(json.dumps(history.meta))
+    events = tmp_path / "run" / "data" / "events"
+    events.mkdir(parents=True)
+    (events / "BTCUSDT.jsonl").write_text("".join(json.dumps(e) + "\n" for e in (
+        {"tsMs": T0 + 61_000, "event": "ORDER_REQUEST", "orderLinkId": "L3b", "runId": "r"},
+        {"tsMs": T0 + 61_001, "event": "STATE_CHANGE", "toState": "IDLE"},  # noise: left out
+        {"tsMs": T0 + 1_000, "event": "ORDER_REQUEST", "orderLinkId": "L1"},  # long before: left out
+    )))
+    (events / "_SYSTEM.jsonl").write_text(json.dumps({"tsMs": T0 + 55_000, "event": "LEASE_ACQUIRED"}) + "\n")
+
+    (found,) = invariants.check(invariants.load(folder)).violations[invariants.ONE_ENTRY_PER_POSITION]
+    assert found["orderLinkId"] == "L-o3b" and [o["orderLinkId"] for o in found["openers"]] == ["L3"]
+    assert [e["kind"] for e in found["timeline"]] == ["kill"]
+    assert [(e["event"], e.get("orderLinkId")) for e in found["traderEvents"]] == [
+        ("LEASE_ACQUIRED", None), ("ORDER_REQUEST", "L3b")]
