@@ -14,6 +14,7 @@ periodically: the bus makes it fast, the periodic read makes it certain.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -41,13 +42,18 @@ _decode = msgspec.json.Decoder(BusMessage).decode
 _encode = msgspec.json.Encoder().encode
 
 
+@functools.lru_cache(maxsize=16)
+def _database(url: str) -> int:
+    """The database number of a Redis URL, parsed once per URL (publishing is on the refusal's path)."""
+    try:
+        return int(redis.connection.parse_url(url).get("db", 0))
+    except ValueError:  # no Redis configured: publishing says so, listening retries
+        return 0
+
+
 def channel_name(run_id: str = "", *, url: str = "") -> str:
     """The environment's channel on the Redis database of ``url`` (the settings' when empty)."""
-    try:
-        db = redis.connection.parse_url(url or settings.REDIS_URL).get("db", 0)
-    except ValueError:  # no Redis configured: publishing says so, listening retries
-        db = 0
-    return f"scalper:bus:{db}:{run_id or 'main'}"
+    return f"scalper:bus:{_database(url or settings.REDIS_URL)}:{run_id or 'main'}"
 
 
 _clients: dict[str, redis.Redis] = {}

@@ -243,9 +243,16 @@ def _opener(history: History, order_id: str) -> dict[str, Any]:
     return {key: first.get(key) for key in ("orderId", "orderLinkId", "origin", "orderType", "qty", "ts")}
 
 
-def _around(history: History, at_ms: int, window_ms: int = 30_000) -> list[dict[str, Any]]:
+EVIDENCE_WINDOW_MS = 30_000  # what led up to a stacked entry: the acts and the trader's events this long before
+
+
+def _before(at: int, at_ms: int) -> bool:
+    return at_ms - EVIDENCE_WINDOW_MS <= at <= at_ms + 1_000
+
+
+def _around(history: History, at_ms: int) -> list[dict[str, Any]]:
     """The run's acts (kills, restarts, changes behind the back) in the window before ``at_ms``."""
-    return [e for e in history.timeline if at_ms - window_ms <= int(e.get("at", 0)) <= at_ms + 1_000][-EVIDENCE_KEPT:]
+    return [e for e in history.timeline if _before(int(e.get("at", 0)), at_ms)][-EVIDENCE_KEPT:]
 
 
 # What the trader wrote about orders, positions, state reloads and its role: the story of a stacked entry.
@@ -256,7 +263,7 @@ EVIDENCE_EVENTS = frozenset({
 })
 
 
-def _trader_events(history: History, symbol: str, at_ms: int, window_ms: int = 30_000) -> list[dict[str, Any]]:
+def _trader_events(history: History, symbol: str, at_ms: int) -> list[dict[str, Any]]:
     """The trader's own events on ``symbol`` and the system's in the window before ``at_ms`` (newest kept)."""
     if history.events_dir is None:
         return []
@@ -264,8 +271,7 @@ def _trader_events(history: History, symbol: str, at_ms: int, window_ms: int = 3
     for name in (f"{symbol}.jsonl", "_SYSTEM.jsonl"):
         for event in _jsonl(history.events_dir / name):
             at = event.get("tsMs")
-            if isinstance(at, int) and at_ms - window_ms <= at <= at_ms + 1_000 \
-                    and event.get("event") in EVIDENCE_EVENTS:
+            if isinstance(at, int) and _before(at, at_ms) and event.get("event") in EVIDENCE_EVENTS:
                 found.append({k: v for k, v in event.items() if k not in ("ts", "runId")})
     found.sort(key=lambda e: e["tsMs"])
     return found[-2 * EVIDENCE_KEPT:]

@@ -10,7 +10,7 @@
   state behind the exchange (a start, a takeover, a state reload, a resync,
   safe mode) asks the exchange first: a position or a resting order there that
   the local state does not know refuses the entry (it would stack) and is
-  reported through ``on_disagreement``. Later entries on the symbol trust the
+  reported through the ledger's ``on_mismatch``. Later entries on the symbol trust the
   private stream, so the check costs nothing in steady trading.
 - What the exchange reports back (orders, fills, positions, wallet) is the
   ``Ledger``'s: from the private stream, or from ``sync_from_exchange`` over REST.
@@ -130,8 +130,6 @@ class ExecutionEngine:
     confirm_after_ms: int = 3000
     give_up_after_ms: int = 15000
     _lookups: set[str] = field(default_factory=set)
-    # Called with ("UNKNOWN_POSITION" | "UNKNOWN_ORDER", details) when the pre-entry check finds the exchange ahead.
-    on_disagreement: Callable[[str, dict[str, Any]], None] | None = None
     _verified: set[str] = field(default_factory=set)  # symbols checked against the exchange since the last doubt
 
     def distrust(self) -> None:
@@ -279,8 +277,8 @@ class ExecutionEngine:
         """The order did not reach the exchange (or the exchange refused it): REJECTED, with the reason."""
         if isinstance(error, EntryNotVerified):
             self._reject(order, EXCHANGE_DISAGREES, str(error))
-            if self.on_disagreement is not None:
-                self.on_disagreement(error.kind, error.details)
+            if self.ledger.on_mismatch is not None:  # the same report as a stream event nobody made
+                self.ledger.on_mismatch(error.kind, error.details)
             return
         if isinstance(error, OrderNotSent):
             reason = DRY_RUN_NOT_SENT

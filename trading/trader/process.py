@@ -180,7 +180,6 @@ class Trader:
             alerts=ctx.alert,
         )
         core.ledger.on_mismatch = partial(report_mismatch, ctx)
-        core.execution.on_disagreement = partial(report_mismatch, ctx)
         leverage = startup.leverage_keeper(ctx, core, rest, dispatcher, instruments)
         return Engine(core=core, watchdog=watchdog, rest=rest, dispatcher=dispatcher, leverage=leverage)
 
