@@ -42,10 +42,12 @@ DEFAULT_MAX_AGE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
-class _Snapshot:
+class Snapshot:
+    """One rendered status body and the state row's identity it was built from."""
+
     key: RowKey
     body: dict[str, Any]
-    built_at: float  # the snapshots' clock, seconds
+    built_at: float  # the snapshots' clock, seconds: taken before the state was read
 
 
 def status_row_key(*, run_id: str = "") -> RowKey | None:
@@ -70,9 +72,13 @@ class StatusSnapshots:
         self._render = render  # the API's serializer: the body exactly as the uncached view answered it
         self._max_age_s = max_age_s
         self._clock = clock
-        self._snapshots: dict[str, _Snapshot] = {}
+        self._snapshots: dict[str, Snapshot] = {}
         self._lock = threading.Lock()
         self.builds = 0  # how many times a body was built from the database (tests read it)
+
+    def latest(self, *, run_id: str = "") -> Snapshot | None:
+        """The snapshot the last read built or kept, unchecked: the caller decides whether it is still current."""
+        return self._snapshots.get(run_id)
 
     def body(self, *, run_id: str = "") -> dict[str, Any]:
         """Return the environment's status body (spec 9) with this moment's ``timestamp``."""
@@ -88,7 +94,7 @@ class StatusSnapshots:
         body["timestamp"] = format_ts(records.now())
         return body
 
-    def _build(self, run_id: str, key: RowKey | None) -> _Snapshot:
+    def _build(self, run_id: str, key: RowKey | None) -> Snapshot:
         """Read the state after ``key`` was read: the body is of ``key``'s version or a newer one, never older."""
         started = self._clock()
         state = records.state_domain(records.state_row(run_id))
@@ -96,8 +102,8 @@ class StatusSnapshots:
         with self._lock:
             self.builds += 1
             if key is None:
-                return _Snapshot(key=(0, -1, None), body=body, built_at=started)  # row gone meanwhile: not kept
-            snapshot = _Snapshot(key=key, body=body, built_at=started)
+                return Snapshot(key=(0, -1, None), body=body, built_at=started)  # row gone meanwhile: not kept
+            snapshot = Snapshot(key=key, body=body, built_at=started)
             current = self._snapshots.get(run_id)
             # Two requests may build at once: keep the one of the newer row.
             if current is None or current.key[0] != key[0] or current.key[1] <= key[1]:

@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""ASGI entry point: HTTP through Django (the status endpoint's fast path in front), websockets through Channels."""
 
 from __future__ import annotations
 
@@ -15,11 +15,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import get_resolver  # noqa: E402
 
+from scalper_site.api.failover_views import FailoverStatusView  # noqa: E402
 from scalper_site.routing import websocket_urlpatterns  # noqa: E402
+from scalper_site.status_fastpath import StatusFastPath  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The status endpoint's one common request, answered from its snapshot without the framework when that is
+        # the same answer; every other request (and that one whenever in doubt) goes through Django.
+        "http": StatusFastPath(django_asgi_app, snapshots=FailoverStatusView.snapshots),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

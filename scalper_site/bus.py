@@ -42,6 +42,11 @@ _decode = msgspec.json.Decoder(BusMessage).decode
 _encode = msgspec.json.Encoder().encode
 
 
+def decode_message(data: Any) -> dict[str, Any]:
+    """One bus message from its bytes; raises msgspec's error (with its reason) for any other shape."""
+    return cast(dict[str, Any], _decode(data))  # a TypedDict is a dict
+
+
 @functools.lru_cache(maxsize=16)
 def _database(url: str) -> int:
     """The database number of a Redis URL, parsed once per URL (publishing is on the refusal's path)."""
@@ -135,7 +140,7 @@ class BusListener:
 
     def _dispatch(self, data: Any) -> None:
         try:
-            message = cast(dict[str, Any], _decode(data))  # a TypedDict is a dict
+            message = decode_message(data)
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError, RecursionError) as exc:
             logger.warning("ignored a malformed bus message: %s", exc)  # e.g. "Object missing required field `kind`"
             return

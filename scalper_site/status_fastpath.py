@@ -1,0 +1,332 @@
+"""``GET /api/failover/status`` answered on the event loop from its snapshot, when that is the same answer.
+
+The status endpoint is the API's most polled read. Through Django and DRF a
+request costs about 2 ms of CPU before the view does anything, so two uvicorn
+workers on two cores serve under 300 a second. This ASGI layer sits in front of
+Django and answers one request shape itself; everything else, and every case it
+is not sure of, goes to Django unchanged.
+
+What it answers: ``GET /api/failover/status`` with no query string, no cookie,
+and exactly ``Authorization: Token <key>``, when all of these hold:
+
+- the token's digest was accepted by the full stack (knox, through
+  ``FailoverStatusView``) in this process within ``TOKEN_RECHECK_S``, and its
+  expiry is ahead: a revoked token, or a deactivated user, is refused by Django
+  again at most ``TOKEN_RECHECK_S`` later;
+- the full stack answered the same request shape (scheme, host, accept and the
+  proxy headers) with a 200 JSON body before: the answer carries the headers
+  Django's middleware gave that answer (security headers, CSP, Vary, Allow),
+  without its cookies, length and date;
+- the snapshot the view last built (``failover/status_snapshot.py``) is at most
+  ``max_age_s`` old, was read after this process subscribed to the bus without a
+  gap since, and is of the newest version announced on the bus; a failure being
+  reported (announced before it is written) holds the fast path back until its
+  version is announced, at most ``PENDING_HOLD_S``.
+
+The body is the snapshot rendered by DRF's own JSON renderer, with each
+answer's ``timestamp``, byte for byte what the view would answer. The view's
+own check (one read of the state row's version per request) is what the bus
+replaces here: a change shows once its notification arrives, within a
+millisecond or so of the commit; a notification lost without the subscription
+dropping leaves an answer at most ``max_age_s`` behind, the bound the snapshot
+already keeps for changes that do not bump the version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from django.conf import settings
+from django.utils import timezone
+from knox.crypto import hash_token
+from rest_framework.renderers import JSONRenderer
+
+from failover.domain._codec import format_ts
+from failover.recovery import records
+from failover.status_snapshot import DEFAULT_MAX_AGE_S, Snapshot, StatusSnapshots
+from scalper_site import bus
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PATH = "/api/failover/status"
+TOKEN_RECHECK_S = 1.0
+PENDING_HOLD_S = 2.0
+PING_EVERY_S = 1.0
+SILENT_AFTER_S = 3.0  # no answer from Redis for this long: the subscription counts as lost
+MAX_SHAPES = 32
+
+# Request headers Django's answer to this path may depend on (its host, the scheme, content negotiation).
+_SHAPE_HEADERS = (b"host", b"accept", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port")
+# Response headers never replayed: each answer's own, or a cookie meant for one client.
+_DROPPED = frozenset({b"content-length", b"date", b"server", b"set-cookie"})
+_MARK = f"status-fastpath-{uuid.uuid4().hex}"
+
+
+class VerifiedTokens:
+    """Digests of API tokens the full stack accepted lately in this process, with their expiry."""
+
+    def __init__(self, *, recheck_s: float = TOKEN_RECHECK_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self._recheck_s = recheck_s
+        self._clock = clock
+        self._accepted: dict[str, tuple[float, datetime | None]] = {}
+        self._lock = threading.Lock()
+
+    def accepted(self, digest: str, expiry: datetime | None) -> None:
+        """Record that knox just accepted the token of ``digest`` (the view calls it, on its own thread)."""
+        with self._lock:
+            if len(self._accepted) >= 1024:  # bounded: stale entries are worthless anyway
+                self._accepted.clear()
+            self._accepted[digest] = (self._clock(), expiry)
+
+    def valid(self, token: str) -> bool:
+        """True when ``token`` was accepted within the recheck window and has not expired since."""
+        entry = self._accepted.get(hash_token(token))
+        if entry is None:
+            return False
+        accepted_at, expiry = entry
+        if self._clock() - accepted_at > self._recheck_s:
+            return False
+        return expiry is None or expiry > timezone.now()  # knox's own clock for expiry
+
+
+TOKENS = VerifiedTokens()
+
+
+@dataclass
+class _Heard:
+    """What the bus has told this process so far (all times on the monotonic clock)."""
+
+    listening_since: float | None = None  # subscribed, with no gap since; None while not
+    last_heard: float = 0.0  # the last message or pong from Redis
+    version: int = -1  # the newest version announced
+    pending_at: float | None = None  # a failure announced before it was written, not yet versioned
+
+
+class StatusChanges:
+    """This process's subscription to the environment's bus channel: which snapshots are still current.
+
+    It runs as a task on the web server's event loop, started by the first request
+    that asks, and reconnects by itself. Every read and write on Redis is bounded
+    (connect and socket timeouts, a ping a second that must be answered).
+    """
+
+    def __init__(self, *, url: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+        self._url = url
+        self._clock = clock
+        self.heard = _Heard()
+        self._task: asyncio.Task[None] | None = None
+
+    def ensure_running(self) -> None:
+        """Start listening on the running loop unless already listening (no Redis configured: never)."""
+        if not (self._url or settings.REDIS_URL):
+            return
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="status-changes")
+
+    def current(self, snapshot: Snapshot) -> bool:
+        """True when ``snapshot`` may be served now (see the module's docstring)."""
+        heard, now = self.heard, self._clock()
+        if heard.listening_since is None or now - heard.last_heard > SILENT_AFTER_S:
+            return False
+        if snapshot.built_at < heard.listening_since:
+            return False  # read before the subscription: a change in between would not have been heard
+        if heard.pending_at is not None and now - heard.pending_at <= PENDING_HOLD_S:
+            return False
+        return snapshot.key[1] >= heard.version
+
+    def on_message(self, message: dict[str, Any]) -> None:
+        """Take one bus message (already decoded); only failover state changes matter here."""
+        if message.get("kind") != "failover.changed":
+            return
+        payload = message.get("payload") or {}
+        version = payload.get("version")
+        if isinstance(version, int) and not isinstance(version, bool):
+            self.heard.version = max(self.heard.version, version)
+            self.heard.pending_at = None
+        elif payload.get("pending"):
+            self.heard.pending_at = self._clock()
+
+    def subscribed(self) -> None:
+        now = self._clock()
+        self.heard.listening_since = self.heard.last_heard = now
+
+    def lost(self) -> None:
+        self.heard.listening_since = None
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                self.lost()
+                raise
+            except Exception as exc:  # Redis down, a timeout, a reset: serve through Django until back
+                logger.warning("status fast path lost the bus: %s", exc)
+            self.lost()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _listen(self) -> None:
+        url = self._url or settings.REDIS_URL
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(bus.channel_name(url=url))
+            confirmation = await pubsub.get_message(timeout=2)
+            if confirmation is None or confirmation.get("type") != "subscribe":
+                raise TimeoutError("no subscription confirmed within 2 s")
+            self.subscribed()
+            next_ping = self._clock() + PING_EVERY_S
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.25)
+                now = self._clock()
+                if message is not None:
+                    self.heard.last_heard = now
+                    if message.get("type") == "message":
+                        self._take(message.get("data"))
+                if now >= next_ping:
+                    await pubsub.ping()
+                    next_ping = now + PING_EVERY_S
+                if now - self.heard.last_heard > SILENT_AFTER_S:
+                    raise TimeoutError(f"Redis silent for {SILENT_AFTER_S:g} s")
+        finally:
+            self.lost()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.aclose(), 2)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.aclose(), 2)
+
+    def _take(self, data: Any) -> None:
+        try:
+            message = bus.decode_message(data)
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError, RecursionError) as exc:
+            logger.warning("status fast path ignored a malformed bus message: %s", exc)
+            return
+        self.on_message(message)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    snapshot: Snapshot
+    head: bytes  # the body up to the timestamp's value
+    tail: bytes  # the body after it
+
+
+class StatusFastPath:
+    """The ASGI layer in front of Django (see the module's docstring)."""
+
+    def __init__(self, app: ASGIApp, *, snapshots: StatusSnapshots, tokens: VerifiedTokens = TOKENS,
+                 changes: StatusChanges | None = None, max_age_s: float = DEFAULT_MAX_AGE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._app = app
+        self._snapshots = snapshots
+        self._tokens = tokens
+        self._changes = changes or StatusChanges(clock=clock)
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._shapes: dict[tuple[Any, ...], list[tuple[bytes, bytes]]] = {}
+        self._rendered: _Rendered | None = None
+        self.answered = 0  # requests answered here (tests and the benchmark read it)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != PATH or scope["query_string"]:
+            await self._app(scope, receive, send)
+            return
+        self._changes.ensure_running()
+        shape, token = self._request(scope)
+        if shape is None:
+            await self._app(scope, receive, send)
+            return
+        answer = self._answer(shape, token)
+        if answer is None:
+            await self._app(scope, receive, self._learning(shape, send))
+            return
+        headers, body = answer
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*headers, (b"Content-Length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+        self.answered += 1
+
+    def _request(self, scope: Scope) -> tuple[tuple[Any, ...] | None, str]:
+        """The request's shape and token, or (None, "") when it is not the one request this layer answers."""
+        found: dict[bytes, bytes] = {}
+        authorization: list[bytes] = []
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                return None, ""
+            if name == b"authorization":
+                authorization.append(value)
+            elif name in _SHAPE_HEADERS:
+                if name in found:
+                    return None, ""  # a repeated header: Django decides what it means
+                found[name] = value
+        if len(authorization) != 1:
+            return None, ""
+        parts = authorization[0].split()
+        if len(parts) != 2 or parts[0].lower() != b"token":
+            return None, ""
+        try:
+            token = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            return None, ""
+        return (scope.get("scheme", "http"), *(found.get(name) for name in _SHAPE_HEADERS)), token
+
+    def _answer(self, shape: tuple[Any, ...], token: str) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+        headers = self._shapes.get(shape)
+        if headers is None or not self._tokens.valid(token):
+            return None
+        snapshot = self._snapshots.latest()
+        if snapshot is None or self._clock() - snapshot.built_at > self._max_age_s:
+            return None
+        if not self._changes.current(snapshot):
+            return None
+        rendered = self._rendered
+        if rendered is None or rendered.snapshot is not snapshot:
+            rendered = self._render(snapshot)
+            if rendered is None:
+                return None
+        stamp = format_ts(records.now()).encode()
+        return headers, b"".join((rendered.head, b'"', stamp, b'"', rendered.tail))
+
+    def _render(self, snapshot: Snapshot) -> _Rendered | None:
+        body = dict(snapshot.body)
+        body["timestamp"] = _MARK  # in the key's own place, as the view sets it
+        parts = JSONRenderer().render(body).split(f'"{_MARK}"'.encode())
+        if len(parts) != 2:
+            return None
+        self._rendered = _Rendered(snapshot=snapshot, head=parts[0], tail=parts[1])
+        return self._rendered
+
+    def _learning(self, shape: tuple[Any, ...], send: Send) -> Send:
+        """``send`` that keeps the headers of Django's 200 JSON answer to this request shape."""
+
+        async def learn(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                headers = list(message.get("headers", ()))
+                content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
+                if content_type.split(b";")[0].strip() == b"application/json":
+                    if len(self._shapes) >= MAX_SHAPES:
+                        self._shapes.clear()
+                    # Names as Django wrote them: the answer here is the same bytes.
+                    self._shapes[shape] = [(n, v) for n, v in headers if n.lower() not in _DROPPED]
+            await send(message)
+
+        return learn
