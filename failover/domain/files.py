@@ -127,10 +127,30 @@ def atomic_write_bytes(path: Path, data: bytes, *, midway: Midway | None = None)
     fsync_folder(folder)
 
 
+def _json_text(data: Any) -> str:
+    # allow_nan=False: NaN is not JSON, and the readers here would refuse it as corrupt.
+    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
 def atomic_write_json(path: Path, data: Any, *, midway: Midway | None = None) -> None:
     """Write ``data`` as indented JSON through ``atomic_write_text``."""
-    # allow_nan=False: NaN is not JSON, and the readers here would refuse it as corrupt.
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", midway=midway)
+    atomic_write_text(path, _json_text(data), midway=midway)
+
+
+def atomic_write_json_if_changed(path: Path, data: Any) -> bool:
+    """Write ``data`` as ``atomic_write_json`` does unless the file already holds exactly it; True if written.
+
+    Every file here is written whole and fsynced before its rename, so a file that reads back the same bytes
+    is already durable: the two fsyncs of a rewrite would buy nothing.
+    """
+    encoded = _json_text(data).encode("utf-8")
+    try:
+        if path.read_bytes() == encoded:
+            return False
+    except OSError:  # missing or unreadable: write it
+        pass
+    atomic_write_bytes(path, encoded)
+    return True
 
 
 def fsync_folder(folder: Path) -> None:

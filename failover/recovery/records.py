@@ -24,7 +24,7 @@ from django.db.models import F
 
 from failover.domain._codec import format_ts
 from failover.domain.clock import Clock, SystemClock
-from failover.domain.files import atomic_write_json
+from failover.domain.files import atomic_write_json_if_changed
 from failover.domain.health import HealthThresholds
 from failover.domain.process_state import BadProcessState, read_process_state
 from failover.domain.types import FailoverState, FailureEvent, ProcessState, RecoveryPlan, RecoveryStep
@@ -256,7 +256,8 @@ def plan_mirror(row: FailoverStateRecord, plan: RecoveryPlan | None) -> None:
     if plan is None:
         return
     try:
-        atomic_write_json(data_dir(row) / "system" / "recovery_plan.json", plan.to_dict())
+        # Most transitions leave the plan as it is (a safe-mode exit, a gate change): no rewrite, no fsync then.
+        atomic_write_json_if_changed(data_dir(row) / "system" / "recovery_plan.json", plan.to_dict())
     except OSError as exc:
         logger.error("cannot mirror the recovery plan of %r: %s", row.run_id, exc)
 
@@ -308,6 +309,8 @@ def gate_close(run_id: str, *, reason: str) -> int | None:
     # trader in safe mode until the reporter's retry commits it.
     _announce(run_id, {"version": version, "safeMode": True, "reason": reason})
     history.state_change_record(run_id)  # after the announcement, still before the caller's commit
+    # The badge turns red at this commit, not at the end of the report (its plan is built after it).
+    transaction.on_commit(lambda: _push_committed_state(run_id))
     return version
 
 
@@ -345,12 +348,24 @@ def state_commit(row: FailoverStateRecord) -> ManagedFailoverState:
     changed = {"version": row.version, "safeMode": row.safe_mode, "reason": row.reason}
     run_id = row.run_id
     transaction.on_commit(lambda: _announce(run_id, changed))
+    _push_state(run_id, state, row.version)
+    return state
+
+
+def _push_state(run_id: str, state: ManagedFailoverState, version: int) -> None:
+    """Send ``state`` (of ``version``) to the dashboards once the current transaction commits."""
     if run_id:
         # The dashboard's badge is the product's; an integration run's status is tagged, never mixed in.
         push_failover_message(kind="failover.run_status", payload={"runId": run_id, **state.to_status_dict(now())})
     else:
-        push_failover_message(kind="failover.status", payload=state.to_status_dict(now()), version=row.version)
-    return state
+        push_failover_message(kind="failover.status", payload=state.to_status_dict(now()), version=version)
+
+
+def _push_committed_state(run_id: str) -> None:
+    """Read the environment's state as committed and send it to the dashboards (after a commit, outside one)."""
+    row = FailoverStateRecord.objects.filter(run_id=run_id).first()
+    if row is not None:
+        _push_state(run_id, state_domain(row), row.version)
 
 
 def live_plan(row: FailoverStateRecord) -> RecoveryPlanRecord | None:

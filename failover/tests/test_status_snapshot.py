@@ -105,3 +105,35 @@ def test_snapshots_of_environments_are_kept_apart():
     services.safe_mode_exit(run_id="other", user="test", force=True)
     assert snapshots.body(run_id="other")["safeMode"] is False
     assert snapshots.body()["safeMode"] is True
+
+
+@pytest.mark.django_db(transaction=True)  # the pushes are sent on commit
+def test_a_failure_report_pushes_the_badge_at_its_first_commit_before_the_plan_is_built(monkeypatch):
+    from datetime import UTC, datetime
+
+    from failover.domain.types import FailureEvent
+    from failover.recovery import records, runner
+
+    monkeypatch.setattr(runner, "_send_chain", lambda plan_pk, token, pks: None)
+    services.safe_mode_exit(user="test", force=True)
+    before = FailoverStateRecord.objects.get(run_id="").version
+    seen: list[tuple[str, Any]] = []
+    push, plan_save = records.push_failover_message, records.plan_save
+
+    def recording_push(*, kind: str, payload: dict[str, Any], version: int | None = None) -> None:
+        seen.append((kind, (payload["safeMode"], payload["reason"], version)))
+        push(kind=kind, payload=payload, version=version)
+
+    def recording_plan_save(*args: Any, **kwargs: Any) -> Any:
+        seen.append(("plan", None))
+        return plan_save(*args, **kwargs)
+
+    monkeypatch.setattr(records, "push_failover_message", recording_push)
+    monkeypatch.setattr(records, "plan_save", recording_plan_save)
+    services.failure_report(event=FailureEvent(timestamp=datetime.now(UTC), type="EXCHANGE_UNAVAILABLE",
+                                               source="EXECUTION_ENGINE", message="test"))
+    assert seen == [
+        ("failover.status", (True, "EXCHANGE_UNAVAILABLE", before + 1)),  # the gate's commit: safe mode ON
+        ("plan", None),
+        ("failover.status", (True, "EXCHANGE_UNAVAILABLE", before + 2)),  # the report's own commit
+    ]

@@ -154,6 +154,23 @@ def test_atomic_writes_create_0600_whatever_the_umask(tmp_path, open_umask):
     assert [_mode(tmp_path / n) for n in ("a.txt", "b.json", "c.bin")] == [0o600, 0o600, 0o600]
 
 
+def test_a_json_mirror_is_rewritten_only_when_its_content_changes(tmp_path):
+    path = tmp_path / "system" / "recovery_plan.json"
+    assert files.atomic_write_json_if_changed(path, {"planId": "p-1", "steps": [1, 2]}) is True
+    written = path.stat().st_ino
+    assert files.atomic_write_json_if_changed(path, {"planId": "p-1", "steps": [1, 2]}) is False
+    assert path.stat().st_ino == written  # the same file: not replaced
+    assert files.atomic_write_json_if_changed(path, {"planId": "p-1", "steps": [1, 2, 3]}) is True
+    assert json.loads(path.read_text())["steps"] == [1, 2, 3] and path.stat().st_ino != written
+    # A torn or foreign file (as a crash or a hand edit leaves it) never counts as the same content.
+    path.write_text('{"planId": "p-1", "ste')
+    assert files.atomic_write_json_if_changed(path, {"planId": "p-1", "steps": [1, 2, 3]}) is True
+    assert json.loads(path.read_text()) == {"planId": "p-1", "steps": [1, 2, 3]}
+    with pytest.raises(ValueError):  # NaN is not JSON: refused, the file left as it was
+        files.atomic_write_json_if_changed(path, {"x": float("nan")})
+    assert json.loads(path.read_text()) == {"planId": "p-1", "steps": [1, 2, 3]}
+
+
 def test_the_process_state_is_written_0600(tmp_path, open_umask):
     store = ProcessStateStore(tmp_path / "system" / "process_state.json", FakeClock())
     store.save(make_state())
