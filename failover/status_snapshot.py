@@ -94,6 +94,10 @@ class StatusSnapshots:
         body["timestamp"] = format_ts(records.now())
         return body
 
+    def refresh(self, *, run_id: str = "") -> Snapshot:
+        """Build the body again now, whatever the age of the one kept (a refresh ahead of its expiry)."""
+        return self._build(run_id, status_row_key(run_id=run_id))
+
     def _build(self, run_id: str, key: RowKey | None) -> Snapshot:
         """Read the state after ``key`` was read: the body is of ``key``'s version or a newer one, never older."""
         started = self._clock()

@@ -23,6 +23,11 @@ and exactly ``Authorization: Token <key>``, when all of these hold:
   reported (announced before it is written) holds the fast path back until its
   version is announced, at most ``PENDING_HOLD_S``.
 
+Past half its age the snapshot is built again, and a token is checked with knox
+again, on a thread of this layer's own (one at a time, never waited for), so the
+requests keep being answered here instead of one a second per worker going
+through Django to do it.
+
 The body is the snapshot rendered by DRF's own JSON renderer, with each
 answer's ``timestamp``, byte for byte what the view would answer. The view's
 own check (one read of the state row's version per request) is what the bus
@@ -35,6 +40,7 @@ already keeps for changes that do not bump the version.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -48,14 +54,17 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 from knox.crypto import hash_token
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.renderers import JSONRenderer
 
 from failover.domain._codec import format_ts
 from failover.recovery import records
 from failover.status_snapshot import DEFAULT_MAX_AGE_S, Snapshot, StatusSnapshots
 from scalper_site import bus
+from scalper_site.logins import ApiTokenAuthentication
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +106,35 @@ class VerifiedTokens:
 
     def valid(self, token: str) -> bool:
         """True when ``token`` was accepted within the recheck window and has not expired since."""
+        return self.age(token) is not None
+
+    def age(self, token: str) -> float | None:
+        """Seconds since ``token`` was last accepted, None when it may not be answered here."""
         entry = self._accepted.get(hash_token(token))
         if entry is None:
-            return False
+            return None
         accepted_at, expiry = entry
-        if self._clock() - accepted_at > self._recheck_s:
-            return False
-        return expiry is None or expiry > timezone.now()  # knox's own clock for expiry
+        age = self._clock() - accepted_at
+        if age > self._recheck_s:
+            return None
+        if expiry is not None and expiry <= timezone.now():  # knox's own clock for expiry
+            return None
+        return age
+
+    def recheck(self, token: str) -> None:
+        """Ask knox again, as the view's authentication does (on the refresh thread): accepted, or forgotten."""
+        digest = hash_token(token)
+        try:
+            _, auth_token = ApiTokenAuthentication().authenticate_credentials(token.encode("ascii"))
+        except AuthenticationFailed:
+            with self._lock:
+                self._accepted.pop(digest, None)
+            return
+        self.accepted(auth_token.digest, auth_token.expiry)
+
+    @property
+    def recheck_s(self) -> float:
+        return self._recheck_s
 
 
 TOKENS = VerifiedTokens()
@@ -244,6 +275,8 @@ class StatusFastPath:
         self._clock = clock
         self._shapes: dict[tuple[Any, ...], list[tuple[bytes, bytes]]] = {}
         self._rendered: _Rendered | None = None
+        self._refresher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="status-refresh")
+        self._refreshes: dict[str, concurrent.futures.Future[None]] = {}  # what is queued or running, by subject
         self.answered = 0  # requests answered here (tests and the benchmark read it)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -291,13 +324,19 @@ class StatusFastPath:
 
     def _answer(self, shape: tuple[Any, ...], token: str) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
         headers = self._shapes.get(shape)
-        if headers is None or not self._tokens.valid(token):
+        token_age = self._tokens.age(token)
+        if headers is None or token_age is None:
             return None
         snapshot = self._snapshots.latest()
-        if snapshot is None or self._clock() - snapshot.built_at > self._max_age_s:
+        if snapshot is None:
             return None
-        if not self._changes.current(snapshot):
+        age = self._clock() - snapshot.built_at
+        if age > self._max_age_s or not self._changes.current(snapshot):
             return None
+        if age > self._max_age_s / 2:
+            self._refresh_soon("snapshot", self._rebuild)
+        if token_age > self._tokens.recheck_s / 2:
+            self._refresh_soon(f"token {hash_token(token)}", lambda: self._recheck(token))
         rendered = self._rendered
         if rendered is None or rendered.snapshot is not snapshot:
             rendered = self._render(snapshot)
@@ -305,6 +344,36 @@ class StatusFastPath:
                 return None
         stamp = format_ts(records.now()).encode()
         return headers, b"".join((rendered.head, b'"', stamp, b'"', rendered.tail))
+
+    def _refresh_soon(self, subject: str, work: Callable[[], None]) -> None:
+        """Queue ``work`` on the refresh thread unless the same subject is queued already (never waited for)."""
+        queued = self._refreshes.get(subject)
+        if queued is not None and not queued.done():
+            return
+        if len(self._refreshes) >= MAX_SHAPES:
+            self._refreshes = {k: f for k, f in self._refreshes.items() if not f.done()}
+        self._refreshes[subject] = self._refresher.submit(self._with_connection, work)
+
+    @staticmethod
+    def _with_connection(work: Callable[[], None]) -> None:
+        close_old_connections()  # as a request does: a broken or pooled-out connection is replaced
+        try:
+            work()
+        except Exception as exc:  # what it would refresh ages out, and requests go through Django
+            logger.warning("status fast path refresh failed: %s", exc)
+        finally:
+            close_old_connections()
+
+    def _rebuild(self) -> None:
+        self._snapshots.refresh()
+
+    def _recheck(self, token: str) -> None:
+        self._tokens.recheck(token)
+
+    def refreshed(self, timeout: float) -> bool:
+        """Wait for every refresh queued so far (tests); False on timeout."""
+        _, pending = concurrent.futures.wait(list(self._refreshes.values()), timeout=timeout)
+        return not pending
 
     def _render(self, snapshot: Snapshot) -> _Rendered | None:
         body = dict(snapshot.body)

@@ -207,6 +207,23 @@ def test_a_snapshot_older_than_its_max_age_goes_to_django(app: StatusFastPath, k
     assert app.answered == 1
 
 
+def test_past_half_its_age_the_snapshot_is_rebuilt_off_the_request_path(
+        app: StatusFastPath, key: str, clock: Clock, changes: StatusChanges, snapshots: StatusSnapshots,
+        tokens: VerifiedTokens):
+    tokens._recheck_s = 60.0  # this test is about the snapshot's age, not the token's
+    _get_twice(app, _auth(key))
+    builds = snapshots.builds
+    clock.now += snapshots._max_age_s * 0.6
+    changes.heard.last_heard = clock.now
+    asyncio.run(_get(app, _auth(key)))
+    assert app.answered == 2 and app.refreshed(timeout=10)
+    assert snapshots.builds == builds + 1 and snapshots.latest().built_at == clock.now
+    clock.now += snapshots._max_age_s * 0.6  # past the old snapshot's age, within the new one's
+    changes.heard.last_heard = clock.now
+    asyncio.run(_get(app, _auth(key)))
+    assert app.answered == 3
+
+
 def test_a_revoked_token_is_refused_by_django_once_the_recheck_window_ends(app: StatusFastPath, key: str,
                                                                           clock: Clock, changes: StatusChanges):
     _get_twice(app, _auth(key))
@@ -215,6 +232,26 @@ def test_a_revoked_token_is_refused_by_django_once_the_recheck_window_ends(app: 
     changes.heard.last_heard = clock.now
     status, _, body = asyncio.run(_get(app, _auth(key)))
     assert status == 403 and json.loads(body)["detail"] == "Invalid token." and app.answered == 1
+
+
+def test_past_half_the_recheck_window_knox_is_asked_again_off_the_request_path(
+        app: StatusFastPath, key: str, clock: Clock, changes: StatusChanges, snapshots: StatusSnapshots):
+    _get_twice(app, _auth(key))
+    for _ in range(3):  # past the first acceptance's window, still answered here: each recheck renews it
+        clock.now += status_fastpath.TOKEN_RECHECK_S * 0.4
+        changes.heard.last_heard = clock.now
+        asyncio.run(_get(app, _auth(key)))
+        assert app.refreshed(timeout=10)
+        asyncio.run(_get(app, _auth(key)))
+        assert app.refreshed(timeout=10)
+    assert app.answered == 7
+    AuthToken.objects.all().delete()  # revoked: the next recheck forgets it, within the window
+    clock.now += status_fastpath.TOKEN_RECHECK_S * 0.6
+    changes.heard.last_heard = clock.now
+    asyncio.run(_get(app, _auth(key)))  # answered here (within the window), and the recheck starts
+    assert app.refreshed(timeout=10)
+    status, _, _ = asyncio.run(_get(app, _auth(key)))
+    assert status == 403 and app.answered == 8
 
 
 def test_an_expired_token_is_never_answered_here(app: StatusFastPath, key: str):
