@@ -65,13 +65,18 @@ _clients: dict[str, redis.Redis] = {}
 _clients_lock = threading.Lock()
 
 
-def _client(url: str) -> redis.Redis:
+def client(url: str = "") -> redis.Redis:
+    """This process's Redis client for ``url`` (the settings' when empty): one connection pool, made once.
+
+    Bounded: 2 s to connect and for any answer. redis-py's pool opens the connections again after a fork.
+    """
+    url = url or settings.REDIS_URL
     with _clients_lock:
-        client = _clients.get(url)
-        if client is None:
-            client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=10)
-            _clients[url] = client
-        return client
+        found = _clients.get(url)
+        if found is None:
+            found = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=10)
+            _clients[url] = found
+        return found
 
 
 def publish(kind: str, payload: dict[str, Any] | None = None, *, run_id: str = "", url: str = "") -> bool:
@@ -83,7 +88,7 @@ def publish(kind: str, payload: dict[str, Any] | None = None, *, run_id: str = "
     message = _encode({"kind": kind, "payload": payload or {}, "sentAt": time.time()})
     try:
         url = url or settings.REDIS_URL
-        _client(url).publish(channel_name(run_id, url=url), message)
+        client(url).publish(channel_name(run_id, url=url), message)
         return True
     except (redis.RedisError, OSError, ValueError) as exc:  # ValueError: no Redis URL configured
         logger.warning("bus publish of %s failed: %s", kind, exc)

@@ -53,7 +53,6 @@ import uuid
 from typing import Any
 
 import redis
-from django.conf import settings
 
 from scalper_site import bus
 from trading.trader.commands import COMMAND_NAMES
@@ -80,7 +79,8 @@ def ack_key(run_id: str, command_id: str) -> str:
 
 
 def _redis(url: str = "") -> redis.Redis:
-    return redis.Redis.from_url(url or settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    # One pool per process: a new client a call opened a connection for every heartbeat read (three a panel read).
+    return bus.client(url)
 
 
 def standby_heartbeat_key(run_id: str = "", holder: str = "") -> str:
