@@ -111,3 +111,13 @@ def push_failover_message(*, kind: str, payload: dict[str, Any], version: int | 
             _sender.submit(message)
 
     transaction.on_commit(send)
+
+
+def flush_pushes(timeout_s: float) -> bool:
+    """Wait, at most ``timeout_s``, until every push submitted so far in this process is sent; False on timeout.
+
+    The sender is a thread: while the caller goes on with CPU work it waits for the interpreter lock at each
+    of the channel layer's Redis round trips (up to 5 ms each). A push that must leave now (the badge turning
+    red when a failure is reported) is flushed before that work starts.
+    """
+    return _sender.flush(timeout_s)

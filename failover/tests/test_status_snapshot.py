@@ -128,12 +128,18 @@ def test_a_failure_report_pushes_the_badge_at_its_first_commit_before_the_plan_i
         seen.append(("plan", None))
         return plan_save(*args, **kwargs)
 
+    def recording_flush(timeout_s: float) -> bool:
+        seen.append(("flush", timeout_s))
+        return True
+
     monkeypatch.setattr(records, "push_failover_message", recording_push)
     monkeypatch.setattr(records, "plan_save", recording_plan_save)
+    monkeypatch.setattr(records, "flush_pushes", recording_flush)
     services.failure_report(event=FailureEvent(timestamp=datetime.now(UTC), type="EXCHANGE_UNAVAILABLE",
                                                source="EXECUTION_ENGINE", message="test"))
     assert seen == [
         ("failover.status", (True, "EXCHANGE_UNAVAILABLE", before + 1)),  # the gate's commit: safe mode ON
+        ("flush", records.BADGE_FLUSH_S),  # sent before the plan's work takes the interpreter
         ("plan", None),
         ("failover.status", (True, "EXCHANGE_UNAVAILABLE", before + 2)),  # the report's own commit
     ]
