@@ -15,7 +15,9 @@ Prints, each beside a floor measured in the same run:
     requests per second, open loop: latency counted from the scheduled send time)
     for 10 s each: the rate achieved, p50/p99; and the most it serves with 16
     requests in flight for 5 s; beside ``GET /api/ping`` (authenticated, constant
-    body) under the same load;
+    body) under the same load, and beside the same status request with a cookie
+    (any cookie sends it through Django instead of the fast path in front of it,
+    ``scalper_site/status_fastpath.py``);
 (b) a state change (``failure_report`` / ``safe_mode_exit`` in another process) to
     the ``failover.status`` message at a websocket client, p50/p99 over 50 changes;
 and the peak RSS of this process and of the web server's processes. Targets: (a)
@@ -215,10 +217,14 @@ def load(base: str, headers: dict[str, str], rates: list[int], seconds: float) -
             print(f"    {rate:4d} rps {path:22s} achieved {achieved:6.0f}/s  {fmt(latencies)}  errors {errors}")
             if path == "/api/failover/status" and rate == TARGET_RATE:
                 ok &= pct(latencies, 0.99) <= TARGET_P99_MS and errors == 0 and achieved >= 0.98 * rate
-    for path in ("/api/ping", "/api/failover/status"):
+    served: dict[str, float] = {}
+    for label, path, extra in (("ping (Django)", "/api/ping", {}), ("status (fast path)", "/api/failover/status", {}),
+                               ("status (Django)", "/api/failover/status", {"Cookie": "bench=through-django"})):
         with generator_gc_off():
-            rps = asyncio.run(saturate(base + path, headers))
-        print(f"    max {path:18s} {rps:7.0f} requests/s with {MAX_INFLIGHT} in flight")
+            served[label] = asyncio.run(saturate(base + path, {**headers, **extra}))
+        print(f"    max {label:22s} {served[label]:7.0f} requests/s with {MAX_INFLIGHT} in flight")
+    ratio = served["status (fast path)"] / served["status (Django)"]
+    print(f"    fast path / Django for the same status request: {ratio:.1f}x")
     return ok
 
 
