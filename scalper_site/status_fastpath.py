@@ -104,10 +104,6 @@ class VerifiedTokens:
                 self._accepted.clear()
             self._accepted[digest] = (self._clock(), expiry)
 
-    def valid(self, token: str) -> bool:
-        """True when ``token`` was accepted within the recheck window and has not expired since."""
-        return self.age(token) is not None
-
     def age(self, token: str) -> float | None:
         """Seconds since ``token`` was last accepted, None when it may not be answered here."""
         entry = self._accepted.get(hash_token(token))
@@ -189,6 +185,8 @@ class StatusChanges:
         payload = message.get("payload") or {}
         version = payload.get("version")
         if isinstance(version, int) and not isinstance(version, bool):
+            # Announced by the gate before its commit: should that roll back, nothing is served here until
+            # some commit reaches this version (every request goes through Django meanwhile).
             self.heard.version = max(self.heard.version, version)
             self.heard.pending_at = None
         elif payload.get("pending"):
