@@ -214,6 +214,9 @@ def state_row(run_id: str) -> FailoverStateRecord:
 
 def state_lock(run_id: str) -> FailoverStateRecord:
     """Return the environment's state row locked for this transaction; create it fail-closed (safe mode ON)."""
+    locked = FailoverStateRecord.objects.select_for_update().filter(run_id=run_id).first()
+    if locked is not None:
+        return locked  # the row exists (always, after the first read): one query, not two
     state_row(run_id)
     return FailoverStateRecord.objects.select_for_update().get(run_id=run_id)
 
