@@ -40,6 +40,7 @@ from rest_framework.utils.encoders import JSONEncoder
 
 from failover.services import failover_state_get
 from scalper_site.realtime import FAILOVER_GROUP
+from scalper_site.status_fastpath import CHANGES
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class FailoverConsumer(AsyncJsonWebsocketConsumer):
         self._watcher: asyncio.Task[None] | None = None
         self._panels: asyncio.Task[None] | None = None
         self._version = 0  # the newest failover version this socket has sent
+        self._status_version = -1  # the newest failover status (badge) this socket has sent
         self._sent: dict[str, Any] = {}  # each panel's data as last sent: an unchanged one is not sent again
 
     async def connect(self) -> None:
@@ -93,6 +95,7 @@ class FailoverConsumer(AsyncJsonWebsocketConsumer):
         # Join before reading: a change committed after the read is then pushed, never lost
         # (one committed just before may arrive twice; the page keeps the newest timestamp).
         await self.channel_layer.group_add(FAILOVER_GROUP, self.channel_name)
+        CHANGES.watch(self)  # the badge's fast lane (scalper_site/status_fastpath.py); the group's copy follows
         await self.accept()
         try:
             state = await database_sync_to_async(failover_state_get)()
@@ -100,6 +103,7 @@ class FailoverConsumer(AsyncJsonWebsocketConsumer):
             logger.exception("websocket: the failover status could not be read; closing the socket")
             await self.close(code=CLOSE_INTERNAL_ERROR)
             return
+        self._status_version = state.version
         await self._send("failover.status", state.to_status_dict(timezone.now()), state.version)
         self._watcher = asyncio.create_task(self._watch_session())
         if settings.WS_PANELS_INTERVAL_S > 0:
@@ -110,6 +114,7 @@ class FailoverConsumer(AsyncJsonWebsocketConsumer):
             if task is not None:
                 task.cancel()
         self._give_place_back()
+        CHANGES.unwatch(self)
         await self.channel_layer.group_discard(FAILOVER_GROUP, self.channel_name)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
@@ -127,7 +132,20 @@ class FailoverConsumer(AsyncJsonWebsocketConsumer):
         if kind == "alert" and payload.get("runId"):
             return  # an integration run's alert: shown in its report, not in the product's live list
         version = event.get("version")
+        if kind == "failover.status" and isinstance(version, int):
+            await self.badge(version, payload)
+            return
         await self._send(kind, payload, version if isinstance(version, int) else None)
+
+    async def badge(self, version: int, data: dict[str, Any]) -> None:
+        """Send the failover status of ``version`` unless this socket sent that version or a newer one.
+
+        It comes twice, by the bus's fast lane and by the channel layer: the first copy is sent.
+        """
+        if version <= self._status_version:
+            return
+        self._status_version = version
+        await self._send("failover.status", data, version)
 
     async def _send(self, kind: str, data: Any, version: int | None) -> None:
         if version is not None:

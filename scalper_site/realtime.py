@@ -22,9 +22,12 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
+from scalper_site import bus
+
 logger = logging.getLogger(__name__)
 
 FAILOVER_GROUP = "failover"
+BADGE_KIND = "failover.badge"  # the bus message that carries a failover.status push
 
 
 class _Sender:
@@ -107,8 +110,13 @@ def push_failover_message(*, kind: str, payload: dict[str, Any], version: int | 
         if isinstance(layer, InMemoryChannelLayer):
             # The in-memory layer (unit tests) lives on the caller's event loop: send there.
             async_to_sync(layer.group_send)(FAILOVER_GROUP, message)
-        else:
-            _sender.submit(message)
+            return
+        if kind == "failover.status" and version is not None:
+            # The badge also takes the fast lane: one publish from this thread, heard by every web process's
+            # bus subscription and handed to its sockets (scalper_site/status_fastpath.py). The layer's copy
+            # follows as before; a socket sends each version once, whichever copy comes first.
+            bus.publish(BADGE_KIND, {"version": version, "data": payload})
+        _sender.submit(message)
 
     transaction.on_commit(send)
 

@@ -46,10 +46,11 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -65,6 +66,7 @@ from failover.recovery import records
 from failover.status_snapshot import DEFAULT_MAX_AGE_S, Snapshot, StatusSnapshots
 from scalper_site import bus
 from scalper_site.logins import ApiTokenAuthentication
+from scalper_site.realtime import BADGE_KIND
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ PENDING_HOLD_S = 2.0
 PING_EVERY_S = 1.0
 SILENT_AFTER_S = 3.0  # no answer from Redis for this long: the subscription counts as lost
 MAX_SHAPES = 32
+SOCKET_SEND_S = 1.0
 
 # Request headers Django's answer to this path may depend on (its host, the scheme, content negotiation).
 _SHAPE_HEADERS = (b"host", b"accept", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port")
@@ -146,12 +149,18 @@ class _Heard:
     pending_at: float | None = None  # a failure announced before it was written, not yet versioned
 
 
+class BadgeSocket(Protocol):
+    async def badge(self, version: int, data: dict[str, Any]) -> None: ...
+
+
 class StatusChanges:
-    """This process's subscription to the environment's bus channel: which snapshots are still current.
+    """This process's subscription to the environment's bus channel: which snapshots are still current,
+    and the badge's fast lane to this process's dashboard sockets.
 
     It runs as a task on the web server's event loop, started by the first request
-    that asks, and reconnects by itself. Every read and write on Redis is bounded
-    (connect and socket timeouts, a ping a second that must be answered).
+    or socket that asks, and reconnects by itself. Every read and write on Redis is
+    bounded (connect and socket timeouts, a ping a second that must be answered; a
+    socket gets ``SOCKET_SEND_S`` to take a badge).
     """
 
     def __init__(self, *, url: str = "", clock: Callable[[], float] = time.monotonic) -> None:
@@ -159,6 +168,15 @@ class StatusChanges:
         self._clock = clock
         self.heard = _Heard()
         self._task: asyncio.Task[None] | None = None
+        self._sockets: weakref.WeakSet[BadgeSocket] = weakref.WeakSet()
+
+    def watch(self, socket: BadgeSocket) -> None:
+        """Hand ``socket`` every badge heard on the bus from now on (until ``unwatch`` or its collection)."""
+        self._sockets.add(socket)
+        self.ensure_running()
+
+    def unwatch(self, socket: BadgeSocket) -> None:
+        self._sockets.discard(socket)
 
     def ensure_running(self) -> None:
         """Start listening on the running loop unless already listening (no Redis configured: never)."""
@@ -230,7 +248,7 @@ class StatusChanges:
                 if message is not None:
                     self.heard.last_heard = now
                     if message.get("type") == "message":
-                        self._take(message.get("data"))
+                        await self._take(message.get("data"))
                 if now >= next_ping:
                     await pubsub.ping()
                     next_ping = now + PING_EVERY_S
@@ -243,13 +261,32 @@ class StatusChanges:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.aclose(), 2)
 
-    def _take(self, data: Any) -> None:
+    async def _take(self, data: Any) -> None:
         try:
             message = bus.decode_message(data)
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError, RecursionError) as exc:
             logger.warning("status fast path ignored a malformed bus message: %s", exc)
             return
         self.on_message(message)
+        await self.hand_badge(message)
+
+    async def hand_badge(self, message: dict[str, Any]) -> None:
+        """Give a badge message to every socket watching, one after the other (each within its bound)."""
+        if message.get("kind") != BADGE_KIND:
+            return
+        payload = message.get("payload") or {}
+        version, data = payload.get("version"), payload.get("data")
+        if not isinstance(version, int) or isinstance(version, bool) or not isinstance(data, dict):
+            logger.warning("status fast path ignored a badge without a version or a body")
+            return
+        for socket in list(self._sockets):
+            try:
+                await asyncio.wait_for(socket.badge(version, data), SOCKET_SEND_S)
+            except Exception as exc:  # a slow or closed socket: the channel layer's copy still reaches it
+                logger.warning("badge not handed to a socket: %r", exc)
+
+
+CHANGES = StatusChanges()  # this process's: the fast path and the dashboard sockets share it
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +305,7 @@ class StatusFastPath:
         self._app = app
         self._snapshots = snapshots
         self._tokens = tokens
-        self._changes = changes or StatusChanges(clock=clock)
+        self._changes = changes or CHANGES
         self._max_age_s = max_age_s
         self._clock = clock
         self._shapes: dict[tuple[Any, ...], list[tuple[bytes, bytes]]] = {}

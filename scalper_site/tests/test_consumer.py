@@ -6,6 +6,7 @@ change from another process through channels_redis.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
@@ -26,7 +27,9 @@ from failover import services
 from failover.consumers import open_socket_count
 from failover.domain.types import FailureEvent
 from failover.recovery import runner
-from scalper_site.realtime import push_failover_message
+from scalper_site import realtime
+from scalper_site.realtime import BADGE_KIND, push_failover_message
+from scalper_site.status_fastpath import CHANGES
 from scalper_site.testkit import BASE_DIR, env_on_test_database
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
@@ -284,5 +287,87 @@ def test_a_failure_reported_in_another_process_reaches_the_socket_through_redis(
                 assert message["data"]["reason"] == "MODULE_CRASH"
                 return
         raise AssertionError("no failover.status with safe mode ON arrived")
+
+    _run(scenario, [(b"cookie", cookie), ORIGIN])
+
+
+# -- the badge's two lanes ------------------------------------------------------------------------
+
+
+def _badge(version: int, safe_mode: bool) -> dict:
+    return {"kind": BADGE_KIND, "payload": {"version": version, "data": {"safeMode": safe_mode, "lane": "bus"}}}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_status_version_is_sent_once_whichever_lane_brings_it_first():
+    cookie = _session_cookie()
+
+    async def scenario(ws: WebsocketCommunicator) -> None:
+        first = await ws.receive_json_from(timeout=10)
+        version = first["version"]
+        await CHANGES.hand_badge(_badge(version + 1, False))  # the bus lane first
+        bus_copy = await ws.receive_json_from(timeout=10)
+        assert (bus_copy["type"], bus_copy["version"], bus_copy["data"]["lane"]) == ("failover.status", version + 1,
+                                                                                   "bus")
+
+        def layer(v: int) -> None:
+            push_failover_message(kind="failover.status", payload={"safeMode": False, "lane": "layer"}, version=v)
+
+        await database_sync_to_async(layer)(version + 1)  # the same version by the layer: not sent again
+        await database_sync_to_async(layer)(version)  # an older one: never sent
+        await CHANGES.hand_badge(_badge(version + 1, False))
+        assert await ws.receive_nothing(timeout=0.2)
+        await database_sync_to_async(layer)(version + 2)  # the layer first this time
+        layer_copy = await ws.receive_json_from(timeout=10)
+        assert (layer_copy["version"], layer_copy["data"]["lane"]) == (version + 2, "layer")
+        await CHANGES.hand_badge(_badge(version + 2, False))
+        assert await ws.receive_nothing(timeout=0.2)
+
+    _run(scenario, [(b"cookie", cookie), ORIGIN])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_malformed_badge_on_the_bus_reaches_no_socket():
+    cookie = _session_cookie()
+
+    async def scenario(ws: WebsocketCommunicator) -> None:
+        first = await ws.receive_json_from(timeout=10)
+        for payload in ({"version": "7", "data": {}}, {"version": first["version"] + 1, "data": ["x"]},
+                        {"version": True, "data": {}}, {}):
+            await CHANGES.hand_badge({"kind": BADGE_KIND, "payload": payload})
+        assert await ws.receive_nothing(timeout=0.2)
+
+    _run(scenario, [(b"cookie", cookie), ORIGIN])
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_the_badge_reaches_the_socket_by_the_bus_alone_and_once_by_both_lanes(monkeypatch: pytest.MonkeyPatch):
+    cookie = _session_cookie()
+
+    async def scenario(ws: WebsocketCommunicator) -> None:
+        await ws.receive_json_from(timeout=10)
+        for _ in range(500):  # the socket started this process's bus subscription
+            if CHANGES.heard.listening_since is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert CHANGES.heard.listening_since is not None
+        with monkeypatch.context() as lane:
+            lane.setattr(realtime._sender, "submit", lambda message: None)  # the channel layer's copy is lost
+            await database_sync_to_async(services.safe_mode_exit)(user="op", force=True)
+            off = await ws.receive_json_from(timeout=10)
+        assert off["type"] == "failover.status" and off["data"]["safeMode"] is False
+        await database_sync_to_async(_failure)("MODULE_CRASH")  # both lanes now: each version once
+        seen: list[dict] = []
+        while True:  # until the report's own version has come and half a second passes with nothing more
+            try:
+                message = await ws.receive_json_from(timeout=0.5 if any(m["data"].get("currentPlan")
+                                                                        for m in seen) else 10)
+            except TimeoutError:
+                break
+            if message["type"] == "failover.status":
+                seen.append(message)
+        versions = [m["version"] for m in seen]
+        assert len(versions) >= 2 and versions == sorted(set(versions)), versions  # the gate's, the report's
 
     _run(scenario, [(b"cookie", cookie), ORIGIN])
