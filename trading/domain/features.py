@@ -128,34 +128,32 @@ class FeatureEngine:
     def update(self, event: MarketEvent) -> Features:
         """Fold ``event`` in and return the (reused) ``Features``."""
         f = self._f
-        ts = event.ts_ms
+        # One unpacking and the sums in locals: each attribute read and write is a step of the hot loop.
+        kind, _, ts, event_price, qty, side, bid, ask, _, _ = event
+        var_sum, time_sum = self._var_sum, self._time_sum
+        flow_signed, flow_total = self._flow_signed, self._flow_total
+        vwap_pv, vwap_v = self._vwap_pv, self._vwap_v
+        mom_fast, mom_slow = self._mom_fast, self._mom_slow
         last_ts = self._last_ts
         if last_ts < 0:
-            dt = 0.0
             self._last_ts = ts
         elif ts > last_ts:
             dt = float(ts - last_ts)
             self._last_ts = ts
-        else:
-            # Same millisecond, or out of order: no time passes; never run the clock backwards.
-            dt = 0.0
-
-        if dt > 0.0:
             exp = math.exp
             d_vol = exp(-self._k_vol * dt)
-            self._var_sum *= d_vol
-            self._time_sum = self._time_sum * d_vol + dt
+            var_sum *= d_vol
+            time_sum = time_sum * d_vol + dt
             d_flow = exp(-self._k_flow * dt)
-            self._flow_signed *= d_flow
-            self._flow_total *= d_flow
+            flow_signed *= d_flow
+            flow_total *= d_flow
             d_vwap = exp(-self._k_vwap * dt)
-            self._vwap_pv *= d_vwap
-            self._vwap_v *= d_vwap
-            self._mom_fast *= exp(-self._k_fast * dt)
-            self._mom_slow *= exp(-self._k_slow * dt)
+            vwap_pv *= d_vwap
+            vwap_v *= d_vwap
+            mom_fast *= exp(-self._k_fast * dt)
+            mom_slow *= exp(-self._k_slow * dt)
+        # else: the same millisecond, or out of order: no time passes; never run the clock backwards.
 
-        bid = event.bid
-        ask = event.ask
         price = 0.0
         if bid > 0.0 and ask >= bid:
             mid = (bid + ask) * 0.5
@@ -164,41 +162,46 @@ class FeatureEngine:
             f.spread_bps = (ask - bid) / mid * BPS
             self._quoted = True
             price = mid
-        elif not self._quoted and event.price > 0.0:
-            price = event.price
+        elif not self._quoted and event_price > 0.0:
+            price = event_price
 
-        if event.kind == TRADE and event.qty > 0.0:
-            qty = event.qty
-            self._flow_signed += event.side * qty
-            self._flow_total += qty
-            self._vwap_pv += event.price * qty
-            self._vwap_v += qty
+        if kind == TRADE and qty > 0.0:
+            flow_signed += side * qty
+            flow_total += qty
+            vwap_pv += event_price * qty
+            vwap_v += qty
 
-        f.ret_bps = 0.0
+        ret_bps = 0.0
         if price > 0.0:
             last_price = self._last_price
             if last_price > 0.0:
                 r = math.log(price / last_price)
-                self._var_sum += r * r
-                r_bps = r * BPS
-                self._mom_fast += r_bps
-                self._mom_slow += r_bps
-                f.ret_bps = r_bps
+                var_sum += r * r
+                ret_bps = r * BPS
+                mom_fast += ret_bps
+                mom_slow += ret_bps
                 f.updates += 1
             self._last_price = price
             f.price = price
+        else:
+            price = f.price
 
+        self._var_sum, self._time_sum = var_sum, time_sum
+        self._flow_signed, self._flow_total = flow_signed, flow_total
+        self._vwap_pv, self._vwap_v = vwap_pv, vwap_v
+        self._mom_fast, self._mom_slow = mom_fast, mom_slow
         f.ts_ms = ts
-        f.vol_bps = math.sqrt(self._var_sum / self._time_sum * self._horizon_ms) * BPS if self._time_sum > 0.0 else 0.0
-        f.ofi = self._flow_signed / self._flow_total if self._flow_total > 0.0 else 0.0
-        if self._vwap_v > 0.0 and f.price > 0.0:
-            vwap = self._vwap_pv / self._vwap_v
+        f.ret_bps = ret_bps
+        f.vol_bps = math.sqrt(var_sum / time_sum * self._horizon_ms) * BPS if time_sum > 0.0 else 0.0
+        f.ofi = flow_signed / flow_total if flow_total > 0.0 else 0.0
+        if vwap_v > 0.0 and price > 0.0:
+            vwap = vwap_pv / vwap_v
             f.vwap = vwap
-            f.vwap_dev_bps = (f.price - vwap) / vwap * BPS
+            f.vwap_dev_bps = (price - vwap) / vwap * BPS
         else:
             f.vwap = 0.0
             f.vwap_dev_bps = 0.0
-        f.mom_fast_bps = self._mom_fast
-        f.mom_slow_bps = self._mom_slow
-        f.ready = f.updates >= self._warmup and self._time_sum > 0.0
+        f.mom_fast_bps = mom_fast
+        f.mom_slow_bps = mom_slow
+        f.ready = f.updates >= self._warmup and time_sum > 0.0
         return f

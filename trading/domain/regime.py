@@ -24,6 +24,11 @@ class Regime(StrEnum):
     HIGH_VOL = "HIGH_VOL"
 
 
+# The members as module names: on Python 3.11 reading ``Regime.X`` costs several times a global's read,
+# and the hot path compares regimes on every event.
+TREND_UP, TREND_DOWN, RANGE, HIGH_VOL = Regime.TREND_UP, Regime.TREND_DOWN, Regime.RANGE, Regime.HIGH_VOL
+
+
 class RegimeEngine:
     """Classify one symbol's features into a ``Regime``."""
 
@@ -60,18 +65,18 @@ class RegimeEngine:
         """Return the regime these features point to, judged against the current one."""
         current = self.regime
         vol = features.vol_bps
-        if vol >= (self._vol_exit if current is Regime.HIGH_VOL else self._vol_enter):
-            return Regime.HIGH_VOL
+        if vol >= (self._vol_exit if current is HIGH_VOL else self._vol_enter):
+            return HIGH_VOL
         strength = features.mom_slow_bps / vol if vol > 0.0 else 0.0
-        if current is Regime.TREND_UP and strength >= self._trend_exit:
-            return Regime.TREND_UP
-        if current is Regime.TREND_DOWN and strength <= -self._trend_exit:
-            return Regime.TREND_DOWN
+        if current is TREND_UP and strength >= self._trend_exit:
+            return TREND_UP
+        if current is TREND_DOWN and strength <= -self._trend_exit:
+            return TREND_DOWN
         if strength >= self._trend_enter:
-            return Regime.TREND_UP
+            return TREND_UP
         if strength <= -self._trend_enter:
-            return Regime.TREND_DOWN
-        return Regime.RANGE
+            return TREND_DOWN
+        return RANGE
 
     def update(self, features: Features) -> Regime:
         """Fold in ``features`` and return the (possibly switched) regime."""

@@ -19,11 +19,7 @@ from __future__ import annotations
 
 from trading.domain.config import ScoringConfig
 from trading.domain.features import Features
-from trading.domain.regime import Regime
-
-
-def _clip(x: float) -> float:
-    return 1.0 if x > 1.0 else (-1.0 if x < -1.0 else x)
+from trading.domain.regime import HIGH_VOL, TREND_DOWN, TREND_UP, Regime
 
 
 class Score:
@@ -106,21 +102,26 @@ class ScoringEngine:
             s.momentum_fast = s.momentum_slow = s.order_flow = s.vwap = s.regime = 0.0
             s.factor = 1.0
             return s
-        s.momentum_fast = self._w_fast * _clip(features.mom_fast_bps / self._mom_scale)
-        s.momentum_slow = self._w_slow * _clip(features.mom_slow_bps / self._mom_scale)
-        s.order_flow = self._w_flow * features.ofi
-        s.vwap = self._w_vwap * _clip(features.vwap_dev_bps / self._vwap_scale)
-        # Identity tests, not a dict: hashing an Enum member runs Python code on every event.
-        if regime is Regime.TREND_UP:
-            s.regime = self._w_regime
-        elif regime is Regime.TREND_DOWN:
-            s.regime = -self._w_regime
+        scale = self._mom_scale
+        fast, slow = features.mom_fast_bps / scale, features.mom_slow_bps / scale
+        dev = features.vwap_dev_bps / self._vwap_scale
+        # Clipped to [-1, 1] inline: a call per component would cost more than the rest of the score.
+        fast = self._w_fast * (1.0 if fast > 1.0 else -1.0 if fast < -1.0 else fast)
+        slow = self._w_slow * (1.0 if slow > 1.0 else -1.0 if slow < -1.0 else slow)
+        flow = self._w_flow * features.ofi
+        dev = self._w_vwap * (1.0 if dev > 1.0 else -1.0 if dev < -1.0 else dev)
+        # Identity tests against module names, not a dict: hashing an Enum member runs Python code.
+        if regime is TREND_UP:
+            trend = self._w_regime
+        elif regime is TREND_DOWN:
+            trend = -self._w_regime
         else:
-            s.regime = 0.0
-        direction = s.momentum_fast + s.momentum_slow + s.order_flow + s.vwap + s.regime
+            trend = 0.0
+        s.momentum_fast, s.momentum_slow, s.order_flow, s.vwap, s.regime = fast, slow, flow, dev, trend
+        direction = fast + slow + flow + dev + trend
         spread_ratio = features.spread_bps / self._max_spread
         factor = 1.0 - self._spread_penalty * (1.0 if spread_ratio > 1.0 else spread_ratio)
-        if regime is Regime.HIGH_VOL:
+        if regime is HIGH_VOL:
             factor *= self._high_vol_factor
         s.direction = direction
         s.factor = factor

@@ -42,6 +42,13 @@ class State(StrEnum):
     COOLDOWN = "COOLDOWN"
 
 
+# The members as module names: on Python 3.11 reading ``State.X`` costs several times a global's read,
+# and every event asks the machine for its state.
+_IDLE, _WATCH, _ARM, _ORDER_REQUEST, _IN_POSITION, _COOLDOWN = (
+    State.IDLE, State.WATCH, State.ARM, State.ORDER_REQUEST, State.IN_POSITION, State.COOLDOWN
+)
+_BUY, _SELL = OrderSide.BUY, OrderSide.SELL
+
 # Transition reasons, logged with every transition.
 SIGNAL_WATCH = "SIGNAL_WATCH"
 SIGNAL_ARM = "SIGNAL_ARM"
@@ -147,31 +154,31 @@ class StateMachine:
             ctx = self.context(symbol)
         self._expire(ctx, now_ms)
         state = ctx.state
-        if state is State.IDLE or state is State.WATCH or state is State.ARM:
+        if state is _IDLE or state is _WATCH or state is _ARM:
             if not features.ready:
                 return None
         else:
             return None
         if score.long >= score.short:
-            side, value = OrderSide.BUY, score.long
+            side, value = _BUY, score.long
         else:
-            side, value = OrderSide.SELL, score.short
+            side, value = _SELL, score.short
 
-        if state is State.IDLE:
+        if state is _IDLE:
             if value >= self._watch:
                 ctx.side = side
-                self._move(ctx, State.WATCH, SIGNAL_WATCH, now_ms)
+                self._move(ctx, _WATCH, SIGNAL_WATCH, now_ms)
             return None
         if side is not ctx.side and value > 0.0:
-            self._move(ctx, State.IDLE, SIGNAL_FLIPPED, now_ms)
+            self._move(ctx, _IDLE, SIGNAL_FLIPPED, now_ms)
             return None
         if value < self._watch:
-            self._move(ctx, State.IDLE, SIGNAL_FADED, now_ms)
+            self._move(ctx, _IDLE, SIGNAL_FADED, now_ms)
             return None
-        if state is State.WATCH:
+        if state is _WATCH:
             if value >= self._entry:
                 ctx.suppressed_this_arm = False
-                self._move(ctx, State.ARM, SIGNAL_ARM, now_ms)
+                self._move(ctx, _ARM, SIGNAL_ARM, now_ms)
             return None
         return self._step_armed(ctx, side, value, features, now_ms)
 
@@ -230,9 +237,9 @@ class StateMachine:
     def _step_armed(
         self, ctx: SymbolStateContext, side: OrderSide, value: float, features: Features, now_ms: int
     ) -> OrderRequest | None:
-        """Fire from ARM while the score holds at entry strength and the gate is open."""
+        """Fire from _ARM while the score holds at entry strength and the gate is open."""
         if value < self._entry:
-            self._move(ctx, State.WATCH, SIGNAL_WEAKENED, now_ms)
+            self._move(ctx, _WATCH, SIGNAL_WEAKENED, now_ms)
             return None
         symbol = ctx.symbol
         blocked = self._gate(symbol)
@@ -244,11 +251,11 @@ class StateMachine:
             side=side,
             reference_price=features.price,
             stop_distance=self._stop_distance(features),
-            reason=ENTRY_SIGNAL_LONG if side is OrderSide.BUY else ENTRY_SIGNAL_SHORT,
+            reason=ENTRY_SIGNAL_LONG if side is _BUY else ENTRY_SIGNAL_SHORT,
             score=value,
             ts=now_ms,
         )
-        self._move(ctx, State.ORDER_REQUEST, request.reason, now_ms)
+        self._move(ctx, _ORDER_REQUEST, request.reason, now_ms)
         return request
 
     def _stop_distance(self, features: Features) -> float:
@@ -260,25 +267,25 @@ class StateMachine:
     def _expire(self, ctx: SymbolStateContext, now_ms: int) -> None:
         state = ctx.state
         age = now_ms - ctx.since_ms
-        if state is State.IDLE or state is State.IN_POSITION:
+        if state is _IDLE or state is _IN_POSITION:
             return
-        if state is State.WATCH and age >= self._watch_timeout:
+        if state is _WATCH and age >= self._watch_timeout:
             ctx.side = None
-            self._move(ctx, State.IDLE, WATCH_TIMEOUT, now_ms)
-        elif state is State.ARM and age >= self._arm_timeout:
+            self._move(ctx, _IDLE, WATCH_TIMEOUT, now_ms)
+        elif state is _ARM and age >= self._arm_timeout:
             ctx.side = None
-            self._move(ctx, State.IDLE, ARM_TIMEOUT, now_ms)
-        elif state is State.ORDER_REQUEST and age >= self._order_timeout:
-            self._move(ctx, State.COOLDOWN, ORDER_REQUEST_TIMEOUT, now_ms)
-        elif state is State.COOLDOWN and age >= self._cooldown:
+            self._move(ctx, _IDLE, ARM_TIMEOUT, now_ms)
+        elif state is _ORDER_REQUEST and age >= self._order_timeout:
+            self._move(ctx, _COOLDOWN, ORDER_REQUEST_TIMEOUT, now_ms)
+        elif state is _COOLDOWN and age >= self._cooldown:
             ctx.side = None
-            self._move(ctx, State.IDLE, COOLDOWN_OVER, now_ms)
+            self._move(ctx, _IDLE, COOLDOWN_OVER, now_ms)
 
     def _suppress(self, ctx: SymbolStateContext, reason: str) -> None:
         ctx.last_suppressed_reason = reason
         if ctx.suppressed_this_arm:
             return
-        # Once per ARM episode: a blocked signal held for 500 events is one suppressed entry.
+        # Once per _ARM episode: a blocked signal held for 500 events is one suppressed entry.
         ctx.suppressed_this_arm = True
         ctx.suppressed += 1
         self.suppressed_total += 1
@@ -291,7 +298,7 @@ class StateMachine:
         ctx.state = to
         ctx.since_ms = now_ms
         ctx.last_reason = reason
-        if to is not State.ARM:
+        if to is not _ARM:
             ctx.suppressed_this_arm = False
         if self._on_transition is not None:
             self._on_transition(Transition(ctx.symbol, previous, to, reason, now_ms))
