@@ -87,6 +87,7 @@ class FeatureEngine:
         "_vwap_v",
         "_mom_fast",
         "_mom_slow",
+        "_decays",
     )
 
     def __init__(self, symbol: str, config: FeatureConfig) -> None:
@@ -114,6 +115,9 @@ class FeatureEngine:
         self._k_slow = _LN2 / config.momentum_slow_half_life_ms
         self._horizon_ms = config.vol_horizon_ms
         self._warmup = config.warmup_events
+        # Decay factors by elapsed ms: a feed's gaps take a few hundred values, so the five exps of
+        # a gap are computed once and looked up after (bounded: a hostile feed cannot grow it).
+        self._decays: dict[int, tuple[float, float, float, float, float]] = {}
 
     @property
     def features(self) -> Features:
@@ -138,20 +142,20 @@ class FeatureEngine:
         if last_ts < 0:
             self._last_ts = ts
         elif ts > last_ts:
-            dt = float(ts - last_ts)
             self._last_ts = ts
-            exp = math.exp
-            d_vol = exp(-self._k_vol * dt)
+            step = ts - last_ts
+            decays = self._decays.get(step)
+            if decays is None:
+                decays = self._decay(step)
+            d_vol, d_flow, d_vwap, d_fast, d_slow = decays
             var_sum *= d_vol
-            time_sum = time_sum * d_vol + dt
-            d_flow = exp(-self._k_flow * dt)
+            time_sum = time_sum * d_vol + step
             flow_signed *= d_flow
             flow_total *= d_flow
-            d_vwap = exp(-self._k_vwap * dt)
             vwap_pv *= d_vwap
             vwap_v *= d_vwap
-            mom_fast *= exp(-self._k_fast * dt)
-            mom_slow *= exp(-self._k_slow * dt)
+            mom_fast *= d_fast
+            mom_slow *= d_slow
         # else: the same millisecond, or out of order: no time passes; never run the clock backwards.
 
         price = 0.0
@@ -205,3 +209,15 @@ class FeatureEngine:
         f.mom_slow_bps = mom_slow
         f.ready = f.updates >= self._warmup and time_sum > 0.0
         return f
+
+    def _decay(self, step: int) -> tuple[float, float, float, float, float]:
+        """Return the decay factors of ``step`` ms (vol, flow, vwap, fast and slow momentum), kept for reuse."""
+        dt = float(step)
+        exp = math.exp
+        decays = (
+            exp(-self._k_vol * dt), exp(-self._k_flow * dt), exp(-self._k_vwap * dt),
+            exp(-self._k_fast * dt), exp(-self._k_slow * dt),
+        )  # fmt: skip
+        if len(self._decays) < 4_096:
+            self._decays[step] = decays
+        return decays

@@ -152,8 +152,10 @@ class StateMachine:
         ctx = self._contexts.get(symbol)
         if ctx is None:
             ctx = self.context(symbol)
-        self._expire(ctx, now_ms)
         state = ctx.state
+        if state is not _IDLE:  # IDLE never times out: most events skip the call
+            self._expire(ctx, now_ms)
+            state = ctx.state
         if state is _IDLE or state is _WATCH or state is _ARM:
             if not features.ready:
                 return None
