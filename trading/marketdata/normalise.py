@@ -70,14 +70,19 @@ def _apply_side(sizes: dict[float, float], levels: dict[float, float], deletes: 
     An empty side's best is 0 for bids, inf for asks, so any price beats it.
     """
     sizes.update(levels)
-    for p in deletes:
-        del sizes[p]
-    if best in deletes:
-        return max(sizes, default=0.0) if is_bid else min(sizes, default=_INF)
+    if deletes:
+        for p in deletes:
+            del sizes[p]
+        if best in deletes:
+            if is_bid:
+                return max(sizes) if sizes else 0.0
+            return min(sizes) if sizes else _INF
     if levels:
-        edge = max(levels) if is_bid else min(levels)
-        if (edge > best) if is_bid else (edge < best):
-            return edge
+        if is_bid:
+            edge = max(levels)
+            return edge if edge > best else best
+        edge = min(levels)
+        return edge if edge < best else best
     return best
 
 
@@ -225,7 +230,7 @@ class Normaliser:
             return self._reject(MISSING_FIELD)
         if data.get("s", symbol) != symbol:
             return self._reject(SYMBOL_MISMATCH)
-        bids, asks = data["b"], data["a"]
+        bids, asks = raw_bids, raw_asks = data["b"], data["a"]
         if type(bids) is not ParsedLevels or type(asks) is not ParsedLevels:  # typed levels need no parse
             bids, asks = self._parse_levels(bids), self._parse_levels(asks)
         if bids is None or asks is None:
@@ -241,7 +246,7 @@ class Normaliser:
             book = self._books.get(symbol)  # type: ignore[assignment]
             if book is None:
                 return self._reject(DELTA_BEFORE_SNAPSHOT)
-            problem = self._apply_delta(book, data, bids, asks, u)
+            problem = self._apply_delta(book, bids, asks, u, len(raw_bids), len(raw_asks))
             if problem is not None:
                 return self._reject(problem)
         else:
@@ -258,24 +263,31 @@ class Normaliser:
                             book.ask_sizes[ask])]  # fmt: skip
 
     def _apply_delta(
-        self, book: _Book, data: dict[str, Any], bids: dict[float, float], asks: dict[float, float], u: int | None
+        self, book: _Book, bids: dict[float, float], asks: dict[float, float], u: int | None, sent_bids: int,
+        sent_asks: int,
     ) -> str | None:
-        """Apply a validated delta to ``book``; return why it was refused instead (the book is then untouched)."""
+        """Apply a validated delta to ``book``; return why it was refused instead (the book is then untouched).
+
+        ``sent_bids`` and ``sent_asks`` count the levels as sent, before parsing.
+        """
         if u is not None and book.u is not None:
             if u <= book.u:
                 return STALE_UPDATE
             if u != book.u + 1:
                 self._warn(UPDATE_GAP)
-        if len(bids) != len(data["b"]) or len(asks) != len(data["a"]):
+        if len(bids) != sent_bids or len(asks) != sent_asks:
             return MALFORMED  # a price twice in one side: which size is meant?
         bid_sizes, ask_sizes = book.bid_sizes, book.ask_sizes
         bid_deletes = [p for p, q in bids.items() if q == 0.0]
         ask_deletes = [p for p, q in asks.items() if q == 0.0]
-        if not all(map(bid_sizes.__contains__, bid_deletes)) or not all(map(ask_sizes.__contains__, ask_deletes)):
+        if (bid_deletes and not all(map(bid_sizes.__contains__, bid_deletes))) or (
+            ask_deletes and not all(map(ask_sizes.__contains__, ask_deletes))
+        ):
             return ABSENT_LEVEL_DELETE
-        book.best_bid = _apply_side(bid_sizes, bids, bid_deletes, book.best_bid, is_bid=True)
-        book.best_ask = _apply_side(ask_sizes, asks, ask_deletes, book.best_ask, is_bid=False)
-        book.u = u if u is not None else book.u
+        book.best_bid = _apply_side(bid_sizes, bids, bid_deletes, book.best_bid, True)
+        book.best_ask = _apply_side(ask_sizes, asks, ask_deletes, book.best_ask, False)
+        if u is not None:
+            book.u = u
         return None
 
     def _on_trades(self, message: dict[str, Any], symbol: str, ts: int) -> list[MarketEvent]:
