@@ -17,6 +17,7 @@ Python allows), raise ``WireError``, with msgspec's reason.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any, NotRequired, TypedDict
 
 import msgspec
@@ -118,7 +119,10 @@ _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
 # the three after '{"topic":"' and confirmed by the whole prefix. Any other order is found by a decode.
 _MARK = slice(10, 13)
 _SNIFF = {f"{kind}."[:3]: (f'{{"topic":"{kind}.', kind) for kind in _DECODERS}
-_SNIFF_BYTES = {mark.encode(): (prefix.encode(), kind) for mark, (prefix, kind) in _SNIFF.items()}
+# Bytes, the usual input, go straight to their decoder: (prefix, kind, the decoder's decode).
+_SNIFF_BYTES = {
+    mark.encode(): (prefix.encode(), kind, _DECODERS[kind].decode) for mark, (prefix, kind) in _SNIFF.items()
+}
 _HEAD = msgspec.json.Decoder(_Head)
 _UNTYPED = msgspec.json.Decoder()
 
@@ -148,29 +152,36 @@ class PublicDecoder:
 
     def decode(self, raw: bytes | str) -> Any:
         """Return one message: a typed dict, or whatever the JSON holds; raise ``WireError`` if not JSON."""
+        kind: str | None
+        decode: Callable[[bytes | str], Any] | None
         if type(raw) is bytes:
             sniffed = _SNIFF_BYTES.get(raw[_MARK])
-            kind = sniffed[1] if sniffed is not None and raw.startswith(sniffed[0]) else _topic_kind(raw)
+            if sniffed is not None and raw.startswith(sniffed[0]):
+                kind, decode = sniffed[1], sniffed[2]
+            else:
+                kind = _topic_kind(raw)
+                decode = _DECODERS[kind].decode if kind is not None else None
         else:
             text = str(raw)
             known = _SNIFF.get(text[_MARK])
             kind = known[1] if known is not None and text.startswith(known[0]) else _topic_kind(raw)
-        if kind is not None:
+            decode = _DECODERS[kind].decode if kind is not None else None
+        if decode is not None:
             try:
-                message = _DECODERS[kind].decode(raw)
+                message = decode(raw)
             except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
                 pass  # the untyped decode below tells which, and the normaliser why
             else:
-                if kind == ORDERBOOK:
-                    data = message["data"]
-                    bids, asks = ParsedLevels(data["b"]), ParsedLevels(data["a"])
-                    # A price listed twice in a side: which size is meant? Left to the untyped path, which
-                    # refuses it in a delta and keeps the last in a snapshot, exactly as it always did.
-                    if len(bids) == len(data["b"]) and len(asks) == len(data["a"]):
-                        data["b"], data["a"] = bids, asks
-                        self.typed += 1
-                        return message
-                else:
+                if kind != ORDERBOOK:
+                    self.typed += 1
+                    return message
+                data = message["data"]
+                sent_bids, sent_asks = data["b"], data["a"]
+                bids, asks = ParsedLevels(sent_bids), ParsedLevels(sent_asks)
+                # A price listed twice in a side: which size is meant? Left to the untyped path, which
+                # refuses it in a delta and keeps the last in a snapshot, exactly as it always did.
+                if len(bids) == len(sent_bids) and len(asks) == len(sent_asks):
+                    data["b"], data["a"] = bids, asks
                     self.typed += 1
                     return message
         self.untyped += 1
