@@ -8,7 +8,9 @@ as ``Decimal`` at the execution edge.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple, cast
 
 TRADE = "trade"
 BOOK = "book"
@@ -29,3 +31,9 @@ class MarketEvent(NamedTuple):
     ask: float = 0.0
     bid_qty: float = 0.0
     ask_qty: float = 0.0
+
+
+# All ten fields in order, built in one C call: the named tuple's own ``__new__`` is a Python function, and
+# REPLAY makes one event per market message. Only for callers that pass every field, positionally.
+event_of_fields = cast(Callable[[tuple[str, str, int, float, float, int, float, float, float, float]], MarketEvent],
+                       partial(tuple.__new__, MarketEvent))  # fmt: skip

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from trading.marketdata.events import BOOK, TICKER, TRADE, MarketEvent
+from trading.marketdata.events import BOOK, TICKER, TRADE, MarketEvent, event_of_fields
 from trading.marketdata.messages import KLINE, ORDERBOOK, PUBLIC_TRADE, TICKERS, split_topic
 from trading.marketdata.wire import ParsedLevels, PublicDecoder, WireError
 
@@ -38,7 +38,7 @@ ONE_SIDED_BOOK = "one_sided_book"  # applied, but no mid to report
 
 _INF = math.inf
 _TICKER_FIELDS = ("lastPrice", "bid1Price", "ask1Price", "bid1Size", "ask1Size")
-_TICKER_ITEMS = tuple(enumerate(_TICKER_FIELDS))
+_TICKER_INDEX = {key: i for i, key in enumerate(_TICKER_FIELDS)}
 _NO_TICKER: tuple[float | None, ...] = (None, 0.0, 0.0, 0.0, 0.0)  # a snapshot without the touch reports 0
 _SIDES = {"Buy": 1, "Sell": -1}
 
@@ -258,9 +258,9 @@ class Normaliser:
         if bid >= ask:
             del self._books[symbol]  # corrupt: wait for the next snapshot rather than report nonsense
             return self._reject(CROSSED_BOOK)
-        # positional: a named tuple is built fastest so (kind, symbol, ts, price, qty, side, bid, ask, bid_qty, ask_qty)
-        return [MarketEvent(BOOK, symbol, ts, (bid + ask) * 0.5, 0.0, 0, bid, ask, book.bid_sizes[bid],
-                            book.ask_sizes[ask])]  # fmt: skip
+        # (kind, symbol, ts, price, qty, side, bid, ask, bid_qty, ask_qty)
+        return [event_of_fields((BOOK, symbol, ts, (bid + ask) * 0.5, 0.0, 0, bid, ask, book.bid_sizes[bid],
+                                 book.ask_sizes[ask]))]  # fmt: skip
 
     def _apply_delta(
         self, book: _Book, bids: dict[float, float], asks: dict[float, float], u: int | None, sent_bids: int,
@@ -307,7 +307,7 @@ class Normaliser:
             price, qty = _number(p), _number(v)
             if type(t) is not int or price is None or qty is None or price <= 0.0 or qty <= 0.0:
                 return self._reject(BAD_NUMBER)
-            events.append(MarketEvent(TRADE, symbol, t, price, qty, side))
+            events.append(event_of_fields((TRADE, symbol, t, price, qty, side, 0.0, 0.0, 0.0, 0.0)))
         return events
 
     def _on_ticker(self, message: dict[str, Any], symbol: str, ts: int) -> list[MarketEvent]:
@@ -328,9 +328,9 @@ class Normaliser:
             return self._reject(BAD_TYPE)
         # Only the fields an event carries are kept, parsed; a delta parses only what it changes.
         values = list(known)
-        for i, key in _TICKER_ITEMS:
-            if key in data:
-                value = data[key]
+        for key, value in data.items():  # a typed delta holds only the fields it changes, and the symbol
+            i = _TICKER_INDEX.get(key)
+            if i is not None:
                 # a float from the typed decoder needs only the finiteness check _number makes
                 values[i] = value if type(value) is float and -_INF < value < _INF else _number(value)
         last = values[0]
@@ -340,4 +340,4 @@ class Normaliser:
             return self._reject(BAD_NUMBER)  # checked before storing, so a bad delta changes nothing
         self._tickers[symbol] = values
         last, bid, ask, bid_qty, ask_qty = values
-        return [MarketEvent(TICKER, symbol, ts, last, 0.0, 0, bid, ask, bid_qty, ask_qty)]  # type: ignore[arg-type]
+        return [event_of_fields((TICKER, symbol, ts, last, 0.0, 0, bid, ask, bid_qty, ask_qty))]  # type: ignore[arg-type]
