@@ -122,7 +122,10 @@ class BacktestEngine:
         """
         started = time.perf_counter()
         core, venue, clock = self.core, self.venue, self.clock
-        on_private = core.on_private
+        # Bound once: the loop below runs per message, and each attribute read is a step of it.
+        on_private, on_public, tick = core.on_private, core.on_public, core.tick
+        venue_on_public, drain, set_clock = venue.on_public, venue.drain, clock.set
+        counters, state = core.counters, core.state
         last_tick = self._last_tick
         count = 0
         in_position_events = 0
@@ -130,19 +133,19 @@ class BacktestEngine:
             count += 1
             ts = message.get("ts")
             if type(ts) is int:
-                clock.set(ts)
+                set_clock(ts)
                 if ts - last_tick >= TICK_MS:
-                    core.tick()
+                    tick()
                     last_tick = ts
-            venue.on_public(message)
-            for private in venue.drain():
+            venue_on_public(message)
+            for private in drain():
                 on_private(private)
-            before = core.counters.market_events
-            core.on_public(message)
-            for private in venue.drain():
+            before = counters.market_events
+            on_public(message)
+            for private in drain():
                 on_private(private)
-            if core.state.positions:
-                in_position_events += core.counters.market_events - before
+            if state.positions:
+                in_position_events += counters.market_events - before
         self._last_tick = last_tick
         self._messages += count
         self._seconds += time.perf_counter() - started
