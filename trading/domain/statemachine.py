@@ -239,7 +239,7 @@ class StateMachine:
     def _step_armed(
         self, ctx: SymbolStateContext, side: OrderSide, value: float, features: Features, now_ms: int
     ) -> OrderRequest | None:
-        """Fire from _ARM while the score holds at entry strength and the gate is open."""
+        """Fire from ARM while the score holds at entry strength and the gate is open."""
         if value < self._entry:
             self._move(ctx, _WATCH, SIGNAL_WEAKENED, now_ms)
             return None
@@ -287,7 +287,7 @@ class StateMachine:
         ctx.last_suppressed_reason = reason
         if ctx.suppressed_this_arm:
             return
-        # Once per _ARM episode: a blocked signal held for 500 events is one suppressed entry.
+        # Once per ARM episode: a blocked signal held for 500 events is one suppressed entry.
         ctx.suppressed_this_arm = True
         ctx.suppressed += 1
         self.suppressed_total += 1
