@@ -58,6 +58,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 from knox.crypto import hash_token
+from knox.settings import knox_settings
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.renderers import JSONRenderer
 
@@ -348,8 +349,8 @@ class StatusFastPath:
                 found[name] = value
         if len(authorization) != 1:
             return None, ""
-        parts = authorization[0].split()
-        if len(parts) != 2 or parts[0].lower() != b"token":
+        parts = authorization[0].split()  # as knox splits it
+        if len(parts) != 2 or parts[0].lower() != knox_settings.AUTH_HEADER_PREFIX.encode().lower():
             return None, ""
         try:
             token = parts[1].decode("ascii")
