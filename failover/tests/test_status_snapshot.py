@@ -143,3 +143,35 @@ def test_a_failure_report_pushes_the_badge_at_its_first_commit_before_the_plan_i
         ("plan", None),
         ("failover.status", (True, "EXCHANGE_UNAVAILABLE", before + 2)),  # the report's own commit
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_badge_push_never_stops_the_report(monkeypatch):
+    from datetime import UTC, datetime
+
+    from failover.domain.types import FailureEvent
+    from failover.recovery import records, runner
+
+    monkeypatch.setattr(runner, "_send_chain", lambda plan_pk, token, pks: None)
+    services.safe_mode_exit(user="test", force=True)
+
+    def broken_state_domain(row: Any) -> Any:
+        raise RuntimeError("database gone mid-read")
+
+    with monkeypatch.context() as broken:
+        broken.setattr(records, "state_domain", broken_state_domain)
+        records._push_committed_state("")  # logged, not raised
+    calls = {"n": 0}
+    state_domain = records.state_domain
+
+    def failing_once(row: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("database gone mid-read")
+        return state_domain(row)
+
+    monkeypatch.setattr(records, "state_domain", failing_once)
+    state = services.failure_report(event=FailureEvent(timestamp=datetime.now(UTC), type="EXCHANGE_UNAVAILABLE",
+                                                       source="EXECUTION_ENGINE", message="test"))
+    assert calls["n"] >= 2  # the gate's push failed; the report went on and built its plan
+    assert state.safe_mode is True and state.current_plan is not None
