@@ -159,7 +159,9 @@ def test_resting_limit_fills_partially_then_fully_on_public_trades(
     assert got.data("execution")[0]["isMaker"] is True and got.data("execution")[0]["execQty"] == "0.100"
     assert got.data("order")[-1]["orderStatus"] == "PartiallyFilled"
     ctl.trade("BTCUSDT", "49990.0", "0.05", side="Sell")
-    wait_for(lambda: got.data("order")[-1]["orderStatus"] == "Filled", what="full fill")
+    # The order's push comes before its execution's (separate topics, as on Bybit): wait for both.
+    wait_for(lambda: got.data("order")[-1]["orderStatus"] == "Filled" and len(got.data("execution")) >= 2,
+             what="full fill and its execution")
     assert [x["execQty"] for x in got.data("execution")] == ["0.100", "0.200"]
     assert got.data("execution")[-1]["feeRate"] == "0.0002"
 
