@@ -42,8 +42,12 @@ _decode = msgspec.json.Decoder(BusMessage).decode
 _encode = msgspec.json.Encoder().encode
 
 
+# What ``decode_message`` raises for a message it refuses (each with its reason).
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, TypeError, RecursionError)
+
+
 def decode_message(data: Any) -> dict[str, Any]:
-    """One bus message from its bytes; raises msgspec's error (with its reason) for any other shape."""
+    """One bus message from its bytes; raises one of ``DECODE_ERRORS`` for any other shape."""
     return cast(dict[str, Any], _decode(data))  # a TypedDict is a dict
 
 
@@ -146,7 +150,7 @@ class BusListener:
     def _dispatch(self, data: Any) -> None:
         try:
             message = decode_message(data)
-        except (msgspec.DecodeError, msgspec.ValidationError, TypeError, RecursionError) as exc:
+        except DECODE_ERRORS as exc:
             logger.warning("ignored a malformed bus message: %s", exc)  # e.g. "Object missing required field `kind`"
             return
         try:

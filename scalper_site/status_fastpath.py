@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-import msgspec
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import close_old_connections
@@ -265,7 +264,7 @@ class StatusChanges:
     async def _take(self, data: Any) -> None:
         try:
             message = bus.decode_message(data)
-        except (msgspec.DecodeError, msgspec.ValidationError, TypeError, RecursionError) as exc:
+        except bus.DECODE_ERRORS as exc:
             logger.warning("status fast path ignored a malformed bus message: %s", exc)
             return
         self.on_message(message)

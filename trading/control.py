@@ -78,11 +78,6 @@ def ack_key(run_id: str, command_id: str) -> str:
     return f"scalper:trader:{_env(run_id)}:ack:{command_id}"
 
 
-def _redis(url: str = "") -> redis.Redis:
-    # One pool per process: a new client a call opened a connection for every heartbeat read (three a panel read).
-    return bus.client(url)
-
-
 def standby_heartbeat_key(run_id: str = "", holder: str = "") -> str:
     return f"scalper:trader:{_env(run_id)}:standby:{holder}"
 
@@ -92,13 +87,13 @@ def write_heartbeat(
 ) -> None:
     """Write the leader's heartbeat; with ``standby`` (its lease holder id), a standby's own, beside it."""
     key = standby_heartbeat_key(run_id, standby) if standby else heartbeat_key(run_id)
-    (client or _redis()).set(key, json.dumps(beat), ex=HEARTBEAT_TTL_S)
+    (client or bus.client()).set(key, json.dumps(beat), ex=HEARTBEAT_TTL_S)
 
 
 def read_standby_heartbeats(*, run_id: str = "", limit: int = 20) -> list[dict[str, Any]]:
     """The heartbeats of the environment's standby traders (each under its own key), at most ``limit``."""
     try:
-        client = _redis()
+        client = bus.client()
         keys = list(client.scan_iter(match=standby_heartbeat_key(run_id, "*"), count=100))[:limit]
         raws = client.mget(keys) if keys else []
     except (redis.RedisError, OSError, ValueError):
@@ -117,7 +112,7 @@ def read_standby_heartbeats(*, run_id: str = "", limit: int = 20) -> list[dict[s
 def read_heartbeat(*, run_id: str = "", max_age_ms: int = 5000) -> dict[str, Any] | None:
     """The trader's last heartbeat, or None when it is missing, unreadable or older than ``max_age_ms``."""
     try:
-        raw = _redis().get(heartbeat_key(run_id))
+        raw = bus.client().get(heartbeat_key(run_id))
     except (redis.RedisError, OSError, ValueError):  # ValueError: no Redis URL configured
         return None
     if raw is None:
@@ -141,7 +136,7 @@ def write_ack(
     client: redis.Redis | None = None,
 ) -> None:
     body = json.dumps({"ok": ok, "result": result or {}, "error": error}, default=str)
-    (client or _redis()).set(ack_key(run_id, command_id), body, ex=ACK_TTL_S)
+    (client or bus.client()).set(ack_key(run_id, command_id), body, ex=ACK_TTL_S)
 
 
 def send_command(
@@ -158,7 +153,7 @@ def send_command(
         raise TraderUnavailable(f"no trader is running for environment {_env(run_id)!r}")
     command_id = uuid.uuid4().hex
     bus.publish("trader.command", {"command": command, "commandId": command_id, "args": args or {}}, run_id=run_id)
-    client = _redis()
+    client = bus.client()
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         raw = client.get(ack_key(run_id, command_id))

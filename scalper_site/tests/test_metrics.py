@@ -34,6 +34,7 @@ from failover.models import (
     StepStatus,
 )
 from failover.recovery import runner
+from scalper_site import bus
 from scalper_site.metrics import instruments, sources
 from scalper_site.metrics.folder import metrics_folder_prepare
 from scalper_site.testkit import BASE_DIR
@@ -379,7 +380,7 @@ def test_services_metrics_from_postgresql_and_the_heartbeat_in_redis(client, pro
     try:
         samples = _scrape(client)
     finally:
-        control._redis().delete(control.heartbeat_key())
+        bus.client().delete(control.heartbeat_key())
     assert _value(samples, "scalper_safe_mode", run_id="") == 1.0
     assert _value(samples, "scalper_failures_total", type="EXCHANGE_UNAVAILABLE") == 2.0
     assert _value(samples, "scalper_realized_pnl_usdt") == 4.25

@@ -153,19 +153,19 @@ class PublicDecoder:
     def decode(self, raw: bytes | str) -> Any:
         """Return one message: a typed dict, or whatever the JSON holds; raise ``WireError`` if not JSON."""
         kind: str | None
-        decode: Callable[[bytes | str], Any] | None
+        decode: Callable[[bytes | str], Any] | None = None
         if type(raw) is bytes:
             sniffed = _SNIFF_BYTES.get(raw[_MARK])
             if sniffed is not None and raw.startswith(sniffed[0]):
                 kind, decode = sniffed[1], sniffed[2]
             else:
                 kind = _topic_kind(raw)
-                decode = _DECODERS[kind].decode if kind is not None else None
         else:
             text = str(raw)
             known = _SNIFF.get(text[_MARK])
             kind = known[1] if known is not None and text.startswith(known[0]) else _topic_kind(raw)
-            decode = _DECODERS[kind].decode if kind is not None else None
+        if decode is None and kind is not None:
+            decode = _DECODERS[kind].decode
         if decode is not None:
             try:
                 message = decode(raw)
