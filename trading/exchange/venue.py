@@ -41,29 +41,50 @@ class _MatchingFeed(MarketFeed):
     what is skipped (derived order book views, tickers, candles) only feeds sockets.
     """
 
+    def __init__(self, engine: MatchingEngine, parse_levels: LevelParser) -> None:
+        super().__init__(engine, wanted=lambda topic: False, parse_levels=parse_levels)
+        # topic -> (kind, symbol, book depth): a data set holds a handful of topics, each split once
+        self._routes: dict[str, tuple[str, str, int]] = {}
+
     def apply(self, msg: dict[str, Any], now_ms: int) -> Changes | None:
         """Apply one public message as the exchange would; None when nothing changed for any account."""
         topic = msg.get("topic")
-        if not isinstance(topic, str):
-            return None
-        kind, _, rest = topic.partition(".")
+        route = self._routes.get(topic) if type(topic) is str else None
+        if route is None:
+            if not isinstance(topic, str):
+                return None
+            route = self._route(topic)
+        kind, symbol, depth = route
         engine = self.engine
         if kind == "orderbook":
-            depth, _, symbol = rest.partition(".")
-            if symbol in self.symbols and depth.isdigit() and self._apply_book(symbol, int(depth), msg, now_ms):
+            if self._apply_book(symbol, depth, msg, now_ms):
                 return engine.on_book(symbol) if engine.has_open_orders(symbol) else None
-        elif kind == "publicTrade" and rest in self.symbols:
+        elif kind == "publicTrade":
             trades = [t for t in msg.get("data") or () if isinstance(t, dict)]
             if not trades:
                 return None
-            if engine.is_idle(rest):  # no order rests and no position: the trades only move the last price
-                engine.last_price[rest] = Decimal(str(trades[-1]["p"]))
+            if engine.is_idle(symbol):  # no order rests and no position: the trades only move the last price
+                engine.last_price[symbol] = Decimal(str(trades[-1]["p"]))
                 return None
             changes = Changes()
             for trade in trades:
-                changes.merge(engine.on_trade(rest, Decimal(str(trade["p"])), Decimal(str(trade["v"]))))
+                changes.merge(engine.on_trade(symbol, Decimal(str(trade["p"])), Decimal(str(trade["v"]))))
             return changes
         return None  # tickers and klines only feed subscribers
+
+    def _route(self, topic: str) -> tuple[str, str, int]:
+        """Split a topic into what ``apply`` acts on; a kind it ignores (or another symbol) routes to nothing."""
+        kind, _, rest = topic.partition(".")
+        route = ("", "", 0)
+        if kind == "orderbook":
+            depth, _, symbol = rest.partition(".")
+            if symbol in self.symbols and depth.isdigit():
+                route = (kind, symbol, int(depth))
+        elif kind == "publicTrade" and rest in self.symbols:
+            route = (kind, rest, 0)
+        if len(self._routes) < 4_096:  # bounded: a hostile stream of topics cannot grow it
+            self._routes[topic] = route
+        return route
 
 
 class InProcessVenue:
@@ -80,7 +101,7 @@ class InProcessVenue:
         ids = itertools.count(1)
         extra = {"initial_balance": initial_balance} if initial_balance is not None else {}
         self.engine = MatchingEngine(instruments, clock=clock_ms, id_factory=lambda: f"venue-{next(ids):010d}", **extra)
-        self.feed = _MatchingFeed(self.engine, wanted=lambda topic: False, parse_levels=parse_levels)
+        self.feed = _MatchingFeed(self.engine, parse_levels)
         self._clock_ms = clock_ms
         self._pending: list[dict[str, Any]] = []
         self._msg_ids = itertools.count(1)

@@ -91,6 +91,8 @@ class Account:
         return live.values()
 
     def has_open_orders(self, symbol: str) -> bool:
+        if not self._live:  # the usual case, asked on every market message
+            return False
         return any(o.symbol == symbol for o in self._open())
 
     def is_idle(self, symbol: str) -> bool:

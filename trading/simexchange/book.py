@@ -7,8 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from itertools import compress
+from operator import itemgetter
 
 Level = tuple[Decimal, Decimal]  # (price, size)
+
+SWEEP_EVERY = 16  # deltas between two sweeps of the deleted levels out of the book
+_SIZE = itemgetter(1)
 
 
 def _dec(x: float) -> Decimal:
@@ -26,6 +31,10 @@ class OrderBook:
     exchange prices and sizes: a decimal of up to 15 significant digits survives
     the round trip through a float (``_dec``), and equal or ordered decimals stay
     equal or ordered as floats, so matching compares floats safely.
+
+    A delta is set in one C call per side: a deleted level stays as a size-0 entry
+    that every read skips, and the entries are swept out every ``SWEEP_EVERY``
+    deltas, so the book never holds more than that many deltas' deletes.
     """
 
     def __init__(self, symbol: str) -> None:
@@ -35,25 +44,28 @@ class OrderBook:
         self.u = 0
         self.seq = 0
         self.ts = 0
-        self._sorted_bids: list[float] | None = None
+        self._sorted_bids: list[float] | None = None  # prices of levels with a size, best first
         self._sorted_asks: list[float] | None = None
+        self._unswept = 0  # deltas applied since the last sweep
 
     # -- updates ---------------------------------------------------------
     def apply_snapshot(self, bids: Mapping[float, float], asks: Mapping[float, float], u: int, seq: int) -> None:
-        """Replace the whole book with parsed levels (``parse_levels``: price to size)."""
-        self._bids = {p: s for p, s in bids.items() if s > 0}
-        self._asks = {p: s for p, s in asks.items() if s > 0}
+        """Replace the whole book with parsed levels (``parse_levels``: price to size; sizes are never negative)."""
+        self._bids = dict(filter(_SIZE, bids.items()))
+        self._asks = dict(filter(_SIZE, asks.items()))
+        self._unswept = 0
         self.u, self.seq = u, seq
         self._touch()
 
     def apply_delta(self, bids: Mapping[float, float], asks: Mapping[float, float], u: int, seq: int) -> None:
         """Apply parsed levels: size 0 deletes a level (an absent one is ignored), any other size sets it."""
-        for side, levels in ((self._bids, bids), (self._asks, asks)):
-            for p, s in levels.items():
-                if s == 0:
-                    side.pop(p, None)
-                else:
-                    side[p] = s
+        self._bids.update(bids)
+        self._asks.update(asks)
+        self._unswept += 1
+        if self._unswept >= SWEEP_EVERY:
+            self._bids = dict(filter(_SIZE, self._bids.items()))
+            self._asks = dict(filter(_SIZE, self._asks.items()))
+            self._unswept = 0
         self.u, self.seq = u, seq
         self._touch()
 
@@ -64,12 +76,14 @@ class OrderBook:
     # -- reads -----------------------------------------------------------
     def _bid_keys(self) -> list[float]:
         if self._sorted_bids is None:
-            self._sorted_bids = sorted(self._bids, reverse=True)
+            book = self._bids
+            self._sorted_bids = sorted(compress(book, book.values()), reverse=True)  # a size of 0 is a delete
         return self._sorted_bids
 
     def _ask_keys(self) -> list[float]:
         if self._sorted_asks is None:
-            self._sorted_asks = sorted(self._asks)
+            book = self._asks
+            self._sorted_asks = sorted(compress(book, book.values()))
         return self._sorted_asks
 
     def best_bid(self) -> Level | None:
