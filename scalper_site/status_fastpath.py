@@ -26,7 +26,11 @@ and exactly ``Authorization: Token <key>``, when all of these hold:
 Past half its age the snapshot is built again, and a token is checked with knox
 again, on a thread of this layer's own (one at a time, never waited for), so the
 requests keep being answered here instead of one a second per worker going
-through Django to do it.
+through Django to do it. A refresh still running after ``REFRESH_STUCK_S`` (a
+database call that hangs) is given up: the next one runs on a new thread. A
+thread cannot be stopped, so at most ``MAX_STUCK_REFRESHES`` are left behind;
+past that, refreshes wait for one of them and the requests go through Django
+as the snapshot ages out.
 
 The body is the snapshot rendered by DRF's own JSON renderer, with each
 answer's ``timestamp``, byte for byte what the view would answer. The view's
@@ -82,6 +86,8 @@ PENDING_HOLD_S = 2.0
 PING_EVERY_S = 1.0
 SILENT_AFTER_S = 3.0  # no answer from Redis for this long: the subscription counts as lost
 MAX_SHAPES = 32
+REFRESH_STUCK_S = 10.0  # a refresh running this long is given up, and the next runs on a new thread
+MAX_STUCK_REFRESHES = 4  # threads left behind by given-up refreshes, at most
 SOCKET_SEND_S = 1.0
 
 # Request headers Django's answer to this path may depend on (its host, the scheme, content negotiation).
@@ -296,6 +302,15 @@ class _Rendered:
     tail: bytes  # the body after it
 
 
+class _Refresher:
+    """One refresh thread, and when its running refresh started (None while it waits)."""
+
+    def __init__(self) -> None:
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="status-refresh")
+        self.busy_since: float | None = None
+        self.given_up = False
+
+
 class StatusFastPath:
     """The ASGI layer in front of Django (see the module's docstring)."""
 
@@ -310,8 +325,10 @@ class StatusFastPath:
         self._clock = clock
         self._shapes: dict[tuple[Any, ...], list[tuple[bytes, bytes]]] = {}
         self._rendered: _Rendered | None = None
-        self._refresher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="status-refresh")
+        self._refresher = _Refresher()
         self._refreshes: dict[str, concurrent.futures.Future[None]] = {}  # what is queued or running, by subject
+        self._stuck: set[_Refresher] = set()  # given up while a refresh ran; each leaves once it ends
+        self._stuck_lock = threading.Lock()
         self.answered = 0  # requests answered here (tests and the benchmark read it)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -382,12 +399,45 @@ class StatusFastPath:
 
     def _refresh_soon(self, subject: str, work: Callable[[], None]) -> None:
         """Queue ``work`` on the refresh thread unless the same subject is queued already (never waited for)."""
+        self._give_up_a_stuck_refresh()
         queued = self._refreshes.get(subject)
         if queued is not None and not queued.done():
             return
         if len(self._refreshes) >= MAX_SHAPES:
             self._refreshes = {k: f for k, f in self._refreshes.items() if not f.done()}
-        self._refreshes[subject] = self._refresher.submit(self._with_connection, work)
+        refresher = self._refresher
+        self._refreshes[subject] = refresher.executor.submit(self._run_refresh, refresher, work)
+
+    def _give_up_a_stuck_refresh(self) -> None:
+        """Move on to a new refresh thread when the current one has run one refresh past ``REFRESH_STUCK_S``."""
+        refresher = self._refresher
+        started = refresher.busy_since
+        if started is None or self._clock() - started <= REFRESH_STUCK_S:
+            return
+        with self._stuck_lock:  # the thread's own end takes it too: it is either still running, or gone
+            if refresher.busy_since is None or len(self._stuck) >= MAX_STUCK_REFRESHES:
+                return  # the threads left behind are bounded: refreshes queue behind this one
+            self._stuck.add(refresher)
+            refresher.given_up = True
+        logger.error("status fast path: a refresh has run for over %.0f s; the next ones run on a new thread "
+                     "(%d given up)", REFRESH_STUCK_S, len(self._stuck))
+        refresher.executor.shutdown(wait=False, cancel_futures=True)
+        self._refresher = _Refresher()
+        self._refreshes = {}  # cancelled with their thread: each subject is queued again when next due
+
+    def _run_refresh(self, refresher: _Refresher, work: Callable[[], None]) -> None:
+        refresher.busy_since = self._clock()
+        try:
+            self._with_connection(work)
+        finally:
+            with self._stuck_lock:
+                refresher.busy_since = None
+                self._stuck.discard(refresher)
+
+    @property
+    def stuck_refreshes(self) -> int:
+        """Refresh threads given up and still running."""
+        return len(self._stuck)
 
     @staticmethod
     def _with_connection(work: Callable[[], None]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from failover.status_snapshot import StatusSnapshots
 from scalper_site import bus, status_fastpath
 from scalper_site.api.failover_views import FailoverStatusView
 from scalper_site.status_fastpath import StatusChanges, StatusFastPath, VerifiedTokens
-from scalper_site.testkit import free_port
+from scalper_site.testkit import free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)  # Django answers on a thread of its own
 
@@ -222,6 +223,72 @@ def test_past_half_its_age_the_snapshot_is_rebuilt_off_the_request_path(
     changes.heard.last_heard = clock.now
     asyncio.run(_get(app, _auth(key)))
     assert app.answered == 3
+
+
+def test_a_rebuild_that_hangs_is_given_up_and_the_next_runs_on_a_new_thread(
+        app: StatusFastPath, key: str, clock: Clock, changes: StatusChanges, snapshots: StatusSnapshots,
+        tokens: VerifiedTokens, monkeypatch: pytest.MonkeyPatch):
+    tokens._recheck_s = 600.0  # this test is about the snapshot's rebuild
+    _get_twice(app, _auth(key))
+    release, hung = threading.Event(), threading.Event()
+    rebuild = snapshots.refresh
+
+    def hang_once() -> Any:
+        if not hung.is_set():
+            hung.set()
+            release.wait(30)  # a database call that does not come back
+        return rebuild()
+
+    monkeypatch.setattr(snapshots, "refresh", hang_once)
+    half = snapshots._max_age_s * 0.6
+    clock.now += half
+    changes.heard.last_heard = clock.now
+    asyncio.run(_get(app, _auth(key)))  # answered here; its rebuild starts and hangs
+    assert app.answered == 2 and hung.wait(10)
+    clock.now += half  # the snapshot is too old now: Django answers while the rebuild hangs
+    changes.heard.last_heard = clock.now
+    asyncio.run(_get(app, _auth(key)))
+    assert app.answered == 2 and app.stuck_refreshes == 0
+    try:
+        clock.now += status_fastpath.REFRESH_STUCK_S
+        changes.heard.last_heard = clock.now
+        asyncio.run(_get(app, _auth(key)))  # Django again; its view built a fresh snapshot
+        assert app.answered == 2
+        clock.now += half
+        changes.heard.last_heard = clock.now
+        asyncio.run(_get(app, _auth(key)))  # answered here; the rebuild it asks for runs on a new thread
+        assert app.answered == 3 and app.stuck_refreshes == 1
+        assert app.refreshed(timeout=10) and snapshots.latest().built_at == clock.now
+        asyncio.run(_get(app, _auth(key)))
+        assert app.answered == 4 and app.stuck_refreshes == 1  # the hung thread is still stuck
+    finally:
+        release.set()
+    wait_until(lambda: app.stuck_refreshes == 0, timeout=10, what="the given-up thread's end")
+
+
+def test_threads_left_behind_by_hung_refreshes_are_bounded(app: StatusFastPath, clock: Clock,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(status_fastpath, "MAX_STUCK_REFRESHES", 2)
+    release = threading.Event()
+    started: list[threading.Event] = []
+
+    def hang() -> None:
+        started[-1].set()
+        release.wait(30)
+
+    try:
+        for round_ in range(4):
+            started.append(threading.Event())
+            app._refresh_soon(f"subject {round_}", hang)
+            assert started[-1].wait(10) if round_ < 3 else not started[-1].wait(0.3)
+            assert app.stuck_refreshes == min(round_, 2)
+            clock.now += status_fastpath.REFRESH_STUCK_S + 1
+            app._give_up_a_stuck_refresh()
+        assert app.stuck_refreshes == 2  # the third hung thread is waited for: no fourth thread started
+    finally:
+        release.set()
+    wait_until(lambda: app.stuck_refreshes == 0, timeout=10, what="the given-up threads' end")
+    assert app.refreshed(timeout=10)
 
 
 def test_a_revoked_token_is_refused_by_django_once_the_recheck_window_ends(app: StatusFastPath, key: str,
