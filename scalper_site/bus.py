@@ -99,10 +99,19 @@ def publish(kind: str, payload: dict[str, Any] | None = None, *, run_id: str = "
         return False
 
 
+PING_EVERY_S = 1.0  # a listener that heard nothing for this long asks Redis for a pong
+SILENT_AFTER_S = 3.0  # nothing heard for this long, pongs included: the connection is taken for dead
+SOCKET_TIMEOUT_S = 5.0  # a send, or the rest of a message begun, that takes longer fails the connection
+
+
 class BusListener:
     """A daemon thread that hands every bus message of one environment to ``handler``.
 
-    It reconnects by itself; ``connected`` tells whether it is subscribed right now.
+    It reconnects by itself; ``connected`` tells whether it is subscribed right now
+    (set once Redis confirmed the subscription). A connection that goes silent
+    (a half-open socket after a network fault, a frozen server) is found by a ping
+    when nothing was heard for ``PING_EVERY_S`` and dropped after ``SILENT_AFTER_S``
+    without an answer, so no wait here is unbounded.
     """
 
     def __init__(self, handler: BusHandler, *, run_id: str = "", url: str = "") -> None:
@@ -124,20 +133,16 @@ class BusListener:
     def _run(self) -> None:
         backoff = 0.2
         while not self._stop.is_set():
-            client = redis.Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=None)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            client = redis.Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=SOCKET_TIMEOUT_S)
+            pubsub = client.pubsub()
             try:
                 pubsub.subscribe(self._channel)
-                self.connected.set()
-                backoff = 0.2
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message is None:
-                        continue
-                    self._dispatch(message.get("data"))
+                self._listen(pubsub)
             except (redis.RedisError, OSError) as exc:
                 logger.warning("bus listener lost Redis: %s", exc)
             finally:
+                if self.connected.is_set():
+                    backoff = 0.2  # it was subscribed: a new outage, retried soon
                 self.connected.clear()
                 try:
                     pubsub.close()
@@ -146,6 +151,26 @@ class BusListener:
                     pass
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    def _listen(self, pubsub: Any) -> None:
+        """Hand on messages until stopped; raise ``redis.ConnectionError`` once Redis has been silent too long."""
+        heard = pinged = time.monotonic()
+        while not self._stop.is_set():
+            message = pubsub.get_message(timeout=0.5)
+            now = time.monotonic()
+            if message is not None:
+                heard = now
+                kind = message.get("type")
+                if kind == "message":
+                    self._dispatch(message.get("data"))
+                elif kind == "subscribe":
+                    self.connected.set()  # Redis confirmed it: a publish from now on reaches this listener
+                continue  # a pong only says the connection is alive
+            if now - heard >= SILENT_AFTER_S:
+                raise redis.ConnectionError(f"nothing heard from Redis for {now - heard:.1f} s, a pong included")
+            if now - heard >= PING_EVERY_S and now - pinged >= PING_EVERY_S:
+                pubsub.ping()
+                pinged = now
 
     def _dispatch(self, data: Any) -> None:
         try:
