@@ -125,6 +125,7 @@ class BacktestEngine:
         # Bound once: the loop below runs per message, and each attribute read is a step of it.
         on_private, on_public, tick = core.on_private, core.on_public, core.tick
         venue_on_public, drain, set_clock = venue.on_public, venue.drain, clock.set
+        pending = venue.pending  # what drain() would hand out: usually nothing, so it is asked only when not
         counters, state = core.counters, core.state
         last_tick = self._last_tick
         count = 0
@@ -138,12 +139,14 @@ class BacktestEngine:
                     tick()
                     last_tick = ts
             venue_on_public(message)
-            for private in drain():
-                on_private(private)
+            if pending:
+                for private in drain():
+                    on_private(private)
             before = counters.market_events
             on_public(message)
-            for private in drain():
-                on_private(private)
+            if pending:
+                for private in drain():
+                    on_private(private)
             if state.positions:
                 in_position_events += counters.market_events - before
         self._last_tick = last_tick

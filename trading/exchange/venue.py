@@ -103,7 +103,8 @@ class InProcessVenue:
         self.engine = MatchingEngine(instruments, clock=clock_ms, id_factory=lambda: f"venue-{next(ids):010d}", **extra)
         self.feed = _MatchingFeed(self.engine, parse_levels)
         self._clock_ms = clock_ms
-        self._pending: list[dict[str, Any]] = []
+        # What drain() hands out next; always this one list, so a caller may hold it and test it for emptiness.
+        self.pending: list[dict[str, Any]] = []
         self._msg_ids = itertools.count(1)
 
     # -- market and private stream ------------------------------------------
@@ -116,9 +117,11 @@ class InProcessVenue:
 
     def drain(self) -> Sequence[dict[str, Any]]:
         """Return and forget the private messages produced so far, in push order."""
-        if not self._pending:
-            return ()  # the usual case, asked twice per market message in REPLAY
-        out, self._pending = self._pending, []
+        pending = self.pending
+        if not pending:
+            return ()
+        out = pending[:]
+        pending.clear()
         return out
 
     def _publish(self, changes: Changes) -> None:
@@ -138,7 +141,7 @@ class InProcessVenue:
             self._private("wallet", [payloads.wallet_item(e)], ts)
 
     def _private(self, topic: str, data: list[dict[str, Any]], ts: int) -> None:
-        self._pending.append({"id": f"m{next(self._msg_ids)}", "topic": topic, "creationTime": ts, "data": data})
+        self.pending.append({"id": f"m{next(self._msg_ids)}", "topic": topic, "creationTime": ts, "data": data})
 
     # -- the port -----------------------------------------------------------
 
