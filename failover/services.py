@@ -11,6 +11,7 @@ Celery chains (``failover.recovery.runner``); the safe-mode exit rule is
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -52,6 +53,7 @@ class RecoveryNotRetryable(Exception):
 
 
 SAFE_MODE_REASON_MAX = 40  # the state's reason column
+ANNOUNCE_HEAD_START_S = 0.003  # a failure report's pause after its announcement reached a listener
 
 
 def environment_register(*, run_id: str = "", context: dict[str, Any]) -> None:
@@ -107,7 +109,11 @@ def failure_report(*, event: FailureEvent, run_id: str = "", symbols: Sequence[s
     """Store the failure, turn safe mode on, extend or replace the plan, and start its chain if none runs."""
     # Entries stop first: announced before anything is written, then a one-statement commit, announced again
     # with its version, before the plan is built.
-    records.gate_announce(run_id, reason=event.type.value)
+    if records.gate_announce(run_id, reason=event.type.value):
+        # Someone listens: the announcement gets a head start on the CPU. On the 2 cores the product is sized
+        # for, the work below took one while the listener waited for the other, Redis using it: entries
+        # stopped 0.5-1 ms later at the median than a bare publish, several ms at the 99th percentile.
+        time.sleep(ANNOUNCE_HEAD_START_S)
     with transaction.atomic():
         records.gate_close(run_id, reason=event.type.value)
     with transaction.atomic():

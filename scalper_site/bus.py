@@ -89,14 +89,18 @@ def publish(kind: str, payload: dict[str, Any] | None = None, *, run_id: str = "
     A lost notification is tolerated by design (listeners re-read periodically),
     so a Redis outage never fails the transaction that caused it.
     """
+    return publish_counted(kind, payload, run_id=run_id, url=url) is not None
+
+
+def publish_counted(kind: str, payload: dict[str, Any] | None = None, *, run_id: str = "", url: str = "") -> int | None:
+    """``publish``, returning how many listeners Redis handed the message to; None when it cannot be reached."""
     message = _encode({"kind": kind, "payload": payload or {}, "sentAt": time.time()})
     try:
         url = url or settings.REDIS_URL
-        client(url).publish(channel_name(run_id, url=url), message)
-        return True
+        return client(url).publish(channel_name(run_id, url=url), message)
     except (redis.RedisError, OSError, ValueError) as exc:  # ValueError: no Redis URL configured
         logger.warning("bus publish of %s failed: %s", kind, exc)
-        return False
+        return None
 
 
 PING_EVERY_S = 1.0  # a listener that heard nothing for this long asks Redis for a pong

@@ -265,21 +265,24 @@ def plan_mirror(row: FailoverStateRecord, plan: RecoveryPlan | None) -> None:
         logger.error("cannot mirror the recovery plan of %r: %s", row.run_id, exc)
 
 
-def _announce(run_id: str, changed: dict[str, Any]) -> None:
+def _announce(run_id: str, changed: dict[str, Any]) -> int:
+    """Publish a change of the failover state; return how many listeners Redis handed it to (0 on failure)."""
     try:
-        bus.publish("failover.changed", changed, run_id=run_id)
+        return bus.publish_counted("failover.changed", changed, run_id=run_id) or 0
     except Exception as exc:  # no Redis configured (unit tests): listeners re-read periodically anyway
         logger.warning("failover.changed not published: %s", exc)
+        return 0
 
 
-def gate_announce(run_id: str, *, reason: str) -> None:
+def gate_announce(run_id: str, *, reason: str) -> int:
     """Tell every listener a failure is being reported, before it is written (``pending``: no version yet).
 
     On SQLite the write below can wait for the lock while a worker commits a plan
     step; safe mode ON is the safe direction, so listeners act on this at once and
     hold it until the database moves past the version they knew (bench_safe_mode).
+    Returns how many listeners Redis handed it to.
     """
-    _announce(run_id, {"safeMode": True, "reason": reason, "pending": True})
+    return _announce(run_id, {"safeMode": True, "reason": reason, "pending": True})
 
 
 def gate_close(run_id: str, *, reason: str) -> int | None:

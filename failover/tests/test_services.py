@@ -275,3 +275,28 @@ def test_a_report_is_announced_then_closes_the_gate_in_one_statement_before_the_
     assert services.failover_state_get(run_id=env.run_id).version > first["version"]
     assert records.gate_close(env.run_id, reason="MODULE_CRASH") is None  # already on: nothing to announce
     assert records.gate_close("no-such-environment", reason="MODULE_CRASH") is None
+
+
+@pytest.mark.parametrize("listeners", [0, 2])
+def test_a_report_gives_its_announcement_a_head_start_only_when_someone_listens(
+        env: Env, monkeypatch: pytest.MonkeyPatch, listeners: int):
+    order: list[str] = []
+    announce = records.gate_announce
+    close = records.gate_close
+
+    def announced(run_id: str, *, reason: str) -> int:
+        announce(run_id, reason=reason)
+        order.append("announce")
+        return listeners  # how many listeners Redis handed it to
+
+    def closed(run_id: str, *, reason: str) -> int | None:
+        order.append("close")
+        return close(run_id, reason=reason)
+
+    monkeypatch.setattr(records, "gate_announce", announced)
+    monkeypatch.setattr(records, "gate_close", closed)
+    monkeypatch.setattr(services.time, "sleep", lambda s: order.append(f"pause {s}"))
+    state = env.report("LATENCY_TOO_HIGH")
+    assert state.safe_mode is True
+    pause = [f"pause {services.ANNOUNCE_HEAD_START_S}"] if listeners else []
+    assert order[:3] == ["announce", *pause, "close"]

@@ -10,7 +10,7 @@ import uuid
 import pytest
 import redis
 
-from scalper_site.bus import BusListener, channel_name, publish
+from scalper_site.bus import BusListener, channel_name, publish, publish_counted
 from scalper_site.testkit import BASE_DIR, wait_until
 
 pytestmark = pytest.mark.services
@@ -78,6 +78,18 @@ def test_environments_do_not_hear_each_other(run_id):
 
 def test_publish_without_redis_reports_false_instead_of_raising():
     assert publish("x", url="redis://127.0.0.1:1/0") is False
+    assert publish_counted("x", url="redis://127.0.0.1:1/0") is None
+
+
+def test_publish_counted_says_how_many_listeners_redis_handed_it_to(run_id):
+    assert publish_counted("nobody", run_id=run_id) == 0
+    listeners = [BusListener(lambda message: None, run_id=run_id).start() for _ in range(2)]
+    try:
+        assert all(listener.connected.wait(5) for listener in listeners)
+        assert publish_counted("both", run_id=run_id) == 2
+    finally:
+        for listener in listeners:
+            listener.stop()
 
 
 def _other_database(url: str) -> str:
