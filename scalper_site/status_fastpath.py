@@ -308,7 +308,6 @@ class _Refresher:
     def __init__(self) -> None:
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="status-refresh")
         self.busy_since: float | None = None
-        self.given_up = False
 
 
 class StatusFastPath:
@@ -418,7 +417,6 @@ class StatusFastPath:
             if refresher.busy_since is None or len(self._stuck) >= MAX_STUCK_REFRESHES:
                 return  # the threads left behind are bounded: refreshes queue behind this one
             self._stuck.add(refresher)
-            refresher.given_up = True
         logger.error("status fast path: a refresh has run for over %.0f s; the next ones run on a new thread "
                      "(%d given up)", REFRESH_STUCK_S, len(self._stuck))
         refresher.executor.shutdown(wait=False, cancel_futures=True)
