@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -295,7 +296,7 @@ def test_a_report_gives_its_announcement_a_head_start_only_when_someone_listens(
 
     monkeypatch.setattr(records, "gate_announce", announced)
     monkeypatch.setattr(records, "gate_close", closed)
-    monkeypatch.setattr(services.time, "sleep", lambda s: order.append(f"pause {s}"))
+    monkeypatch.setattr(services, "time", SimpleNamespace(sleep=lambda s: order.append(f"pause {s}")))
     state = env.report("LATENCY_TOO_HIGH")
     assert state.safe_mode is True
     pause = [f"pause {services.ANNOUNCE_HEAD_START_S}"] if listeners else []
