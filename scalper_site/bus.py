@@ -103,6 +103,7 @@ def publish_counted(kind: str, payload: dict[str, Any] | None = None, *, run_id:
         return None
 
 
+# Liveness of a subscription, for every listener of the bus (this module's and the status fast path's).
 PING_EVERY_S = 1.0  # a listener that heard nothing for this long asks Redis for a pong
 SILENT_AFTER_S = 3.0  # nothing heard for this long, pongs included: the connection is taken for dead
 SOCKET_TIMEOUT_S = 5.0  # a send, or the rest of a message begun, that takes longer fails the connection

@@ -83,8 +83,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PATH = "/api/failover/status"
 TOKEN_RECHECK_S = 1.0
 PENDING_HOLD_S = 2.0
-PING_EVERY_S = 1.0
-SILENT_AFTER_S = 3.0  # no answer from Redis for this long: the subscription counts as lost
 MAX_SHAPES = 32
 REFRESH_STUCK_S = 10.0  # a refresh running this long is given up, and the next runs on a new thread
 MAX_STUCK_REFRESHES = 4  # threads left behind by given-up refreshes, at most
@@ -194,7 +192,7 @@ class StatusChanges:
     def current(self, snapshot: Snapshot) -> bool:
         """True when ``snapshot`` may be served now (see the module's docstring)."""
         heard, now = self.heard, self._clock()
-        if heard.listening_since is None or now - heard.last_heard > SILENT_AFTER_S:
+        if heard.listening_since is None or now - heard.last_heard > bus.SILENT_AFTER_S:
             return False
         if snapshot.built_at < heard.listening_since:
             return False  # read before the subscription: a change in between would not have been heard
@@ -247,7 +245,7 @@ class StatusChanges:
             if confirmation is None or confirmation.get("type") != "subscribe":
                 raise TimeoutError("no subscription confirmed within 2 s")
             self.subscribed()
-            next_ping = self._clock() + PING_EVERY_S
+            next_ping = self._clock() + bus.PING_EVERY_S
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.25)
                 now = self._clock()
@@ -257,9 +255,9 @@ class StatusChanges:
                         await self._take(message.get("data"))
                 if now >= next_ping:
                     await pubsub.ping()
-                    next_ping = now + PING_EVERY_S
-                if now - self.heard.last_heard > SILENT_AFTER_S:
-                    raise TimeoutError(f"Redis silent for {SILENT_AFTER_S:g} s")
+                    next_ping = now + bus.PING_EVERY_S
+                if now - self.heard.last_heard > bus.SILENT_AFTER_S:
+                    raise TimeoutError(f"Redis silent for {bus.SILENT_AFTER_S:g} s")
         finally:
             self.lost()
             with contextlib.suppress(Exception):
