@@ -43,18 +43,10 @@ class _MatchingFeed(MarketFeed):
 
     def __init__(self, engine: MatchingEngine, parse_levels: LevelParser) -> None:
         super().__init__(engine, wanted=lambda topic: False, parse_levels=parse_levels)
-        # topic -> (kind, symbol, book depth): a data set holds a handful of topics, each split once
-        self._routes: dict[str, tuple[str, str, int]] = {}
 
     def apply(self, msg: dict[str, Any], now_ms: int) -> Changes | None:
         """Apply one public message as the exchange would; None when nothing changed for any account."""
-        topic = msg.get("topic")
-        route = self._routes.get(topic) if type(topic) is str else None
-        if route is None:
-            if not isinstance(topic, str):
-                return None
-            route = self._route(topic)
-        kind, symbol, depth = route
+        kind, symbol, depth = self.route(msg.get("topic"))
         engine = self.engine
         if kind == "orderbook":
             if self._apply_book(symbol, depth, msg, now_ms):
@@ -71,20 +63,6 @@ class _MatchingFeed(MarketFeed):
                 changes.merge(engine.on_trade(symbol, Decimal(str(trade["p"])), Decimal(str(trade["v"]))))
             return changes
         return None  # tickers and klines only feed subscribers
-
-    def _route(self, topic: str) -> tuple[str, str, int]:
-        """Split a topic into what ``apply`` acts on; a kind it ignores (or another symbol) routes to nothing."""
-        kind, _, rest = topic.partition(".")
-        route = ("", "", 0)
-        if kind == "orderbook":
-            depth, _, symbol = rest.partition(".")
-            if symbol in self.symbols and depth.isdigit():
-                route = (kind, symbol, int(depth))
-        elif kind == "publicTrade" and rest in self.symbols:
-            route = (kind, rest, 0)
-        if len(self._routes) < 4_096:  # bounded: a hostile stream of topics cannot grow it
-            self._routes[topic] = route
-        return route
 
 
 class InProcessVenue:

@@ -28,6 +28,7 @@ from .models import Changes
 logger = logging.getLogger(__name__)
 
 BOOK_DEPTHS = (1, 50)
+_NO_ROUTE = ("", "", 0)
 TICKER_INTERVAL_MS = 100  # Bybit pushes linear tickers every 100 ms
 KLINE_INTERVALS = ("1", "3", "5", "15", "30", "60", "120", "240", "360", "720", "D", "W", "M")
 KLINE_KEEP = 1000
@@ -103,28 +104,42 @@ class MarketFeed:
         self.rejected = 0  # source book messages dropped for bad levels
         self.wanted = wanted or (lambda topic: True)
         self.symbols: dict[str, _SymbolFeed] = {s: _SymbolFeed() for s in engine.instruments}
+        # topic -> (kind, symbol, book depth): a source carries a handful of topics, each split once
+        self._routes: dict[str, tuple[str, str, int]] = {}
         self._cs = 0
         self._trade_seq = 0
 
     # -- ingest ----------------------------------------------------------
     def ingest(self, msg: dict[str, Any], now_ms: int) -> tuple[list[dict[str, Any]], Changes]:
         """Apply one source message stamped ``now_ms``; return (public messages, private changes)."""
-        topic = msg.get("topic")
-        if not isinstance(topic, str):
-            return [], Changes()
-        kind, _, rest = topic.partition(".")
+        kind, symbol, depth = self.route(msg.get("topic"))
         out: list[dict[str, Any]] = []
         changes = Changes()
         if kind == "orderbook":
-            depth_s, _, symbol = rest.partition(".")
-            if symbol in self.symbols and depth_s.isdigit():
-                self._ingest_book(symbol, int(depth_s), msg, now_ms, out, changes)
-        elif kind == "publicTrade" and rest in self.symbols:
-            self._ingest_trades(rest, msg, now_ms, out, changes)
-        elif kind == "tickers" and rest in self.symbols:
-            self._ingest_ticker(rest, msg, now_ms, out)
+            self._ingest_book(symbol, depth, msg, now_ms, out, changes)
+        elif kind == "publicTrade":
+            self._ingest_trades(symbol, msg, now_ms, out, changes)
+        elif kind == "tickers":
+            self._ingest_ticker(symbol, msg, now_ms, out)
         # kline and depth-1 source messages are ignored: the feed derives its own.
         return out, changes
+
+    def route(self, topic: Any) -> tuple[str, str, int]:
+        """(kind, symbol, book depth) of a source topic this feed acts on; ("", "", 0) for any other."""
+        route = self._routes.get(topic) if type(topic) is str else _NO_ROUTE
+        if route is not None:
+            return route
+        kind, _, rest = topic.partition(".")
+        route = _NO_ROUTE
+        if kind == "orderbook":
+            depth, _, symbol = rest.partition(".")
+            if symbol in self.symbols and depth.isdigit():
+                route = (kind, symbol, int(depth))
+        elif kind in ("publicTrade", "tickers") and rest in self.symbols:
+            route = (kind, rest, 0)
+        if len(self._routes) < 4_096:  # bounded: a hostile stream of topics cannot grow it
+            self._routes[topic] = route
+        return route
 
     def _ingest_book(
         self, symbol: str, depth: int, msg: dict[str, Any], now: int, out: list[dict[str, Any]], changes: Changes
