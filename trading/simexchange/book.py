@@ -16,6 +16,11 @@ SWEEP_EVERY = 16  # deltas between two sweeps of the deleted levels out of the b
 _SIZE = itemgetter(1)
 
 
+def _with_size(levels: Mapping[float, float]) -> dict[float, float]:
+    """The levels whose size is not 0 (sizes are never negative: ``parse_levels`` refuses them)."""
+    return dict(filter(_SIZE, levels.items()))
+
+
 def _dec(x: float) -> Decimal:
     """The decimal a stored float came from: ``repr`` gives it back for up to 15 significant digits."""
     return Decimal(repr(x))
@@ -50,9 +55,9 @@ class OrderBook:
 
     # -- updates ---------------------------------------------------------
     def apply_snapshot(self, bids: Mapping[float, float], asks: Mapping[float, float], u: int, seq: int) -> None:
-        """Replace the whole book with parsed levels (``parse_levels``: price to size; sizes are never negative)."""
-        self._bids = dict(filter(_SIZE, bids.items()))
-        self._asks = dict(filter(_SIZE, asks.items()))
+        """Replace the whole book with parsed levels (``parse_levels``: price to size)."""
+        self._bids = _with_size(bids)
+        self._asks = _with_size(asks)
         self._unswept = 0
         self.u, self.seq = u, seq
         self._touch()
@@ -63,8 +68,8 @@ class OrderBook:
         self._asks.update(asks)
         self._unswept += 1
         if self._unswept >= SWEEP_EVERY:
-            self._bids = dict(filter(_SIZE, self._bids.items()))
-            self._asks = dict(filter(_SIZE, self._asks.items()))
+            self._bids = _with_size(self._bids)
+            self._asks = _with_size(self._asks)
             self._unswept = 0
         self.u, self.seq = u, seq
         self._touch()
