@@ -63,6 +63,8 @@ class TraderSettings:
     allow_fault_hooks: bool = False
     max_runtime_s: float | None = None
     lease_ttl_s: float = DEFAULT_TTL_S  # the account lease's TTL (renewed at a third of it)
+    # How long a start waits for the data folder's lock: a trader still stopping gracefully may hold it.
+    folder_wait_s: float = 20.0
 
 
 @dataclass

@@ -30,6 +30,7 @@ from trading.trader import role, startup
 from trading.trader.blackbox import Blackbox
 from trading.trader.commands import Commands
 from trading.trader.context import Engine, TraderSettings, TraderState, build_context
+from trading.trader.folder_lock import DataFolderBusy, DataFolderLock
 from trading.trader.gateway import GatewayDispatcher, open_exchange, wait_for_exchange
 from trading.trader.inbox import Handler, Inbox, report_config_invalid, report_mismatch, report_module_crash
 from trading.trader.ports import FailoverServices, TraderAlerts, TraderControl
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["Trader", "TraderSettings", "TraderState"]
 
 logger = logging.getLogger("scalper.trader")
+
+EXIT_FOLDER_BUSY = 3  # another trader holds the data folder: this one started nothing
 
 
 class Trader:
@@ -70,7 +73,21 @@ class Trader:
     # -- the loop -----------------------------------------------------------
 
     def run(self) -> int:
-        """Start, trade until stopped, stop; return the process exit code."""
+        """Hold the data folder, start, trade until stopped, stop; return the process exit code."""
+        folder = DataFolderLock(self.settings.data_dir, run_id=self.settings.run_id)
+        try:
+            folder.acquire(self.settings.folder_wait_s)
+        except DataFolderBusy as exc:  # nothing of the folder was read or written
+            logger.error("trader not started: %s", exc)
+            return EXIT_FOLDER_BUSY
+        if folder.moved_aside is not None:
+            logger.warning("the data folder's lock file was not a regular file: moved aside to %s", folder.moved_aside)
+        try:
+            return self._run()
+        finally:
+            folder.release()
+
+    def _run(self) -> int:
         clock = self.ctx.clock
         started = clock.monotonic_ms() / 1000
         try:

@@ -42,6 +42,13 @@ def lease_ttl_s(flag: float | None) -> float:
     return ttl
 
 
+def folder_wait_s(flag: float) -> float:
+    """The wait for the data folder's lock: 0..3600 seconds (a start never waits without a bound)."""
+    if not 0.0 <= flag <= 3600.0:  # also false for NaN
+        raise CommandError(f"--folder-wait must be within 0..3600 s, not {flag:g}")
+    return flag
+
+
 def account_lease(target: ExchangeTarget, *, run_id: str, ttl_s: float) -> AccountLease:
     """The lease of the account ``target`` trades on (its endpoint and API key; never the secret)."""
     endpoint = target.base_url if target.kind == SIM else f"bybit:{target.bybit_env}"
@@ -74,6 +81,9 @@ class Command(BaseCommand):
         parser.add_argument("--max-runtime", type=float, default=None, help="stop after this many seconds")
         parser.add_argument("--lease-ttl", type=float, default=None,
                             help="the account lease's TTL in seconds (default SCALPER_LEASE_TTL_S, 10)")
+        parser.add_argument("--folder-wait", type=float, default=20.0,
+                            help="seconds to wait for another trader to leave the data folder before giving up "
+                                 "(exit code 3)")
         parser.add_argument("--replay", default="", help="REPLAY: a JSONL(.gz) file of Bybit public messages")
         parser.add_argument("--events", type=int, default=200_000,
                             help="REPLAY: generated messages when no file (generated once, kept under the data folder)")
@@ -133,6 +143,7 @@ class Command(BaseCommand):
                 allow_fault_hooks=opts["allow_fault_hooks"],
                 max_runtime_s=opts["max_runtime"],
                 lease_ttl_s=ttl_s,
+                folder_wait_s=folder_wait_s(opts["folder_wait"]),
             ),
             services=services,
             control=control,

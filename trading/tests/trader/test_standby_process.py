@@ -10,6 +10,7 @@ history: no ``orderLinkId`` on two orders.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections import Counter
@@ -88,3 +89,26 @@ def test_a_leader_frozen_past_its_lease_wakes_as_a_standby_and_sends_nothing(env
 def _events(env: Environment, name: str) -> list[dict]:
     path = env.data / "events" / f"{name}.jsonl"
     return list(read_events(path)) if path.exists() else []
+
+
+def test_a_second_trader_on_the_leaders_data_folder_starts_nothing_and_the_leader_goes_on(environment):
+    env = environment
+    eager_config(env.data)
+    env.start()
+    env.start_trader("leader", "--lease-ttl", TTL)
+    leader, leader_log = env.trader, env.trader_log
+    env.wait_safe_mode_off(timeout=90)
+    starts_before = [e for e in read_events(env.data / "events" / "_SYSTEM.jsonl") if e["event"] == "TRADER_STARTED"]
+
+    env.start_trader("intruder", "--lease-ttl", TTL, "--folder-wait", "1")  # the same data folder
+    intruder = env.trader
+    assert intruder.wait(timeout=60) == 3
+    said = env.trader_log.read_text()
+    assert f"in use by another trader (pid {leader.pid}" in said, said[-2000:]
+
+    starts = [e for e in read_events(env.data / "events" / "_SYSTEM.jsonl") if e["event"] == "TRADER_STARTED"]
+    assert starts == starts_before  # the intruder wrote nothing in the folder
+    assert read_standby_heartbeats(run_id=env.run_id) == []
+    env.trader, env.trader_log = leader, leader_log
+    assert _leads(env, leader.pid) and leader.poll() is None
+    assert json.loads((env.data / "system" / "process_state.json").read_text())["pid"] == leader.pid

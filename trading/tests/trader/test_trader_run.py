@@ -12,7 +12,8 @@ from trading.exchange.connect import SIM, ExchangeTarget
 from trading.models import EquitySample
 from trading.simexchange.server import SimServer
 from trading.tests.trader.fakes import Control, Gate
-from trading.trader.process import Trader, TraderSettings
+from trading.trader.folder_lock import DataFolderLock
+from trading.trader.process import EXIT_FOLDER_BUSY, Trader, TraderSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -85,3 +86,20 @@ def test_a_trader_starts_in_order_runs_its_timers_and_stops_cleanly(tmp_path, si
     assert sample.trigger == "TIMER" and sample.equity > 0 and sample.wallet_balance > 0
     state = json.loads((tmp_path / "system" / "process_state.json").read_text())
     assert state["phase"] == "STOPPING" and state["activeSymbols"] == ["BTCUSDT"]
+
+
+def test_a_trader_on_a_folder_another_trader_holds_starts_nothing_and_says_why(tmp_path, sim, settings, caplog):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    held = DataFolderLock(tmp_path, run_id="the-other").acquire(0)
+    trader_settings = TraderSettings(mode="SIM", symbols=["BTCUSDT"], run_id="second", data_dir=tmp_path,
+                                     target=ExchangeTarget(kind=SIM, base_url=sim.base_url), folder_wait_s=0.3)
+    services, control = Services(), Control()
+    try:
+        assert Trader(trader_settings, services=services, control=control).run() == EXIT_FOLDER_BUSY
+    finally:
+        held.release()
+
+    assert services.calls == []  # nothing reported, registered or started
+    assert not (tmp_path / "system" / "process_state.json").exists()
+    assert not list((tmp_path / "events").glob("*.jsonl"))
+    assert "in use by another trader (pid" in caplog.text and "'the-other'" in caplog.text
