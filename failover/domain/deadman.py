@@ -3,8 +3,9 @@
 Pure: it takes what Redis said about the lease (as plain values) and the time,
 and says whether the guardian is due, why (or why not), and which episode it
 would act for. An episode is the last lease's fencing token: a trader that
-takes the lease again starts a new one, so the guardian acts at most once per
-lost leader.
+takes the lease again starts a new one, so the guardian acts once per lost
+leader; ``claim_verdict`` says when it acts again for the same one (its worker
+was lost mid-action, or the action fell short).
 """
 
 from __future__ import annotations
@@ -50,3 +51,55 @@ def deadman_verdict(*, held_by: str | None, last: LastLease | None, last_unreada
         return Verdict(False, f"no lease for {idle_s:.1f} s (the guardian acts after {after_s:g} s)", idle_s=idle_s)
     why = f"no lease for {idle_s:.1f} s since {last.holder} (token {last.token}); the limit is {after_s:g} s"
     return Verdict(True, why, str(last.token), idle_s)
+
+
+# -- the episode's claim: acted once, unless the acting worker was lost or the action fell short -------------
+
+ACTING, DONE, INCOMPLETE = "acting", "done", "incomplete"  # a claim's states
+ACTION_CLAIM_S = 120.0  # an action still "acting" this long after its claim: its worker is taken for lost
+# An action that fell short (the exchange kept failing) is tried again after this: longer than the alerts'
+# default dedupe window (60 s), so each try's CRIT alert goes out.
+RETRY_AFTER_S = 90.0
+MAX_TRIES = 5  # actions per episode, the first included; the last one's alert says the guardian gave up
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimVerdict:
+    act: bool
+    why: str
+    tries: int = 0  # actions already started for the episode
+
+
+def claim_verdict(record: object, *, now: float) -> ClaimVerdict:
+    """Decide whether a guardian acts for an episode whose claim record is ``record`` (None: no claim yet).
+
+    Acting again is safe: cancelling entries re-reads the open orders, and closes are
+    reduce-only with one ``orderLinkId`` per episode, pass and symbol, so a second
+    actor can neither cancel a protective order nor turn a position over. So a
+    claim never keeps the account unguarded: a worker lost mid-action (the claim
+    still "acting" past ``ACTION_CLAIM_S``), an action that fell short (after
+    ``RETRY_AFTER_S``, up to ``MAX_TRIES``) and a claim that cannot be read are
+    all acted on again.
+    """
+    if record is None:
+        return ClaimVerdict(True, "first action for this episode")
+    if not isinstance(record, dict):
+        return ClaimVerdict(True, "the episode's claim is unreadable: acting again (safe to repeat)")
+    state, until, tries = record.get("state"), record.get("until"), record.get("tries")
+    tries = tries if type(tries) is int and tries > 0 else MAX_TRIES  # unreadable: as if every try was made
+    if state == DONE:
+        return ClaimVerdict(False, "already acted for this episode", tries)
+    if not isinstance(until, int | float) or isinstance(until, bool) or until != until:
+        return ClaimVerdict(True, "the episode's claim is unreadable: acting again (safe to repeat)", tries)
+    if state == ACTING:
+        if now < until:
+            return ClaimVerdict(False, f"another guardian is acting for this episode (until {until:.0f})", tries)
+        return ClaimVerdict(True, f"the guardian acting since {until - ACTION_CLAIM_S:.0f} was lost: acting again",
+                            tries)
+    if state == INCOMPLETE:
+        if tries >= MAX_TRIES:
+            return ClaimVerdict(False, f"already acted {tries} times for this episode, short each time", tries)
+        if now < until:
+            return ClaimVerdict(False, f"the last action fell short; trying again after {until:.0f}", tries)
+        return ClaimVerdict(True, f"the last action fell short: try {tries + 1} of {MAX_TRIES}", tries)
+    return ClaimVerdict(True, "the episode's claim is unreadable: acting again (safe to repeat)", tries)

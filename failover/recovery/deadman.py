@@ -7,19 +7,26 @@ independent of any trader. For each account an environment registered
 orders) it reads the lease and the last lease written
 (``trading.exchange.lease``) and applies the pure rule
 ``failover.domain.deadman.deadman_verdict`` with the environment's config,
-read at every sweep (hot-reloaded). When due, it claims the episode (a Redis
-``SET NX`` on ``scalper:deadman:<account>:<last token>``: once per lost
-leader, whichever guardian runs), puts safe mode on (reason ``DEADMAN``) in
-every environment on the account, carries out ``deadman.action`` through the
-exchange port the recovery steps use, then raises a CRIT ``DEADMAN_TRIGGERED``
-alert and audits it all (user ``guardian``). Safe mode stays on until a trader
-takes the lease again and its startup recovery completes.
+read at every sweep (hot-reloaded). When due, it claims the episode in Redis
+(``scalper:deadman:<account>:<last token>``, taken with ``SET NX``, changed
+only by compare-and-swap: one actor at a time, whichever guardian runs), puts
+safe mode on (reason ``DEADMAN``) in every environment on the account, carries
+out ``deadman.action`` through the exchange port the recovery steps use, then
+raises a CRIT ``DEADMAN_TRIGGERED`` alert, audits it all (user ``guardian``)
+and marks the claim done, or incomplete when the exchange kept failing. Safe
+mode stays on until a trader takes the lease again and its startup recovery
+completes.
+
+Once per lost leader, unless that once did not finish: a claim still "acting"
+``ACTION_CLAIM_S`` after it was taken belongs to a worker that was lost
+mid-action, and an incomplete action is tried again after ``RETRY_AFTER_S``, up
+to ``MAX_TRIES`` (``failover.domain.deadman.claim_verdict``). Acting twice is
+safe: cancels re-read the open orders, closes are reduce-only with one
+``orderLinkId`` per episode, pass and symbol.
 
 The guardian holds no lease: its writes only cancel entries and reduce
 positions, which a trader starting meanwhile would do or undo safely in its own
-startup recovery. The episode is claimed before acting, so a worker lost
-mid-action does not act again for the same episode (the audit row is missing
-then, the alert too; the safe-mode state change is the evidence).
+startup recovery.
 """
 
 from __future__ import annotations
@@ -34,7 +41,18 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from failover.domain.deadman import LastLease, Verdict, deadman_verdict
+from failover.domain.deadman import (
+    ACTING,
+    ACTION_CLAIM_S,
+    DONE,
+    INCOMPLETE,
+    MAX_TRIES,
+    RETRY_AFTER_S,
+    LastLease,
+    Verdict,
+    claim_verdict,
+    deadman_verdict,
+)
 from failover.models import FailoverStateRecord
 from failover.recovery import records
 from failover.recovery.alerts import alert_on_commit
@@ -51,6 +69,15 @@ DEADMAN = "DEADMAN"  # the safe-mode reason and the audit action
 GUARDIAN = "guardian"  # the audit trail's user
 ACTING_MODES = frozenset({"SIM", "LIVE"})  # REPLAY and DRY_RUN send nothing to an account
 EPISODE_TTL_S = 30 * 86_400
+CLAIM_LIMIT = 4096  # bytes: a claim record is ~200; anything larger is not ours
+# Replace the claim only if it is still the value read: one actor wins a retake, a late finisher changes nothing.
+_SWAP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
 ATTEMPTS = 4  # passes of cancel and of close, each re-reading the exchange
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0)
 
@@ -125,14 +152,60 @@ def _guard(account: str, rows: list[FailoverStateRecord], *, client: redis.Redis
                               after_s=config.after_s)
     if not verdict.due or verdict.episode is None:
         return {"acted": False, "why": verdict.why}
-    claim = json.dumps({"at": now, "action": config.action, "why": verdict.why})
-    if not client.set(episode_key(account, verdict.episode), claim, nx=True, ex=EPISODE_TTL_S):
-        return {"acted": False, "why": f"already acted for episode {verdict.episode}"}
-    return _act(account, rows, owner, verdict, action=config.action, rest_for=rest_for, sleep=sleep)
+    key = episode_key(account, verdict.episode)
+    claim, tries, why_not = _claim(client, key, now=now, action=config.action, why=verdict.why)
+    if claim is None:
+        return {"acted": False, "why": f"episode {verdict.episode}: {why_not}"}
+    started = time.monotonic()
+    result = _act(account, rows, owner, verdict, action=config.action, rest_for=rest_for, sleep=sleep, tries=tries)
+    _finish(client, key, claim, done=bool(result.get("done", True)), now=now + time.monotonic() - started)
+    return result
+
+
+def _claim(client: redis.Redis, key: str, *, now: float, action: str, why: str) -> tuple[str | None, int, str]:
+    """Take the episode's claim when ``claim_verdict`` says so; return (the value written, try number, why not)."""
+    raw = client.get(key)
+    decision = claim_verdict(None if raw is None else _record(raw), now=now)
+    if not decision.act:
+        return None, decision.tries, decision.why
+    tries = decision.tries + 1
+    value = json.dumps({"at": now, "action": action, "why": why, "state": ACTING, "until": now + ACTION_CLAIM_S,
+                        "tries": tries})
+    if raw is None:
+        taken = client.set(key, value, nx=True, ex=EPISODE_TTL_S)
+    else:
+        taken = client.register_script(_SWAP)(keys=[key], args=[raw, value, EPISODE_TTL_S])
+    if not taken:
+        return None, decision.tries, "another guardian claimed it first"
+    if raw is not None:
+        logger.warning("dead-man guardian acting again: %s", decision.why)
+    return value, tries, ""
+
+
+def _record(raw: bytes | str) -> object:
+    """The claim's record, or the raw bytes when they are not one (``claim_verdict`` reads that as unreadable)."""
+    if len(raw) > CLAIM_LIMIT:
+        return raw
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return raw
+
+
+def _finish(client: redis.Redis, key: str, claim: str, *, done: bool, now: float) -> None:
+    """Mark the claim done, or incomplete (tried again ``RETRY_AFTER_S`` after ``now``, the action's end).
+
+    A failure to write leaves it "acting": after ``ACTION_CLAIM_S`` it looks lost and is acted on again (safely).
+    """
+    record = {**json.loads(claim), "state": DONE if done else INCOMPLETE, "until": now + RETRY_AFTER_S}
+    try:
+        client.register_script(_SWAP)(keys=[key], args=[claim, json.dumps(record), EPISODE_TTL_S])
+    except redis.RedisError:
+        logger.exception("dead-man guardian could not mark its claim %s", record["state"])
 
 
 def _act(account: str, rows: list[FailoverStateRecord], owner: FailoverStateRecord, verdict: Verdict, *,
-         action: str, rest_for: RestFor, sleep: Sleep) -> dict[str, Any]:
+         action: str, rest_for: RestFor, sleep: Sleep, tries: int) -> dict[str, Any]:
     for row in rows:
         _safe_mode_on(row.run_id)
     try:
@@ -141,22 +214,30 @@ def _act(account: str, rows: list[FailoverStateRecord], owner: FailoverStateReco
         logger.exception("dead-man action %s on account %s failed", action, account)
         outcome = {"action": action, "done": False, "error": f"{type(exc).__name__}: {exc}"}
     details = {"account": account, "episode": verdict.episode, "why": verdict.why, "idleS": verdict.idle_s,
-               "environments": [row.run_id for row in rows], **outcome}
+               "environments": [row.run_id for row in rows], "try": tries, **outcome,
+               "summary": _summary(outcome, tries)}
     operator_action_record(run_id=owner.run_id, user=GUARDIAN, action=DEADMAN, details=details)
     alert_on_commit(level=CRIT, type=DEADMAN_TRIGGERED, run_id=owner.run_id, details=details,
                     message=f"No trader holds the account's lease: {verdict.why}. Safe mode ON; action {action}: "
-                            f"{_summary(outcome)}.")
+                            f"{details['summary']}.")
     return {"acted": True, **details}
 
 
-def _summary(outcome: dict[str, Any]) -> str:
+def _summary(outcome: dict[str, Any], tries: int) -> str:
     if outcome.get("error"):
-        return f"failed ({outcome['error']})"
-    cancel, flatten = outcome.get("cancel") or {}, outcome.get("flatten") or {}
-    parts = [f"{len(cancel.get('cancelled', []))} entry orders cancelled"] if cancel else ["nothing sent"]
-    if flatten:
-        parts.append(f"{len(flatten.get('closed', []))} closing orders sent")
-    return ", ".join(parts) + ("" if outcome.get("done", True) else ", NOT complete")
+        said = f"failed ({outcome['error']})"
+    else:
+        cancel, flatten = outcome.get("cancel") or {}, outcome.get("flatten") or {}
+        parts = [f"{len(cancel.get('cancelled', []))} entry orders cancelled"] if cancel else ["nothing sent"]
+        if flatten:
+            parts.append(f"{len(flatten.get('closed', []))} closing orders sent")
+        said = ", ".join(parts)
+        if outcome.get("done", True):
+            return said
+        said += ", NOT complete"
+    if tries < MAX_TRIES:
+        return f"{said}; try {tries} of {MAX_TRIES}, the next in {RETRY_AFTER_S:g} s"
+    return f"{said}; try {tries} of {MAX_TRIES}, no more tries: act on the account by hand"
 
 
 def _safe_mode_on(run_id: str) -> None:

@@ -8,6 +8,9 @@ it ended), and runs the sweep at a chosen ``now`` instead of waiting.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,14 +20,17 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 
 from failover import services
+from failover.domain.deadman import ACTION_CLAIM_S, MAX_TRIES, RETRY_AFTER_S
 from failover.models import FailoverStateRecord, OperatorAction
 from failover.recovery import deadman, runner
 from failover.recovery.kit import shared_rest
 from failover.tests.conftest import Env
+from scalper_site.testkit import BASE_DIR, env_on_test_database
 from trading.exchange import lease
-from trading.exchange.port import BUY, SELL, ExchangePort, PlaceOrder
+from trading.exchange.port import BUY, SELL, ExchangePort, PlaceOrder, TemporaryExchangeError
 from trading.models import Alert
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -194,3 +200,111 @@ def test_an_ended_integration_run_is_no_longer_guarded(account: Account):
 def test_the_product_environment_is_never_retired():
     with pytest.raises(ValueError):
         services.environment_retire(run_id="")
+
+
+# -- the episode's claim: a lost worker or a short action is acted for again -----------------------------------
+
+LOST_GUARDIAN = """
+import sys, time, django
+django.setup()
+from django.conf import settings
+from django.db import connection
+from failover.recovery import deadman
+from trading.exchange import lease
+
+class Hangs:
+    def open_orders(self, symbol=None):
+        print("acting", flush=True)  # the claim is taken and safe mode is on: now the worker is lost
+        time.sleep(600)
+
+deadman.deadman_sweep(client=lease.redis_client(settings.REDIS_URL), now=float(sys.argv[1]),
+                      rest_for=lambda context: Hangs())
+"""
+
+
+class Unreachable:
+    """An exchange that never answers a read: every action on it falls short."""
+
+    def open_orders(self, symbol=None):
+        raise TemporaryExchangeError("open orders: connection refused")
+
+    def positions(self, symbol=None):
+        raise TemporaryExchangeError("positions: connection refused")
+
+
+def _claim_record(account: Account, episode: str) -> dict[str, Any]:
+    return json.loads(account.client.get(deadman.episode_key(account.id, episode)))
+
+
+def test_a_guardian_killed_mid_action_is_replaced_once_its_claim_runs_out(account: Account):
+    account.configure("cancel_entries")
+    _resting_entry_and_a_reduce_only_order(account.rest)
+    at = account.lease_held_then_lost() + AFTER_S + 1
+    env = env_on_test_database(connection, REDIS_URL=settings.REDIS_URL, DJANGO_SETTINGS_MODULE="scalper_site.settings")
+    worker = subprocess.Popen([sys.executable, "-c", LOST_GUARDIAN, str(at)], cwd=BASE_DIR, env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "acting"
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    assert services.failover_state_get(run_id=account.env.run_id).reason == "DEADMAN"
+    assert _open_links(account.rest) == {"entry", "take-profit"}  # the lost worker cancelled nothing
+
+    waiting = _sweep(account, at + ACTION_CLAIM_S - 1)
+    assert waiting["acted"] is False and "another guardian is acting" in waiting["why"]
+
+    replaced = _sweep(account, at + ACTION_CLAIM_S + 1)
+    assert replaced["acted"] is True and replaced["try"] == 2 and replaced["cancel"]["cancelled"] == ["entry"]
+    assert _open_links(account.rest) == {"take-profit"}
+    assert _claim_record(account, replaced["episode"])["state"] == "done"
+    assert _sweep(account, at + 10 * ACTION_CLAIM_S)["acted"] is False
+    assert OperatorAction.objects.filter(action="DEADMAN").count() == 1  # the lost worker audited nothing
+
+
+def test_an_action_that_fell_short_is_tried_again_after_the_pause(account: Account):
+    account.configure("cancel_entries")
+    _resting_entry_and_a_reduce_only_order(account.rest)
+    at = account.lease_held_then_lost() + AFTER_S + 1
+
+    short = deadman.deadman_sweep(client=account.client, now=at, rest_for=lambda c: Unreachable(),
+                                  sleep=lambda s: None)[account.id]
+    assert short["acted"] is True and short["done"] is False
+    assert f"try 1 of {MAX_TRIES}, the next in {RETRY_AFTER_S:g} s" in Alert.objects.get().message
+    assert _claim_record(account, short["episode"])["state"] == "incomplete"
+    assert "trying again after" in _sweep(account, at + RETRY_AFTER_S - 1)["why"]
+
+    again = _sweep(account, at + RETRY_AFTER_S + 5)  # the pause counts from the action's end; the exchange answers
+    assert again["acted"] is True and again["done"] is True and again["try"] == 2
+    assert _open_links(account.rest) == {"take-profit"}
+    assert "already acted" in _sweep(account, at + 100 * RETRY_AFTER_S)["why"]
+
+
+def test_a_guardian_that_keeps_falling_short_stops_after_its_tries_and_says_so(account: Account):
+    account.configure("cancel_entries")
+    at = account.lease_held_then_lost() + AFTER_S + 1
+    results = [deadman.deadman_sweep(client=account.client, now=at + n * (RETRY_AFTER_S + 5),
+                                     rest_for=lambda c: Unreachable(), sleep=lambda s: None)[account.id]
+               for n in range(MAX_TRIES + 2)]
+
+    assert [r["acted"] for r in results] == [True] * MAX_TRIES + [False, False]
+    assert f"already acted {MAX_TRIES} times" in results[-1]["why"]
+    audits = [a.details for a in OperatorAction.objects.filter(action="DEADMAN").order_by("id")]
+    assert [a["try"] for a in audits] == list(range(1, MAX_TRIES + 1))
+    assert all(a["done"] is False for a in audits)
+    assert audits[0]["summary"].endswith(f"try 1 of {MAX_TRIES}, the next in {RETRY_AFTER_S:g} s")
+    assert audits[-1]["summary"].endswith("no more tries: act on the account by hand")
+    # The alerts said the same; tries this close together are deduplicated (90 s apart in life, they are not).
+    assert "NOT complete; try 1 of" in Alert.objects.get(type="DEADMAN_TRIGGERED").message
+
+
+def test_garbage_in_the_claim_is_acted_on_rather_than_trusted(account: Account):
+    account.configure("cancel_entries")
+    _resting_entry_and_a_reduce_only_order(account.rest)
+    ended = account.lease_held_then_lost()
+    token = lease.last_lease(account.client, account.id).token
+    account.client.set(deadman.episode_key(account.id, str(token)), b"\xff" * 10_000)
+
+    acted = _sweep(account, ended + AFTER_S + 1)
+
+    assert acted["acted"] is True and acted["cancel"]["cancelled"] == ["entry"]
