@@ -142,6 +142,8 @@ class FailoverStateChange(models.Model):
     recovery_in_progress = models.BooleanField(default=False)
     active_failures = models.JSONField(default=list, blank=True)
     current_plan_id = models.BigIntegerField(null=True, blank=True)  # not a foreign key: deleting plans keeps history
+    halted = models.BooleanField(default=False)  # an operator's HALT was in force at this version
+    halt_reason = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["run_id", "version"]

@@ -61,6 +61,8 @@ def _change_dict(change: FailoverStateChange) -> dict[str, Any]:
         "recoveryInProgress": change.recovery_in_progress,
         "activeFailures": list(change.active_failures or []),
         "currentPlanId": change.current_plan_id,
+        "halted": change.halted,
+        "haltReason": change.halt_reason or None,
     }
 
 
@@ -69,7 +71,8 @@ def failover_state_history(*, run_id: str = "", since: datetime | None = None, u
     """Return the environment's state changes committed in ``[since, until]``, oldest first, at most ``limit``.
 
     Each is ``{version, at, safeMode, reason, planned, operatorHold, tradingEnabled, recoveryInProgress,
-    activeFailures, currentPlanId}``; ``at`` is the commit's time (``2025-11-18T15:20:30.000Z``).
+    activeFailures, currentPlanId, halted, haltReason}``; ``at`` is the commit's time (``2025-11-18T15:20:30.000Z``);
+    ``halted`` says an operator's HALT was in force (``haltReason`` its reason, else None).
     """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
@@ -83,17 +86,17 @@ def failover_state_history(*, run_id: str = "", since: datetime | None = None, u
 
 def safe_mode_intervals(*, run_id: str = "", since: datetime | None = None,
                         until: datetime | None = None) -> list[dict[str, Any]]:
-    """Return the intervals in ``[since, until]`` when entries were blocked: safe mode ON or trading disabled.
+    """Return the intervals in ``[since, until]`` when entries were blocked: safe mode ON, trading disabled or HALT.
 
-    Each is ``{start, end, reason, fromVersion, toVersion, halted}``, oldest first; ``end`` is None while it
-    is still on. The rules are ``failover.domain.state_history.blocked_intervals``'s: one already on at
-    ``since`` starts at ``since``, from the version in force then.
+    Each is ``{start, end, reason, fromVersion, toVersion, halted, operatorHalt}``, oldest first; ``end`` is
+    None while it is still on. The rules are ``failover.domain.state_history.blocked_intervals``'s: one
+    already on at ``since`` starts at ``since``, from the version in force then.
     """
     return [interval.to_dict() for interval in _blocked(run_id, since, until)]
 
 
 def _blocked(run_id: str, since: datetime | None, until: datetime | None) -> list[BlockedInterval]:
-    fields = ("version", "at", "safe_mode", "trading_enabled", "reason")  # StateChange's fields, in its order
+    fields = ("version", "at", "safe_mode", "trading_enabled", "reason", "halted")  # StateChange's, in its order
     changes = FailoverStateChange.objects.filter(run_id=run_id)
     if until is not None:
         changes = changes.filter(at__lte=until)
@@ -266,7 +269,8 @@ def _episode(interval: BlockedInterval, plans: list[RecoveryPlanRecord], plan_id
            if plan.pk in plan_ids or interval.start <= plan.generated_at <= end]
     return {"start": _iso(interval.start), "end": _iso(interval.end),
             "durationMs": max(to_epoch_ms(end) - to_epoch_ms(interval.start), 0),
-            "reason": interval.reason, "halted": interval.halted, "plans": [_plan_brief(plan) for plan in ran]}
+            "reason": interval.reason, "halted": interval.halted, "operatorHalt": interval.operator_halt,
+            "plans": [_plan_brief(plan) for plan in ran]}
 
 
 def safe_mode_episodes(*, run_id: str = "", since: datetime | None = None, until: datetime | None = None,
@@ -275,7 +279,8 @@ def safe_mode_episodes(*, run_id: str = "", since: datetime | None = None, until
     """Return the safe-mode episodes in ``[since, until]``, newest first, at most ``limit``, with their plans.
 
     An episode is a ``safe_mode_intervals`` interval (``reason`` keeps those whose first reason it is):
-    ``{start, end, durationMs, reason, halted, plans}``; ``durationMs`` runs to now while it is still on.
+    ``{start, end, durationMs, reason, halted, operatorHalt, plans}``; ``durationMs`` runs to now while it is
+    still on. An operator's HALT is an episode too (reason ``HALT`` when nothing else blocked entries).
     Its plans are those current at one of its versions or generated within it, oldest first.
     """
     if limit < 1:

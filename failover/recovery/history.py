@@ -24,7 +24,7 @@ from failover.models import FailoverStateChange, FailoverStateRecord
 
 # Same column names in both tables; ``at`` is the state row's ``updated_at``.
 _COPIED = ("run_id", "version", "safe_mode", "reason", "planned", "operator_hold", "trading_enabled",
-           "recovery_in_progress", "active_failures", "current_plan_id")
+           "recovery_in_progress", "active_failures", "current_plan_id", "halted", "halt_reason")
 
 
 def state_change_record(run_id: str, *, first: bool = False) -> None:

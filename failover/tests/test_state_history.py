@@ -133,7 +133,7 @@ def test_a_window_ending_before_it_starts_is_empty():
 def test_an_interval_reads_as_the_api_writes_it():
     interval = BlockedInterval(start=_at(0.1234), end=None, reason="A", from_version=3, to_version=4, halted=False)
     assert interval.to_dict() == {"start": "2025-11-18T15:20:00.123Z", "end": None, "reason": "A",
-                                  "fromVersion": 3, "toVersion": 4, "halted": False}
+                                  "fromVersion": 3, "toVersion": 4, "halted": False, "operatorHalt": False}
 
 
 def test_a_change_reads_from_an_api_item():
@@ -194,9 +194,28 @@ def test_the_first_read_records_version_zero_safe_mode_on(clock, run_id):
     assert selectors.failover_state_history(run_id=run_id) == [{
         "version": 0, "at": "2025-11-18T15:20:00.000Z", "safeMode": True, "reason": None, "planned": False,
         "operatorHold": False, "tradingEnabled": True, "recoveryInProgress": False, "activeFailures": [],
-        "currentPlanId": None}]
+        "currentPlanId": None, "halted": False, "haltReason": None}]
     services.failover_state_get(run_id=run_id)  # a second read changes nothing
     assert FailoverStateChange.objects.filter(run_id=run_id).count() == 1
+
+
+def test_an_operators_halt_blocks_entries_on_its_own_and_names_itself():
+    changes = [_change(0, 0, safe=False), StateChange(1, _at(10), False, True, None, halted=True),
+               StateChange(2, _at(20), True, True, "LATENCY_TOO_HIGH", halted=True), _change(3, 30, safe=False)]
+    [interval] = blocked_intervals(changes)
+    assert interval == BlockedInterval(start=_at(10), end=_at(30), reason="HALT", from_version=1, to_version=2,
+                                       halted=False, operator_halt=True)
+    assert not _change(0, 0, safe=False, reason="stale").blocked  # a stale reason alone blocks nothing
+    assert StateChange(4, _at(40), False, True, "stale reason", halted=True).blocked_by == "HALT"
+
+
+def test_a_history_item_without_halted_is_not_halted_and_a_bad_one_is_refused():
+    item = {"version": 7, "at": "2025-11-18T15:20:10.000Z", "safeMode": False, "reason": None,
+            "tradingEnabled": True}
+    assert StateChange.from_dict(item).halted is False
+    assert StateChange.from_dict({**item, "halted": True}).blocked
+    with pytest.raises(SchemaError):
+        StateChange.from_dict({**item, "halted": "yes"})
 
 
 @pytest.mark.django_db
@@ -280,15 +299,34 @@ def test_history_reads_a_window_oldest_first_and_stops_at_the_limit(clock, run_i
 
 
 @pytest.mark.django_db
+def test_a_halt_and_its_resume_are_in_the_history_and_its_intervals(clock, run_id):
+    services.failover_state_get(run_id=run_id)
+    clock.advance(10_000)
+    services.safe_mode_exit(run_id=run_id, user="ops")
+    clock.advance(10_000)
+    services.trading_halt(run_id=run_id, reason="exchange maintenance", user="ops")
+    clock.advance(10_000)
+    services.trading_resume(run_id=run_id, user="ops")
+
+    items = selectors.failover_state_history(run_id=run_id)
+    assert [(i["version"], i["safeMode"], i["halted"], i["haltReason"]) for i in items] == [
+        (0, True, False, None), (1, False, False, None), (2, False, True, "exchange maintenance"),
+        (3, False, False, None)]
+    assert selectors.safe_mode_intervals(run_id=run_id)[-1] == {
+        "start": "2025-11-18T15:20:20.000Z", "end": "2025-11-18T15:20:30.000Z", "reason": "HALT",
+        "fromVersion": 2, "toVersion": 2, "halted": False, "operatorHalt": True}
+
+
+@pytest.mark.django_db
 def test_intervals_from_the_database(clock, run_id):
     _script(run_id, clock)
     assert selectors.safe_mode_intervals(run_id=run_id) == [
         {"start": "2025-11-18T15:20:00.000Z", "end": "2025-11-18T15:20:10.000Z", "reason": None,
-         "fromVersion": 0, "toVersion": 0, "halted": False},
+         "fromVersion": 0, "toVersion": 0, "halted": False, "operatorHalt": False},
         {"start": "2025-11-18T15:20:20.000Z", "end": "2025-11-18T15:20:30.000Z", "reason": "MAINTENANCE",
-         "fromVersion": 2, "toVersion": 2, "halted": False},
+         "fromVersion": 2, "toVersion": 2, "halted": False, "operatorHalt": False},
         {"start": "2025-11-18T15:20:40.000Z", "end": None, "reason": "LATENCY_TOO_HIGH",
-         "fromVersion": 4, "toVersion": 4, "halted": False},
+         "fromVersion": 4, "toVersion": 4, "halted": False, "operatorHalt": False},
     ]
     # A window opening inside the MAINTENANCE interval and closing before the last one.
     assert [(i["start"], i["end"], i["fromVersion"]) for i in

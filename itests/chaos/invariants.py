@@ -151,9 +151,10 @@ def _ms(at: datetime) -> int:
 
 
 def intervals_of(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The intervals in which entries were blocked (safe mode ON or trading halted), in epoch ms."""
+    """The intervals in which entries were blocked (safe mode ON, trading disabled or HALT), in epoch ms."""
     return [{"startMs": _ms(i.start), "endMs": None if i.end is None else _ms(i.end), "reason": i.reason,
-             "halted": i.halted, "fromVersion": i.from_version, "toVersion": i.to_version}
+             "halted": i.halted, "operatorHalt": i.operator_halt, "fromVersion": i.from_version,
+             "toVersion": i.to_version}
             for i in blocked_intervals(StateChange.from_dict(s) for s in states)]
 
 

@@ -80,11 +80,13 @@ class FailoverStateChangeSerializer(serializers.Serializer):
     recoveryInProgress = serializers.BooleanField()
     activeFailures = serializers.ListField(child=serializers.CharField())
     currentPlanId = serializers.IntegerField(allow_null=True)
+    halted = serializers.BooleanField(help_text="An operator's HALT was in force at this version.")
+    haltReason = serializers.CharField(allow_null=True, help_text="The HALT's reason; null when not halted.")
 
 
 @extend_schema_serializer(component_name="SafeModeInterval")
 class SafeModeIntervalSerializer(serializers.Serializer):
-    """A maximal interval in which entries were blocked: safe mode ON or trading disabled."""
+    """A maximal interval in which entries were blocked: safe mode ON, trading disabled or an operator's HALT."""
 
     start = ContractDateTimeField()
     end = ContractDateTimeField(allow_null=True, help_text="null while it is still on.")
@@ -92,6 +94,8 @@ class SafeModeIntervalSerializer(serializers.Serializer):
     fromVersion = serializers.IntegerField()
     toVersion = serializers.IntegerField(help_text="The last version of the interval (included).")
     halted = serializers.BooleanField(help_text="Trading was disabled at some version of the interval.")
+    operatorHalt = serializers.BooleanField(help_text="An operator's HALT was in force at some version of the "
+                                                      "interval (its reason is HALT when nothing else blocked).")
 
 
 class FailoverStateHistoryView(APIView):
@@ -196,6 +200,8 @@ class SafeModeEpisodeSerializer(serializers.Serializer):
     durationMs = serializers.IntegerField(help_text="Up to now while it is still on.")
     reason = serializers.CharField(allow_null=True, help_text="The first reason recorded in it.")
     halted = serializers.BooleanField(help_text="Trading was disabled at some point of it.")
+    operatorHalt = serializers.BooleanField(help_text="An operator's HALT was in force at some point of it "
+                                                      "(its reason is HALT when nothing else blocked entries).")
     plans = PlanBriefSerializer(many=True)
 
 

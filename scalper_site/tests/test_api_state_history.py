@@ -60,9 +60,9 @@ def test_the_product_history_and_its_intervals_as_the_schema_documents_them(view
         (2, "2025-11-18T15:20:20.000Z", True, "MAINTENANCE"), (3, "2025-11-18T15:20:30.000Z", False, None)]
     assert body["intervals"] == [
         {"start": "2025-11-18T15:20:00.000Z", "end": "2025-11-18T15:20:10.000Z", "reason": None,
-         "fromVersion": 0, "toVersion": 0, "halted": False},
+         "fromVersion": 0, "toVersion": 0, "halted": False, "operatorHalt": False},
         {"start": "2025-11-18T15:20:20.000Z", "end": "2025-11-18T15:20:30.000Z", "reason": "MAINTENANCE",
-         "fromVersion": 2, "toVersion": 2, "halted": False}]
+         "fromVersion": 2, "toVersion": 2, "halted": False, "operatorHalt": False}]
 
 
 def test_a_window_and_a_limit(viewer, schema, clock):
@@ -72,7 +72,7 @@ def test_a_window_and_a_limit(viewer, schema, clock):
     assert [i["version"] for i in body["items"]] == [2]
     # The intervals cover the whole window, whatever the limit: MAINTENANCE, still on at until.
     assert body["intervals"] == [{"start": "2025-11-18T15:20:20.000Z", "end": None, "reason": "MAINTENANCE",
-                                  "fromVersion": 2, "toVersion": 2, "halted": False}]
+                                  "fromVersion": 2, "toVersion": 2, "halted": False, "operatorHalt": False}]
 
 
 def test_an_integration_run_is_read_by_its_id_never_mixed_with_the_product(viewer, clock):

@@ -119,7 +119,8 @@
     if (grew) fillReasons();
     S.fillTable("episodes-table", body.items.map((e) => [
       fmtTime(e.start), e.end ? fmtTime(e.end) : el("span", { class: "loss" }, "ongoing"),
-      el("td", {}, e.reason || "-", e.halted ? el("div", { class: "small loss" }, "trading halted") : ""),
+      el("td", {}, e.reason || "-", e.halted ? el("div", { class: "small loss" }, "trading disabled") : "",
+        e.operatorHalt ? el("div", { class: "small loss" }, "operator HALT") : ""),
       fmtMs(e.durationMs), el("td", {}, planCell(e.plans)),
     ]), "No safe-mode episode in this window.", 5);
   }
