@@ -404,6 +404,11 @@ class ConfigEngine:
         """Return the config in force."""
         return self._config
 
+    @property
+    def refusing(self) -> bool:
+        """Whether the file as it is now was refused (``last_errors`` says why): the config in force is not it."""
+        return self._refused is not None
+
     def add_listener(self, listener: ConfigListener) -> None:
         """Call ``listener`` with every ``ConfigApplied`` and ``ConfigInvalid`` event."""
         self._listeners.append(listener)

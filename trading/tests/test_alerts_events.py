@@ -28,6 +28,7 @@ from trading.engine.eventlog import read_events
 from trading.engine.execution import InlineDispatcher
 from trading.engine.watchdog import Watchdog
 from trading.exchange.connect import ExchangeTarget
+from trading.exchange.lease import LEADER, STANDBY
 from trading.models import Alert
 from trading.tests.domain.kit import make_config
 from trading.tests.kit import Rig, build_rig
@@ -37,6 +38,7 @@ from trading.trader.commands import Commands
 from trading.trader.context import Engine, TraderContext, TraderSettings, build_context
 from trading.trader.inbox import Inbox
 from trading.trader.ports import TraderAlerts
+from trading.trader.role import RoleSwitch
 
 pytestmark = pytest.mark.django_db
 
@@ -246,6 +248,45 @@ def test_an_invalid_config_is_reported_once_and_the_trader_raises_no_alert_of_it
     assert [f["type"] for f in failures] == ["CONFIG_INVALID"]
     assert failures[0]["details"]["errors"] == ["risk.max_open_positions: Input should be a valid integer"]
     assert alerting.stored() == []
+
+
+def _system(trader: Parts, *names: str) -> list[dict]:
+    path = trader.ctx.events.path_for("_SYSTEM")
+    return [e for e in read_events(path) if e["event"] in names] if path.exists() else []
+
+
+def test_a_standby_refusing_its_config_reports_it_only_once_it_leads(rig, alerting, trader):
+    trader.ctx.role = STANDBY
+    _write_config(trader, risk={"max_open_positions": "three"})
+    _reload(trader)
+    [unreported] = _system(trader, "FAILURE_NOT_REPORTED", "FAILURE")
+    assert unreported["event"] == "FAILURE_NOT_REPORTED" and unreported["type"] == "CONFIG_INVALID"
+
+    RoleSwitch(trader.ctx, start_failures=[]).lead(None)  # the lease was taken: the refusal is the leader's now
+
+    reported = [e for e in _system(trader, "FAILURE") if e["type"] == "CONFIG_INVALID"]
+    assert len(reported) == 1 and reported[0]["details"]["errors"] == [
+        "risk.max_open_positions: Input should be a valid integer"]
+
+
+def test_a_leader_whose_config_is_valid_reports_no_refusal_when_it_leads(rig, alerting, trader):
+    trader.ctx.role = STANDBY
+    _write_config(trader, risk={"max_open_positions": 2})
+    _reload(trader)
+    RoleSwitch(trader.ctx, start_failures=[]).lead(None)
+    assert [e for e in _system(trader, "FAILURE") if e["type"] == "CONFIG_INVALID"] == []
+
+
+def test_only_a_leaders_valid_reload_clears_config_invalid(rig, alerting, trader):
+    trader.ctx.role = STANDBY
+    _write_config(trader, risk={"max_open_positions": 2})
+    _reload(trader)  # the standby's own file: the leader's refusal is not the standby's to clear
+    assert _system(trader, "FAILURE_CLEARED") == []
+
+    trader.ctx.role = LEADER
+    _write_config(trader, risk={"max_open_positions": 1})
+    _reload(trader)
+    assert [e["type"] for e in _system(trader, "FAILURE_CLEARED")] == ["CONFIG_INVALID"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from failover.domain.clock import Clock, SystemClock
-from failover.domain.enums import FailureType
+from failover.domain.enums import FailureSource, FailureType
 from failover.domain.process_state import ProcessStateStore
 from failover.domain.types import FailureEvent
 from trading.domain.alerts import AlertLevel, AlertMessage
@@ -115,6 +115,29 @@ class TraderContext:
         self.link.report(event)
         if self.after_report is not None:
             self.after_report()
+
+    def report_config_invalid(self, path: str, errors: list[str]) -> None:
+        """Report CONFIG_INVALID; the FailoverManager raises its CRIT alert with the errors (the trader adds none)."""
+        self.report(
+            FailureType.CONFIG_INVALID,
+            FailureSource.CONFIG_ENGINE,
+            f"Invalid config refused: {'; '.join(errors)[:300]}",
+            {"path": path, "errors": list(errors)},
+        )
+
+    def report_config_standing(self) -> None:
+        """A new leader says where its own config stands, as no one else will.
+
+        A refused file is reported CONFIG_INVALID (a refusal met as STANDBY was not). A config in force (the
+        file's, or the default where there is no file) clears a CONFIG_INVALID an earlier leader or run left
+        active: otherwise safe mode would wait for a hot reload that nothing is going to make.
+        """
+        engine = self.config_engine
+        if engine.refusing:
+            self.report_config_invalid(str(engine.path), engine.last_errors)
+            return
+        self.events.write("_SYSTEM", "CONFIG_STANDING", source=engine.source, message=engine.message)
+        self.link.cleared(FailureType.CONFIG_INVALID.value)
 
     def report_cleared(self, failure_type: str) -> None:
         """Record and report that a failure this process detected is over (a STANDBY reports nothing)."""

@@ -158,8 +158,8 @@ class Inbox:
             reloaded = config_reloaded_alert(event)
             if reloaded is not None:
                 self._ctx.alert(reloaded)
-            if event.source == "file":
-                self._ctx.link.cleared(FailureType.CONFIG_INVALID.value)
+            if event.source == "file":  # a STANDBY's file says nothing of the leader's: report_cleared skips it
+                self._ctx.report_cleared(FailureType.CONFIG_INVALID.value)
 
     # -- schedules ----------------------------------------------------------
 
@@ -298,13 +298,8 @@ class Inbox:
 
 
 def report_config_invalid(ctx: TraderContext, event: ConfigInvalid) -> None:
-    """Report CONFIG_INVALID; the FailoverManager raises its CRIT alert with the errors (the trader adds none)."""
-    ctx.report(
-        FailureType.CONFIG_INVALID,
-        FailureSource.CONFIG_ENGINE,
-        f"Invalid config refused: {'; '.join(event.errors)[:300]}",
-        {"path": str(event.path), "errors": list(event.errors)},
-    )
+    """Report CONFIG_INVALID (a STANDBY records it unreported; it reports the refusal when it leads)."""
+    ctx.report_config_invalid(str(event.path), event.errors)
 
 
 def report_mismatch(ctx: TraderContext, kind: str, details: dict[str, Any]) -> None:

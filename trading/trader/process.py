@@ -138,9 +138,9 @@ class Trader:
         ctx.link.start()
         ctx.link.refresh()
         if not ctx.standby:
-            switch.lead(attempt)  # registers the environment, reports the start verdict
-        if isinstance(config_event, ConfigInvalid):
-            report_config_invalid(ctx, config_event)
+            switch.lead(attempt)  # registers the environment, reports the start verdict and a refused config
+        elif isinstance(config_event, ConfigInvalid):
+            report_config_invalid(ctx, config_event)  # recorded unreported; reported when it leads
         ctx.config_engine.add_listener(lambda event: ctx.post(("config", event)))
 
         engine = self._build_engine()

@@ -186,6 +186,7 @@ class RoleSwitch:
         self._pending = []
         for event in events:
             ctx.report_event(event)
+        ctx.report_config_standing()  # its config's refusal, or the end of an earlier leader's
         ctx.events.write("_SYSTEM", "LEASE_ACQUIRED", lease=self.lease_view(),
                          previousHolder=previous.holder if previous else None)
 

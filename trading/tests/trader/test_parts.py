@@ -9,14 +9,16 @@ from types import SimpleNamespace
 import pytest
 
 from failover.domain.enums import FailureSource, FailureType
+from scalper_site.testkit import wait_until
 from trading.engine.eventlog import read_events
 from trading.exchange.connect import ExchangeTarget
 from trading.exchange.port import ExchangeError
-from trading.tests.trader.fakes import AckingControl
+from trading.tests.trader.fakes import AckingControl, Gate
 from trading.trader import startup
 from trading.trader.commands import Commands
 from trading.trader.context import TraderSettings, build_context
 from trading.trader.gateway import wait_for_exchange
+from trading.trader.role import RoleSwitch
 
 
 class Services:
@@ -118,3 +120,55 @@ def test_the_environment_is_registered_with_where_the_trader_runs(tmp_path):
     assert name == "environment_register" and kwargs["run_id"] == "r1"
     assert kwargs["context"]["symbols"] == ["BTCUSDT"] and kwargs["context"]["dataDir"] == str(tmp_path)
     assert kwargs["context"]["mode"] == "SIM" and isinstance(threading.get_ident(), int)
+
+
+class GatedServices(Services):
+    """The recording stand-in, with a gate to read: the link's threads run."""
+
+    def failover_gate(self, **kwargs):
+        return Gate(safe_mode=True, reason="CONFIG_INVALID")
+
+
+def _leading_context(tmp_path, config: dict):
+    services = GatedServices()
+    settings = TraderSettings(mode="SIM", symbols=["BTCUSDT"], run_id="r1", data_dir=tmp_path, target=ExchangeTarget())
+    ctx = build_context(settings, services=services, control=AckingControl(), post=lambda item: None)
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "config.json").write_text(json.dumps(config))
+    ctx.config_engine.load()
+    return ctx, services
+
+
+def _config_calls(services: GatedServices) -> list[tuple[str, str]]:
+    found = []
+    for name, kwargs in services.calls:
+        if name == "failure_cleared":
+            found.append((name, kwargs["failure_type"]))
+        elif name == "failure_report":
+            found.append((name, kwargs["event"].type.value))
+    return [call for call in found if call[1] == "CONFIG_INVALID"]
+
+
+def test_a_new_leader_on_a_config_in_force_clears_a_config_invalid_an_earlier_leader_left(tmp_path):
+    ctx, services = _leading_context(tmp_path, {"risk": {"max_open_positions": 2}})
+    ctx.link.start()
+    try:
+        RoleSwitch(ctx, start_failures=[]).lead(None)
+        wait_until(lambda: _config_calls(services) == [("failure_cleared", "CONFIG_INVALID")], timeout=10,
+                   what="the clearance")
+    finally:
+        ctx.link.stop()
+    [standing] = [e for e in _system_events(ctx) if e["event"] == "CONFIG_STANDING"]
+    assert standing["source"] == "file"
+
+
+def test_a_new_leader_on_a_refused_config_reports_it_and_clears_nothing(tmp_path):
+    ctx, services = _leading_context(tmp_path, {"risk": {"max_open_positions": "three"}})
+    ctx.link.start()
+    try:
+        RoleSwitch(ctx, start_failures=[]).lead(None)
+        wait_until(lambda: _config_calls(services) != [], timeout=10, what="the report")
+        ctx.link.drain(5.0)
+    finally:
+        ctx.link.stop()
+    assert _config_calls(services) == [("failure_report", "CONFIG_INVALID")]
