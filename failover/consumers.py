@@ -3,6 +3,8 @@
 On connect: the failover status, then the page's panels (health, what holds safe mode, open positions and
 orders, per-symbol status, PnL: ``scalper_site.api.account_views.PANELS``). Then every push of the group
 (failover status, alerts, integration runs) and, every ``WS_PANELS_INTERVAL_S``, the panels that changed.
+The sockets of one web process share their panel reads (``SharedReads``): however many are open, the
+panels are read at most about twice an interval, not once per socket.
 Every message carries ``version``, the failover state's version it was read at (for a push that is not the
 state, the newest this socket knows), so the page never shows a panel older than its SAFE MODE badge:
 ``{"type": "health", "version": 42, "data": {...}}``.
@@ -27,7 +29,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import weakref
+from collections.abc import Awaitable, Callable
 from importlib import import_module
 from typing import Any
 
@@ -50,6 +54,51 @@ FORWARDED_KINDS = frozenset({"failover.status", "failover.run_status", "alert", 
 CLOSE_UNAUTHORIZED = 4401  # not logged in, or the session ended while the socket was open
 CLOSE_TOO_MANY_SOCKETS = 4429
 CLOSE_INTERNAL_ERROR = 1011
+
+class SharedReads:
+    """One read for every socket of this process: a result younger than ``fresh_s`` is shared, and a read under
+    way is awaited rather than started again. A failed read fails its waiters and the next call reads again; a
+    waiter that goes away (its socket closed) does not cancel the read for the others.
+
+    The state belongs to one event loop (a web process runs one); another loop starts afresh.
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[Any]], *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._read = read
+        self._clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running: asyncio.Future[Any] | None = None
+        self._last: tuple[float, Any] | None = None  # (when the read started, what it returned)
+
+    async def get(self, fresh_s: float) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._running, self._last = loop, None, None
+        if self._last is not None and self._clock() - self._last[0] < fresh_s:
+            return self._last[1]
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._once())
+            # Its failure is read here too, so one whose waiters all went away is not logged as never retrieved.
+            self._running.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(self._running)
+
+    async def _once(self) -> Any:
+        started = self._clock()
+        try:
+            result = await self._read()
+        finally:
+            self._running = None
+        self._last = (started, result)
+        return result
+
+
+async def _read_panels() -> dict[str, Any]:
+    from scalper_site.api.account_views import dashboard_panels  # the web layer's serializers
+
+    return await database_sync_to_async(dashboard_panels)()
+
+
+PANEL_READS = SharedReads(_read_panels)
 
 # The open sockets of each user in this process. Weak, so a consumer that died without its
 # disconnect handler (a crash) gives its place back when it is collected.
@@ -159,12 +208,15 @@ class FailoverConsumer(AsyncJsonWebsocketConsumer):
     # -- the panels ----------------------------------------------------------------
 
     async def _stream_panels(self, interval: float) -> None:
-        """Send every panel now, then every ``interval`` those that changed (or were read at a newer version)."""
-        from scalper_site.api.account_views import PANELS, dashboard_panels  # the web layer's serializers
+        """Send every panel now, then every ``interval`` those that changed (or were read at a newer version).
+
+        The read is shared with the process's other sockets when it is younger than half the interval.
+        """
+        from scalper_site.api.account_views import PANELS  # the web layer's serializers
 
         while True:
             try:
-                read = await database_sync_to_async(dashboard_panels)()
+                read = await PANEL_READS.get(interval / 2)
             except Exception:
                 # A database or Redis hiccup: the page keeps what it shows and this reads again next time.
                 logger.warning("websocket: the panels could not be read", exc_info=True)

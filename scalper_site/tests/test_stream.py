@@ -231,3 +231,36 @@ def test_a_row_action_needs_the_permission_to_operate_the_trader(monkeypatch, wh
     for path in ("/api/positions/BTCUSDT/close", "/api/orders/AISCLP-1/cancel"):
         assert _client(**who).post(path, content_type="application/json").status_code == 403
     assert sent == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sockets_of_one_process_share_their_panel_reads(settings, monkeypatch):
+    from scalper_site.asgi import application
+
+    settings.WS_PANELS_INTERVAL_S = 60  # a read is shared for 30 s: both sockets below fall within it
+    reads: list[int] = []
+    read = account_views.dashboard_panels
+    monkeypatch.setattr(account_views, "dashboard_panels", lambda **kw: reads.append(1) or read(**kw))
+    cookies = [f"sessionid={_client().cookies['sessionid'].value}".encode() for _ in range(2)]
+
+    async def panels(ws: WebsocketCommunicator) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        while set(seen) != PANELS:
+            message = await _until(ws, lambda m: m["type"] in PANELS)
+            seen[message["type"]] = message["data"]
+        return seen
+
+    async def main() -> None:
+        sockets = [WebsocketCommunicator(application, "/ws/failover/", headers=[(b"cookie", c), ORIGIN])
+                   for c in cookies]
+        try:
+            for ws in sockets:
+                assert (await ws.connect(timeout=10))[0]
+            first, second = [await panels(ws) for ws in sockets]
+            assert first == second
+            assert len(reads) == 1  # one read for both sockets, not one each
+        finally:
+            for ws in sockets:
+                await ws.disconnect()
+
+    async_to_sync(main)()
