@@ -70,7 +70,7 @@ def fencing(checks: int) -> dict[str, list[float]]:
     assert token is not None
     calls: dict[str, Callable[[], object]] = {
         "ensure": lease.ensure,
-        "fence": partial(fence_check, client, account, token),
+        "fence": partial(fence_check, client, account, token, lease.holder),
         "ping": client.ping,
         "get": partial(client.get, "scalper:bench:absent"),
     }

@@ -16,7 +16,8 @@ folder they run from.
 Acquire, renew (compare-and-extend) and release (compare-and-delete) are Lua
 scripts, so each is one atomic step on the server. ``fence_check`` is the check
 made before every change to the account: the key holds a lease with our token
-and more than a margin of its TTL left.
+and our holder id (a Redis back empty counts tokens from 1 again, so a token
+alone may repeat) and more than a margin of its TTL left.
 
 ``AccountLease`` is what a trader holds: its token, and a local deadline on
 ``CLOCK_BOOTTIME`` (which keeps running while the process is stopped or the
@@ -215,6 +216,15 @@ local function token_of(raw)
   return tonumber(value['token'])
 end
 """
+# Ours: our token and our holder id. The token alone is not enough: a Redis that comes back empty (this product's
+# keeps nothing on disk) counts tokens from 1 again, so a new holder may carry the number an old one still holds.
+_OURS = _TOKEN_OF + """
+local function ours(raw, token, holder)
+  if token_of(raw) ~= tonumber(token) then return false end
+  local _, value = pcall(cjson.decode, raw)
+  return value['holder'] == holder
+end
+"""
 
 # KEYS: lease, token, last. ARGV: the value's JSON without its token, ttl ms.
 # Returns {1, value, the last value before} when taken, {0, the value in the way, ''} otherwise. A counter that went
@@ -240,25 +250,25 @@ redis.call('SET', KEYS[3], encoded)
 return {1, encoded, previous}
 """
 
-# KEYS: lease, last. ARGV: token, the new value's JSON, ttl ms. 1 when extended, 0 when the lease is not ours.
-_RENEW = _TOKEN_OF + """
-if token_of(redis.call('GET', KEYS[1])) ~= tonumber(ARGV[1]) then return 0 end
+# KEYS: lease, last. ARGV: token, the new value's JSON, ttl ms, holder. 1 when extended, 0 when the lease is not ours.
+_RENEW = _OURS + """
+if not ours(redis.call('GET', KEYS[1]), ARGV[1], ARGV[4]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS: lease, last. ARGV: token, the value to leave as the last one. 1 when deleted.
-_RELEASE = _TOKEN_OF + """
-if token_of(redis.call('GET', KEYS[1])) ~= tonumber(ARGV[1]) then return 0 end
+# KEYS: lease, last. ARGV: token, the value to leave as the last one, holder. 1 when deleted.
+_RELEASE = _OURS + """
+if not ours(redis.call('GET', KEYS[1]), ARGV[1], ARGV[3]) then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS: lease. ARGV: token, margin ms. 1 only when the lease holds our token with more than the margin left.
-_FENCE = _TOKEN_OF + """
-if token_of(redis.call('GET', KEYS[1])) ~= tonumber(ARGV[1]) then return 0 end
+# KEYS: lease. ARGV: token, margin ms, holder. 1 only when the lease is ours with more than the margin left.
+_FENCE = _OURS + """
+if not ours(redis.call('GET', KEYS[1]), ARGV[1], ARGV[3]) then return 0 end
 if redis.call('PTTL', KEYS[1]) <= tonumber(ARGV[2]) then return 0 end
 return 1
 """
@@ -271,12 +281,13 @@ def _call(client: redis.Redis, script: str, keys: list[str], args: list[Any]) ->
         raise LeaseUnavailable(f"Redis did not answer: {exc}") from exc
 
 
-def fence_check(client: redis.Redis, account: str, token: int, *, margin_ms: int = FENCE_MARGIN_MS) -> bool:
-    """True only when the account's lease holds ``token`` with more than ``margin_ms`` of its TTL left.
+def fence_check(client: redis.Redis, account: str, token: int, holder: str, *,
+                margin_ms: int = FENCE_MARGIN_MS) -> bool:
+    """True only when the account's lease holds ``token`` and ``holder`` with more than ``margin_ms`` of its TTL left.
 
     Raises ``LeaseUnavailable`` when Redis does not answer (which the caller treats as not held).
     """
-    return _call(client, _FENCE, [lease_key(account)], [int(token), int(margin_ms)]) == 1
+    return _call(client, _FENCE, [lease_key(account)], [int(token), int(margin_ms), holder]) == 1
 
 
 # -- what a trader holds -------------------------------------------------------------------------
@@ -407,7 +418,7 @@ class AccountLease:
         value = self._value(token, ttl_s=self.ttl_s)
         try:
             extended = _call(self.client, _RENEW, [lease_key(self.account), last_key(self.account)],
-                             [token, json.dumps(value), int(self.ttl_s * 1000)])
+                             [token, json.dumps(value), int(self.ttl_s * 1000), self.holder])
         except LeaseUnavailable as exc:
             self.drop()
             return Attempt(False, str(exc))
@@ -429,7 +440,7 @@ class AccountLease:
         last = json.dumps(self._value(token, ttl_s=0.0))
         try:
             return bool(_call(self.client, _RELEASE, [lease_key(self.account), last_key(self.account)],
-                              [token, last]) == 1)
+                              [token, last, self.holder]) == 1)
         except LeaseUnavailable:
             return False
 
@@ -441,7 +452,7 @@ class AccountLease:
         if token is None or not self.held_locally():
             raise LeaseLost(f"{what} not sent: this trader holds no valid lease")
         try:
-            fenced = fence_check(self.client, self.account, token, margin_ms=self.margin_ms)
+            fenced = fence_check(self.client, self.account, token, self.holder, margin_ms=self.margin_ms)
         except LeaseUnavailable as exc:
             raise LeaseLost(f"{what} not sent: the lease cannot be proven ({exc})") from exc
         if not fenced:

@@ -105,7 +105,9 @@ def test_one_holder_at_a_time_and_every_acquisition_takes_a_higher_token(server)
     assert taken.held and taken.record.token == 1 and taken.previous is None
     refused = second.try_acquire()
     assert not refused.held and first.holder in refused.reason and second.token is None
-    assert fence_check(first.client, ACCOUNT, 1) and not fence_check(first.client, ACCOUNT, 2)
+    assert fence_check(first.client, ACCOUNT, 1, first.holder)
+    assert not fence_check(first.client, ACCOUNT, 2, first.holder)
+    assert not fence_check(first.client, ACCOUNT, 1, second.holder)  # the right number is not enough
     assert first.try_renew().held and read_lease(first.client, ACCOUNT).holder == first.holder
 
     assert first.release() and read_lease(first.client, ACCOUNT) is None
@@ -134,6 +136,22 @@ def test_a_lease_taken_over_cannot_be_renewed_nor_used_and_is_dropped_at_once(se
     assert venue.sent == [] and fenced.refused == 1
 
 
+def test_after_redis_came_back_empty_a_new_holder_with_the_same_token_is_not_mistaken_for_the_old(server):
+    old, new = _lease(server), _lease(server)
+    assert old.try_acquire().held and old.token == 1
+    old.client.flushall()  # Redis restarted: it keeps nothing on disk, the token counter starts again
+    assert new.try_acquire().held and new.token == 1  # the same number, another holder
+    venue = Venue()
+    fenced = FencedExchange(venue, old)
+    with pytest.raises(LeaseLost, match="no longer holds token 1"):
+        fenced.place_order(_order("o-1"))  # the old holder, still within its local deadline, sends nothing
+    assert not old.try_renew().held and read_lease(new.client, ACCOUNT).holder == new.holder
+    assert not old.release() and read_lease(new.client, ACCOUNT).holder == new.holder
+    assert venue.sent == []
+    FencedExchange(venue, new).place_order(_order("o-2"))
+    assert venue.sent == ["o-2"]
+
+
 def test_a_process_woken_past_its_deadline_sends_nothing_even_before_anyone_took_the_lease(server):
     clock = Clock()
     lease = _lease(server, clock=clock)
@@ -148,7 +166,7 @@ def test_a_process_woken_past_its_deadline_sends_nothing_even_before_anyone_took
                  lambda: fenced.set_leverage("BTCUSDT", Decimal(2))):
         with pytest.raises(LeaseLost, match="holds no valid lease"):
             send()
-    assert fence_check(lease.client, ACCOUNT, lease.token)  # Redis alone would still have said yes
+    assert fence_check(lease.client, ACCOUNT, lease.token, lease.holder)  # Redis alone would still have said yes
     assert venue.sent == ["o-1", "cancel-all BTCUSDT", "leverage BTCUSDT"]
     assert fenced.positions() == ["read"]  # reads are never fenced
     assert not lease.try_renew().held and lease.token is None  # the renew refuses too: it comes too late
@@ -158,7 +176,7 @@ def test_the_fence_keeps_back_a_margin_of_the_ttl(server):
     lease = _lease(server, ttl_s=2.0)  # margin: a fifth of a short TTL, 400 ms
     assert lease.try_acquire().held and lease.margin_ms == 400
     lease.client.pexpire(lease_key(ACCOUNT), 300)
-    assert not fence_check(lease.client, ACCOUNT, lease.token, margin_ms=lease.margin_ms)
+    assert not fence_check(lease.client, ACCOUNT, lease.token, lease.holder, margin_ms=lease.margin_ms)
     with pytest.raises(LeaseLost):
         lease.ensure("order x")
 
@@ -173,7 +191,7 @@ def test_a_garbage_lease_is_never_taken_over_nor_honoured_and_says_why(server, g
     assert lease.client.get(lease_key(ACCOUNT)) == garbage  # a foreign value is left for a person to judge
     with pytest.raises(LeaseCorrupt):
         read_lease(lease.client, ACCOUNT)
-    assert not fence_check(lease.client, ACCOUNT, 1)
+    assert not fence_check(lease.client, ACCOUNT, 1, lease.holder)
     with pytest.raises(LeaseLost):
         FencedExchange(Venue(), lease).place_order(_order("o-1"))
 
