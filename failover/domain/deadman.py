@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 UNKNOWN_EPISODE = "unknown"  # the last lease value could not be read: one episode until it is rewritten
+FORGOTTEN_EPISODE = "forgotten"  # Redis came back with no record of a lease: one episode per time it was seen so
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,18 +35,28 @@ class Verdict:
 
 
 def deadman_verdict(*, held_by: str | None, last: LastLease | None, last_unreadable: bool, now: float,
-                    after_s: float) -> Verdict:
+                    after_s: float, forgotten_since: float | None = None) -> Verdict:
     """Decide whether the account has gone unattended for longer than ``after_s``.
 
     ``held_by`` names the lease's holder (None: nobody holds a valid lease, a garbage value included);
     ``last`` is the last lease written, ``last_unreadable`` says it was there but garbage.
+    ``forgotten_since``: the account is known to have been traded under a lease (an environment registered
+    it), yet Redis holds no record of one (it came back empty): unattended since the guardian first saw that.
     """
     if held_by is not None:
         return Verdict(False, f"held by {held_by}")
     if last is None:
         if last_unreadable:  # held once, but when it ended is unknown: the safe reading is "long ago"
             return Verdict(True, "no lease held; the last lease value is unreadable", UNKNOWN_EPISODE)
-        return Verdict(False, "never held: no trader has traded this account under a lease")
+        if forgotten_since is None:
+            return Verdict(False, "never held: no trader has traded this account under a lease")
+        idle_s = max(0.0, now - forgotten_since)
+        if idle_s < after_s:
+            return Verdict(False, f"no lease, and Redis holds no record of one, for {idle_s:.1f} s (the guardian "
+                                  f"acts after {after_s:g} s)", idle_s=idle_s)
+        why = (f"no lease, and Redis holds no record of one (it came back empty), for {idle_s:.1f} s; "
+               f"the limit is {after_s:g} s")
+        return Verdict(True, why, f"{FORGOTTEN_EPISODE}-{int(forgotten_since)}", idle_s)
     idle_s = max(0.0, now - last.expires_at)
     if idle_s < after_s:
         return Verdict(False, f"no lease for {idle_s:.1f} s (the guardian acts after {after_s:g} s)", idle_s=idle_s)

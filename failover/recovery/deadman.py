@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -138,6 +139,35 @@ def _read(client: redis.Redis, account: str) -> tuple[str | None, LastLease | No
     return held_by, LastLease(last.token, last.holder, last.expires_at, last.run_id), unreadable
 
 
+def forgotten_key(account: str) -> str:
+    return episode_key(account, "forgotten-since")
+
+
+def _forgotten_since(client: redis.Redis, account: str, held_by: str | None, last: LastLease | None,
+                     unreadable: bool, now: float) -> float | None:
+    """Since when Redis has held no record of this registered account's lease (None: it holds one).
+
+    An environment registers its account only once its trader holds the lease, so a registered account
+    with no lease and no last lease is one Redis forgot (it keeps nothing on disk). The first sweep to see
+    that writes the time; a lease seen again removes it.
+    """
+    key = forgotten_key(account)
+    if held_by is not None or last is not None or unreadable:
+        if held_by is not None:
+            client.delete(key)
+        return None
+    client.set(key, repr(now), nx=True, ex=EPISODE_TTL_S)
+    raw = client.get(key)
+    try:
+        since = float(raw) if raw is not None and len(raw) < 40 else None
+    except ValueError:
+        since = None
+    if since is None or not math.isfinite(since) or since > now:  # garbage, inf, NaN or the future: from now
+        client.set(key, repr(now), ex=EPISODE_TTL_S)
+        since = now
+    return since
+
+
 def _owner(rows: list[FailoverStateRecord], last: LastLease | None) -> FailoverStateRecord:
     """The environment whose trader held the lease last (its config rules), else the first one."""
     return next((row for row in rows if last is not None and row.run_id == last.run_id), rows[0])
@@ -149,7 +179,8 @@ def _guard(account: str, rows: list[FailoverStateRecord], *, client: redis.Redis
     owner = _owner(rows, last)
     config = records.environment_config(records.data_dir(owner)).deadman
     verdict = deadman_verdict(held_by=held_by, last=last, last_unreadable=unreadable, now=now,
-                              after_s=config.after_s)
+                              after_s=config.after_s, forgotten_since=_forgotten_since(client, account, held_by,
+                                                                                     last, unreadable, now))
     if not verdict.due or verdict.episode is None:
         return {"acted": False, "why": verdict.why}
     key = episode_key(account, verdict.episode)

@@ -308,3 +308,36 @@ def test_garbage_in_the_claim_is_acted_on_rather_than_trusted(account: Account):
     acted = _sweep(account, ended + AFTER_S + 1)
 
     assert acted["acted"] is True and acted["cancel"]["cancelled"] == ["entry"]
+
+
+def test_an_account_redis_forgot_is_guarded_from_when_the_guardian_first_saw_it(account: Account):
+    account.configure("cancel_entries")
+    _resting_entry_and_a_reduce_only_order(account.rest)
+    ended = account.lease_held_then_lost()
+    for key in account.client.keys(f"scalper:lease:{account.id}*"):
+        account.client.delete(key)  # Redis came back empty: no lease, no last lease, no token counter
+    first_seen = ended + 100.0
+
+    seen = _sweep(account, first_seen)
+    assert seen["acted"] is False and "holds no record" in seen["why"]
+    assert _sweep(account, first_seen + AFTER_S - 0.5)["acted"] is False  # counted from when it was seen
+
+    acted = _sweep(account, first_seen + AFTER_S + 0.5)
+    assert acted["acted"] is True and acted["cancel"]["cancelled"] == ["entry"]
+    assert acted["episode"] == f"forgotten-{int(first_seen)}"
+    assert _sweep(account, first_seen + 10 * AFTER_S)["acted"] is False  # once for that episode
+
+
+def test_a_lease_taken_again_after_redis_forgot_ends_the_count(account: Account):
+    account.configure("cancel_entries")
+    _resting_entry_and_a_reduce_only_order(account.rest)
+    account.lease_held_then_lost()
+    for key in account.client.keys(f"scalper:lease:{account.id}*"):
+        account.client.delete(key)
+    now = time.time()
+    assert _sweep(account, now)["acted"] is False  # the count starts
+    held = lease.AccountLease(account.client, account.id, ttl_s=30.0, run_id=account.env.run_id)
+    assert held.try_acquire().held  # a trader is back
+    assert _sweep(account, now + 5)["why"].startswith("held by")
+    assert account.client.get(deadman.forgotten_key(account.id)) is None
+    assert _open_links(account.rest) == {"entry", "take-profit"}

@@ -85,3 +85,15 @@ def test_an_unreadable_try_count_allows_no_more_retries_of_a_short_action():
     record = {"state": INCOMPLETE, "until": 0.0, "tries": "many"}
     assert not claim_verdict(record, now=1.0).act
     assert claim_verdict({**record, "state": ACTING}, now=1.0).act  # a lost worker is still replaced
+
+
+def test_an_account_redis_forgot_is_due_once_it_has_been_forgotten_for_after_s():
+    early = deadman_verdict(held_by=None, last=None, last_unreadable=False, now=1_030.0, after_s=60,
+                            forgotten_since=1_000.0)
+    assert not early.due and "no record" in early.why and early.idle_s == 30.0
+    due = deadman_verdict(held_by=None, last=None, last_unreadable=False, now=1_060.0, after_s=60,
+                          forgotten_since=1_000.0)
+    assert due.due and due.episode == "forgotten-1000" and "came back empty" in due.why
+    held = deadman_verdict(held_by="host-b (token 1)", last=None, last_unreadable=False, now=9e9, after_s=60,
+                           forgotten_since=1_000.0)
+    assert not held.due
