@@ -4,11 +4,22 @@ Signals, state changes, order requests and updates, fills and resyncs go here,
 so an operator can read what the trader did and why, symbol by symbol. Lines are
 written whole (one ``write`` call each) so a crash never leaves half an object
 that would corrupt the rest of the file; a reader skips at most a torn last line.
+
+The log is the audit trail, not the trader's memory (order intents are in the
+database), so a write that fails (a full disk, a file turned unwritable) never
+raises into the trader: the line is counted as lost, the file is marked failing
+(``failing``), and its next write first ends the torn line a failed write may
+have left. ``retry_failing`` writes an ``EVENT_LOG_RESUMED`` line (how many were
+lost) to each failing file; the trader calls it while any is failing and counts
+each refusal as a crash of the module ``EVENT_LOG``, so safe mode holds while
+the audit trail cannot be written and ends once it can.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import threading
@@ -19,6 +30,9 @@ from typing import Any, TextIO
 
 _SAFE_NAME = re.compile(r"^[A-Z0-9_]{1,40}$")
 SYSTEM = "_SYSTEM"  # events not about one symbol
+RESUMED = "EVENT_LOG_RESUMED"  # the first line a failing file takes again, with how many were lost
+
+logger = logging.getLogger(__name__)
 
 
 def _iso(ts_ms: int) -> str:
@@ -40,6 +54,15 @@ class EventLog:
         self._run_id = run_id
         self._files: dict[str, TextIO] = {}
         self._lock = threading.Lock()
+        self._failing: dict[str, OSError] = {}  # symbol -> the error of its last write, while it fails
+        self._failing_since_ms: dict[str, int] = {}
+        self.lost = 0  # lines not written, since the log was made
+
+    @property
+    def failing(self) -> dict[str, str]:
+        """The files whose last write failed, by symbol, with why; empty when every write went through."""
+        with self._lock:
+            return {symbol: f"{type(exc).__name__}: {exc}" for symbol, exc in self._failing.items()}
 
     def path_for(self, symbol: str) -> Path:
         if not _SAFE_NAME.match(symbol):
@@ -54,32 +77,92 @@ class EventLog:
             record["runId"] = self._run_id
         line = json.dumps(record, default=_default, separators=(",", ":")) + "\n"
         with self._lock:
-            handle = self._files.get(symbol)
-            if handle is None:
-                handle = open(self.path_for(symbol), "a", encoding="utf-8")  # noqa: SIM115 (kept open)
-                self._files[symbol] = handle
-            handle.write(line)
-            handle.flush()
+            self._append(symbol, line)
         return record
 
-    def sync(self) -> None:
-        """Force written lines to disk (before a graceful stop)."""
+    def retry_failing(self) -> bool:
+        """Write ``EVENT_LOG_RESUMED`` to each failing file (what was lost, since when); True once none fails."""
         with self._lock:
-            for handle in self._files.values():
-                handle.flush()
-                os.fsync(handle.fileno())
+            failing = {symbol: self._failing_since_ms[symbol] for symbol in self._failing}
+        for symbol, since_ms in failing.items():
+            self.write(symbol, RESUMED, lost=self.lost, failingSince=_iso(since_ms))
+        with self._lock:
+            return not self._failing
+
+    def _append(self, symbol: str, line: str) -> None:
+        """Write one line under the lock; a failure is counted and remembered, never raised."""
+        try:
+            handle = self._files.get(symbol)
+            if handle is None:
+                handle = self._open(symbol)
+            handle.write(line)
+            handle.flush()
+        except OSError as exc:
+            self._failed(symbol, exc)
+            return
+        if symbol in self._failing:
+            del self._failing[symbol], self._failing_since_ms[symbol]
+            logger.warning("event log %s written again (%d lines lost in all)", symbol, self.lost)
+
+    def _open(self, symbol: str) -> TextIO:
+        """Open a file to append; after a failed write, end the torn line it may have left first."""
+        path = self.path_for(symbol)
+        handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
+        self._files[symbol] = handle
+        if symbol in self._failing and not _ends_a_line(path):
+            handle.write("\n")
+        return handle
+
+    def _failed(self, symbol: str, exc: OSError) -> None:
+        handle = self._files.pop(symbol, None)
+        if handle is not None:
+            with contextlib.suppress(OSError):  # closing flushes what is buffered, which fails the same way
+                handle.close()
+        self.lost += 1
+        if symbol not in self._failing:
+            self._failing_since_ms[symbol] = self._clock_ms()
+            logger.error("event log %s cannot be written (%s): lines are lost until it can", symbol, exc)
+        self._failing[symbol] = exc
+
+    def sync(self) -> None:
+        """Force written lines to disk (before a graceful stop); a file that cannot be synced is marked failing."""
+        with self._lock:
+            for symbol, handle in list(self._files.items()):
+                try:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                except OSError as exc:
+                    self._failed(symbol, exc)
 
     def close(self) -> None:
         with self._lock:
             for handle in self._files.values():
-                handle.close()
+                with contextlib.suppress(OSError):
+                    handle.close()
             self._files.clear()
 
 
+def _ends_a_line(path: Path) -> bool:
+    """Whether the file is empty or ends with a newline (False also when it cannot be read)."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.seek(0, os.SEEK_END) == 0:
+                return True
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
+    except OSError:
+        return False
+
+
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Read an event file, skipping a torn last line left by a crash."""
-    with open(path, encoding="utf-8") as handle:
+    """Read an event file, skipping a torn last line left by a crash and a line a failed write tore."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             if not line.endswith("\n"):
                 return
-            yield json.loads(line)
+            try:
+                event = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(event, dict):
+                yield event

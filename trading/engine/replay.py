@@ -11,6 +11,7 @@ simulator instead (SIM through real sockets), start it with
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -196,7 +197,8 @@ class _NullEventLog(EventLog):
     """REPLAY without an event folder: nothing written, nothing slowed."""
 
     def __init__(self) -> None:  # noqa: D107 (nothing to set up)
-        pass
+        self._failing = {}
+        self._lock = threading.Lock()
 
     def write(self, symbol: str, event: str, **fields: Any) -> dict[str, Any]:
         return {}

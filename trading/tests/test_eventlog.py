@@ -60,3 +60,48 @@ def test_lines_are_valid_json_objects(tmp_path):
     log.sync()
     lines = (tmp_path / "SOLUSDT.jsonl").read_text().splitlines()
     assert len(lines) == 50 and all(isinstance(json.loads(line), dict) for line in lines)
+
+
+def _full(log: EventLog, symbol: str = "_SYSTEM"):
+    """Point ``symbol``'s file at /dev/full: every write fails with ENOSPC, as on a full disk."""
+    path = log.path_for(symbol)
+    path.unlink(missing_ok=True)
+    path.symlink_to("/dev/full")
+    return path
+
+
+def test_a_write_the_disk_refuses_is_counted_never_raised_and_the_file_resumes_once_it_can(tmp_path):
+    log = EventLog(tmp_path, clock_ms=lambda: 1_700_000_000_000)
+    log.write("BTCUSDT", "SIGNAL", score=1)
+    path = _full(log)
+    log.write("_SYSTEM", "FAILOVER_STATE", safeMode=True)  # no exception
+    log.write("_SYSTEM", "FAILOVER_STATE", safeMode=False)
+    assert set(log.failing) == {"_SYSTEM"} and "No space left" in log.failing["_SYSTEM"] and log.lost == 2
+    assert not log.retry_failing() and log.lost == 3  # still full: the retry is lost too
+    log.write("BTCUSDT", "SIGNAL", score=2)  # another file is unaffected, and does not clear this one
+    assert set(log.failing) == {"_SYSTEM"}
+    log.sync()  # a stop on a full disk does not raise either
+
+    path.unlink()  # space back
+    assert log.retry_failing() and log.failing == {}
+    [resumed] = read_events(path)
+    assert resumed["event"] == "EVENT_LOG_RESUMED" and resumed["lost"] == 3
+    assert [e["score"] for e in read_events(log.path_for("BTCUSDT"))] == [1, 2]
+
+
+def test_the_next_write_after_a_failure_ends_the_torn_line_a_failed_write_left(tmp_path):
+    log = EventLog(tmp_path, clock_ms=lambda: 1_700_000_000_000)
+    path = _full(log)
+    log.write("_SYSTEM", "LOST")
+    path.unlink()
+    path.write_text('{"ts":"2026-12-04T00:00:00.000Z","event":"FIRST"}\n{"ts":"2026-12-04T00:00:01.0')  # torn
+    log.write("_SYSTEM", "AFTER")
+    assert [e["event"] for e in read_events(path)] == ["FIRST", "AFTER"]
+    assert path.read_text().count("\n") == 3  # the fragment was ended on its own line, not glued to the next
+
+
+@pytest.mark.parametrize("garbage", ["not json", "[1, 2]", "[" * 100_000, '"a string"', "\udcff"])
+def test_a_reader_skips_lines_that_are_not_events_and_keeps_the_rest(tmp_path, garbage):
+    path = tmp_path / "X.jsonl"
+    path.write_text('{"event":"A"}\n' + garbage + '\n{"event":"B"}\n', errors="surrogateescape")
+    assert [e["event"] for e in read_events(path)] == ["A", "B"]

@@ -83,7 +83,8 @@ class Inbox:
     # -- queue items --------------------------------------------------------
 
     def handlers(self) -> dict[str, Handler]:
-        return {
+        """What each queue item runs; a handler that raises is a crash of the module ``TRADER_<KIND>``."""
+        handlers: dict[str, Handler] = {
             "public": self._on_public,
             "private": self._on_private,
             "done": self._on_done,
@@ -94,6 +95,20 @@ class Inbox:
             "config": lambda item: self.on_config_event(item[1]),
             "wake": lambda item: None,
         }
+        return {kind: self._guarded(kind, handler) for kind, handler in handlers.items()}
+
+    def _guarded(self, kind: str, handler: Handler) -> Handler:
+        """Run ``handler`` so that what it raises is reported (MODULE_CRASH: safe mode, a resync), never the
+        loop's end: a process that died on a condition that lasts (a full disk) would only die again at start."""
+        module = f"TRADER_{kind.upper()}"
+
+        def run(item: tuple) -> None:
+            try:
+                handler(item)
+            except Exception as exc:
+                self._core.report_crash(module, exc, "")
+
+        return run
 
     def _on_public(self, item: tuple) -> None:
         _, message, received_ms = item
@@ -214,8 +229,22 @@ class Inbox:
             keeper.want(leverage)
         keeper.submit_due()
 
+    def check_event_log(self) -> None:
+        """While a file of the event log cannot be written, try it again; each refusal is a crash of EVENT_LOG.
+
+        So MODULE_CRASH holds while the audit trail is lost, and ends ``module_crash_quiet_s`` after it is back.
+        """
+        events = self._ctx.events
+        if not events.failing or events.retry_failing():
+            return
+        failing = events.failing
+        details = {"module": "EVENT_LOG", "symbol": "", "files": sorted(failing), "lost": events.lost,
+                   "error": next(iter(failing.values()))}
+        report_module_crash(self._ctx, self._watchdog, "EVENT_LOG", OSError(details["error"]), details)
+
     def check_health(self) -> None:
         """Feed the watchdog what the streams and latencies show; report what starts, clear what ends."""
+        self.check_event_log()
         streams = self._ctx.streams
         if self._ctx.standby:
             streams["public"].check()  # kept warm (rebuilt when down); the health is the leader's to judge

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -103,3 +104,30 @@ def test_a_trader_on_a_folder_another_trader_holds_starts_nothing_and_says_why(t
     assert not (tmp_path / "system" / "process_state.json").exists()
     assert not list((tmp_path / "events").glob("*.jsonl"))
     assert "in use by another trader (pid" in caplog.text and "'the-other'" in caplog.text
+
+
+def test_an_event_log_that_cannot_be_written_is_a_crash_held_until_it_can_and_never_stops_the_trader(
+        tmp_path, sim, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text(
+        json.dumps({"failover": {"detectors": {"module_crash_quiet_s": 1.0}}}))
+    (tmp_path / "events").mkdir()
+    system = tmp_path / "events" / "_SYSTEM.jsonl"
+    system.symlink_to("/dev/full")  # every write: ENOSPC, as on a full disk
+    freed = threading.Timer(2.0, system.unlink)  # space back: the next write makes a file again
+    trader_settings = TraderSettings(mode="SIM", symbols=["BTCUSDT"], run_id="full", data_dir=tmp_path,
+                                     target=ExchangeTarget(kind=SIM, base_url=sim.base_url), max_runtime_s=5.0)
+    services, control = Services(), Control()
+    freed.start()
+    try:
+        assert Trader(trader_settings, services=services, control=control).run() == 0  # up all along
+    finally:
+        freed.cancel()
+
+    crash = services.calls.index("failure_report:MODULE_CRASH")
+    assert "failure_cleared:MODULE_CRASH" in services.calls[crash:]  # held while lost, cleared once written
+    events = list(read_events(system))
+    [resumed] = [e for e in events if e["event"] == "EVENT_LOG_RESUMED"]
+    assert resumed["lost"] > 0
+    assert events[-1]["event"] == "TRADER_STOPPED"
