@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import threading
 import time
 
@@ -131,3 +133,55 @@ def test_an_event_log_that_cannot_be_written_is_a_crash_held_until_it_can_and_ne
     [resumed] = [e for e in events if e["event"] == "EVENT_LOG_RESUMED"]
     assert resumed["lost"] > 0
     assert events[-1]["event"] == "TRADER_STOPPED"
+
+
+@contextlib.contextmanager
+def _small_disk(folder, size: str = "4m"):
+    """``folder`` on a tmpfs of ``size``: a disk that can really fill up. Skips where mounting is not allowed."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
+                             capture_output=True, text=True, timeout=30)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()[:200]}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
+
+
+def _fill(folder) -> None:
+    """Write a ballast file until the disk refuses."""
+    with open(folder / "ballast", "wb", buffering=0) as ballast, contextlib.suppress(OSError):
+        while True:
+            ballast.write(b"\0" * 65536)
+
+
+def test_a_disk_that_fills_up_under_a_running_trader_holds_safe_mode_until_space_is_back(tmp_path, sim, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with _small_disk(tmp_path / "data") as data:
+        (data / "config").mkdir()
+        (data / "config" / "config.json").write_text(
+            json.dumps({"failover": {"detectors": {"module_crash_quiet_s": 1.0}}}))
+        trader_settings = TraderSettings(mode="SIM", symbols=["BTCUSDT"], run_id="disk", data_dir=data,
+                                         target=ExchangeTarget(kind=SIM, base_url=sim.base_url), max_runtime_s=6.0)
+        services, control = Services(), Control()
+        trader = Trader(trader_settings, services=services, control=control)
+        timeline = [
+            threading.Timer(1.0, _fill, [data]),
+            # Writes while the disk is full: failover state changes, each an event line (enough to need a new page).
+            threading.Timer(1.5, lambda: [trader.queue.put(("failover_changed", Gate(safe_mode=True, version=v)))
+                                          for v in range(200)]),
+            threading.Timer(3.0, (data / "ballast").unlink),
+        ]
+        for step in timeline:
+            step.start()
+        try:
+            assert trader.run() == 0  # up all along
+        finally:
+            for step in timeline:
+                step.cancel()
+        crash = services.calls.index("failure_report:MODULE_CRASH")
+        assert "failure_cleared:MODULE_CRASH" in services.calls[crash:]
+        events = list(read_events(data / "events" / "_SYSTEM.jsonl"))
+        assert any(e["event"] == "EVENT_LOG_RESUMED" and e["lost"] > 0 for e in events)
+        assert events[-1]["event"] == "TRADER_STOPPED"
