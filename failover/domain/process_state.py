@@ -114,7 +114,9 @@ class ProcessStateStore:
     ``save`` writes the state exactly as given; ``update`` applies snake_case
     fields to the last saved or loaded state and stamps ``last_update`` from the
     clock. The lock covers the file write too, so the file on disk always holds
-    the newest state in memory.
+    the newest state in memory, unless a write failed (a full disk): then the
+    ``OSError`` is raised, the state in memory is still the new one (the base of
+    later updates), and ``failing`` says why until a write succeeds again.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class ProcessStateStore:
         self._clock: Clock = SystemClock() if clock is None else clock
         self._lock = threading.RLock()
         self._current: ProcessState | None = None
+        self.failing: str | None = None  # why the last write failed, while the file lags the state in memory
 
     @property
     def path(self) -> Path:
@@ -152,8 +155,13 @@ class ProcessStateStore:
         if not isinstance(state, ProcessState):
             raise TypeError(f"expected ProcessState, got {type(state).__name__}")
         with self._lock:
-            atomic_write_json(self._path, state.to_dict(), midway=self._midway)
             self._current = state
+            try:
+                atomic_write_json(self._path, state.to_dict(), midway=self._midway)
+            except OSError as exc:
+                self.failing = f"{type(exc).__name__}: {exc}"
+                raise
+            self.failing = None
 
     def update(self, **partial: Any) -> ProcessState:
         """Apply snake_case fields (``phase=Phase.RUNNING``, ``open_orders_snapshot=[...]``), save, return the state."""

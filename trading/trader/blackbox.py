@@ -11,6 +11,7 @@ heartbeat, ``EquitySampler`` checks whether an equity sample is due.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -147,9 +148,9 @@ class Blackbox:
             return
         self._last_snapshot_key = key
         current = ctx.store.current
-        assert current is not None  # written at start, before the black box exists
-        ctx.store.save(
-            ProcessState(
+        assert current is not None  # recorded at start, before the black box exists
+        with contextlib.suppress(OSError):  # the store says it is failing; the health check reports and retries
+            ctx.store.save(ProcessState(
                 last_update=ctx.clock.now(),
                 pid=os.getpid(),
                 run_mode=current.run_mode,
@@ -161,8 +162,7 @@ class Blackbox:
                 last_failure=current.last_failure,
                 role=ctx.role,
                 lease=lease,
-            )
-        )
+            ))
 
     def lease_view(self) -> dict[str, Any] | None:
         """The account lease as this trader sees it (None: it runs without one)."""

@@ -17,6 +17,7 @@ aside as evidence and a fresh one made, as every bad file of the folder is.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -104,9 +105,11 @@ class DataFolderLock:
         return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
 
     def _write_holder(self, fd: int) -> None:
+        """Leave who holds the lock, for the message of a trader refused; best effort (a full disk refuses it)."""
         record = {"pid": os.getpid(), "runId": self.run_id, "since": datetime.now(UTC).isoformat()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(record).encode(), 0)
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode(), 0)
 
 
 def _holder(fd: int) -> str:

@@ -229,22 +229,29 @@ class Inbox:
             keeper.want(leverage)
         keeper.submit_due()
 
-    def check_event_log(self) -> None:
-        """While a file of the event log cannot be written, try it again; each refusal is a crash of EVENT_LOG.
+    def check_files(self) -> None:
+        """While the event log or the process state cannot be written (a full disk), write them again; each
+        refusal is a crash of EVENT_LOG or PROCESS_STATE_STORE.
 
-        So MODULE_CRASH holds while the audit trail is lost, and ends ``module_crash_quiet_s`` after it is back.
+        So MODULE_CRASH holds while they are lost, and ends ``module_crash_quiet_s`` after both are written.
         """
-        events = self._ctx.events
-        if not events.failing or events.retry_failing():
-            return
-        failing = events.failing
-        details = {"module": "EVENT_LOG", "symbol": "", "files": sorted(failing), "lost": events.lost,
-                   "error": next(iter(failing.values()))}
-        report_module_crash(self._ctx, self._watchdog, "EVENT_LOG", OSError(details["error"]), details)
+        events, store = self._ctx.events, self._ctx.store
+        if events.failing and not events.retry_failing():
+            failing = events.failing
+            details = {"module": "EVENT_LOG", "symbol": "", "files": sorted(failing), "lost": events.lost,
+                       "error": next(iter(failing.values()))}
+            report_module_crash(self._ctx, self._watchdog, "EVENT_LOG", OSError(details["error"]), details)
+        if store.failing is not None:
+            self._blackbox.write_process_state(force=True)
+            if store.failing is not None:
+                details = {"module": "PROCESS_STATE_STORE", "symbol": "", "file": str(store.path),
+                           "error": store.failing}
+                report_module_crash(self._ctx, self._watchdog, "PROCESS_STATE_STORE", OSError(store.failing),
+                                    details)
 
     def check_health(self) -> None:
         """Feed the watchdog what the streams and latencies show; report what starts, clear what ends."""
-        self.check_event_log()
+        self.check_files()
         streams = self._ctx.streams
         if self._ctx.standby:
             streams["public"].check()  # kept warm (rebuilt when down); the health is the leader's to judge

@@ -216,7 +216,10 @@ class Trader:
         if self.blackbox is not None:
             self.blackbox.write_process_state(phase=Phase.STOPPING)
         elif ctx.store.current is not None:
-            ctx.store.update(phase=Phase.STOPPING)
+            try:
+                ctx.store.update(phase=Phase.STOPPING)
+            except OSError as exc:  # a full disk: the next start reads the state as it last was written
+                logger.error("process state not written at stop: %s", exc)
         if ctx.lease is not None and ctx.lease.release():  # last: a standby may take over at once
             logger.info("account lease given back")
         ctx.events.write("_SYSTEM", "TRADER_STOPPED", pid=os.getpid())

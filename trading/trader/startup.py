@@ -123,17 +123,23 @@ def previous_run(store: ProcessStateStore, *, now: datetime) -> list[FailureEven
 
 
 def record_start(ctx: TraderContext) -> None:
-    """Write a fresh process state: this process, STARTING, nothing held yet."""
+    """Write a fresh process state: this process, STARTING, nothing held yet.
+
+    A write the disk refuses does not stop the start: the state is kept in memory, the store says it is
+    failing, and the health check reports it (a crash of PROCESS_STATE_STORE) and writes it again.
+    """
     s = ctx.settings
-    ctx.store.save(
-        ProcessState(
-            last_update=ctx.clock.now(),
-            pid=os.getpid(),
-            run_mode=RunMode(s.mode),
-            phase=Phase.STARTING,
-            active_symbols=tuple(s.symbols),
-        )
+    state = ProcessState(
+        last_update=ctx.clock.now(),
+        pid=os.getpid(),
+        run_mode=RunMode(s.mode),
+        phase=Phase.STARTING,
+        active_symbols=tuple(s.symbols),
     )
+    try:
+        ctx.store.save(state)
+    except OSError as exc:
+        logger.error("process state not written at start (%s): kept in memory, written again once it can be", exc)
 
 
 def register_environment(ctx: TraderContext) -> None:

@@ -185,3 +185,27 @@ def test_a_disk_that_fills_up_under_a_running_trader_holds_safe_mode_until_space
         events = list(read_events(data / "events" / "_SYSTEM.jsonl"))
         assert any(e["event"] == "EVENT_LOG_RESUMED" and e["lost"] > 0 for e in events)
         assert events[-1]["event"] == "TRADER_STOPPED"
+
+
+def test_a_trader_started_on_a_full_disk_stays_up_says_why_and_clears_it_once_space_is_back(tmp_path, sim, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with _small_disk(tmp_path / "data") as data:
+        for folder in ("config", "events", "system"):  # a deployment's folders exist before its disk fills
+            (data / folder).mkdir()
+        (data / "config" / "config.json").write_text(
+            json.dumps({"failover": {"detectors": {"module_crash_quiet_s": 1.0}}}))
+        _fill(data)
+        trader_settings = TraderSettings(mode="SIM", symbols=["BTCUSDT"], run_id="full-start", data_dir=data,
+                                         target=ExchangeTarget(kind=SIM, base_url=sim.base_url), max_runtime_s=6.0)
+        services, control = Services(), Control()
+        freed = threading.Timer(2.5, (data / "ballast").unlink)
+        freed.start()
+        try:
+            assert Trader(trader_settings, services=services, control=control).run() == 0  # it did not die at start
+        finally:
+            freed.cancel()
+        crash = services.calls.index("failure_report:MODULE_CRASH")
+        assert "failure_cleared:MODULE_CRASH" in services.calls[crash:]
+        state = json.loads((data / "system" / "process_state.json").read_text())
+        assert state["phase"] == "STOPPING"  # written again once there was room, to the last
+        assert any(e["event"] == "EVENT_LOG_RESUMED" for e in read_events(data / "events" / "_SYSTEM.jsonl"))
