@@ -114,9 +114,10 @@ class ProcessStateStore:
     ``save`` writes the state exactly as given; ``update`` applies snake_case
     fields to the last saved or loaded state and stamps ``last_update`` from the
     clock. The lock covers the file write too, so the file on disk always holds
-    the newest state in memory, unless a write failed (a full disk): then the
-    ``OSError`` is raised, the state in memory is still the new one (the base of
-    later updates), and ``failing`` says why until a write succeeds again.
+    the newest state in memory. A write that fails (a full disk) raises its
+    ``OSError`` and leaves memory as the disk is; ``failing`` says why until a
+    write succeeds again, and ``keep`` makes a state the base of later updates
+    without writing it (a start that must go on without its file).
     """
 
     def __init__(
@@ -155,13 +156,18 @@ class ProcessStateStore:
         if not isinstance(state, ProcessState):
             raise TypeError(f"expected ProcessState, got {type(state).__name__}")
         with self._lock:
-            self._current = state
             try:
                 atomic_write_json(self._path, state.to_dict(), midway=self._midway)
             except OSError as exc:
                 self.failing = f"{type(exc).__name__}: {exc}"
                 raise
+            self._current = state
             self.failing = None
+
+    def keep(self, state: ProcessState) -> None:
+        """Make ``state`` the base of later updates without writing it: its write was refused (see ``failing``)."""
+        with self._lock:
+            self._current = state
 
     def update(self, **partial: Any) -> ProcessState:
         """Apply snake_case fields (``phase=Phase.RUNNING``, ``open_orders_snapshot=[...]``), save, return the state."""

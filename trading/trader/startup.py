@@ -139,6 +139,7 @@ def record_start(ctx: TraderContext) -> None:
     try:
         ctx.store.save(state)
     except OSError as exc:
+        ctx.store.keep(state)
         logger.error("process state not written at start (%s): kept in memory, written again once it can be", exc)
 
 

@@ -226,3 +226,21 @@ def test_saved_state_type_is_checked(store):
     with pytest.raises(TypeError):
         store.save(process_state().to_dict())  # type: ignore[arg-type]
     assert not store.path.exists()
+
+
+def test_a_refused_write_is_named_until_one_succeeds_and_keep_sets_the_base_without_writing(store, monkeypatch):
+    store.save(process_state(pid=1))
+    real_replace = files.os.replace
+
+    def full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", full)
+    with pytest.raises(OSError):
+        store.save(process_state(pid=2))
+    assert "No space left" in store.failing and store.current.pid == 1
+    store.keep(process_state(pid=3))
+    assert store.current.pid == 3 and json.loads(store.path.read_text())["pid"] == 1  # kept, not written
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    store.update(phase=Phase.RUNNING)  # the next write builds on the kept state
+    assert store.failing is None and json.loads(store.path.read_text())["pid"] == 3
