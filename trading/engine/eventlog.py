@@ -18,15 +18,19 @@ the audit trail cannot be written and ends once it can.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import re
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+from failover.domain.files import move_aside
 
 _SAFE_NAME = re.compile(r"^[A-Z0-9_]{1,40}$")
 SYSTEM = "_SYSTEM"  # events not about one symbol
@@ -105,13 +109,33 @@ class EventLog:
             logger.warning("event log %s written again (%d lines lost in all)", symbol, self.lost)
 
     def _open(self, symbol: str) -> TextIO:
-        """Open a file to append; after a failed write, end the torn line it may have left first."""
+        """Open a file to append; after a failed write, end the torn line it may have left first.
+
+        Never blocks (a FIFO planted in a file's place would hold the trader at its first write): a directory,
+        a FIFO or a symlink loop is moved aside as evidence and a fresh file made. A symlink to a file or a
+        device is followed: an operator may keep the logs elsewhere.
+        """
         path = self.path_for(symbol)
-        handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
+        try:
+            fd = _open_append(path)
+        except OSError as exc:
+            if exc.errno not in _NOT_A_FILE:
+                raise
+            fd = self._replace(path)
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):  # a FIFO with a reader; a device is written as it is
+            os.close(fd)
+            fd = self._replace(path)
+        handle = os.fdopen(fd, "a", encoding="utf-8")
         self._files[symbol] = handle
         if symbol in self._failing and not _ends_a_line(path):
             handle.write("\n")
         return handle
+
+    def _replace(self, path: Path) -> int:
+        moved = move_aside(path, datetime.fromtimestamp(self._clock_ms() / 1000, tz=UTC), label="unusable")
+        logger.error("event log %s was not a regular file: moved aside to %s", path.name, moved.name)
+        return _open_append(path, exclusive=True)
 
     def _failed(self, symbol: str, exc: OSError) -> None:
         handle = self._files.pop(symbol, None)
@@ -140,6 +164,15 @@ class EventLog:
                 with contextlib.suppress(OSError):
                     handle.close()
             self._files.clear()
+
+
+# What opening something that is not a regular file fails with: a directory, a FIFO with no reader, a loop.
+_NOT_A_FILE = frozenset({errno.EISDIR, errno.ENXIO, errno.ELOOP, errno.ENOTDIR})
+
+
+def _open_append(path: Path, *, exclusive: bool = False) -> int:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_EXCL if exclusive else 0)
+    return os.open(path, flags, 0o666)
 
 
 def _ends_a_line(path: Path) -> bool:

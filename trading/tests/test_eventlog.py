@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from decimal import Decimal
 
 import pytest
@@ -105,3 +107,29 @@ def test_a_reader_skips_lines_that_are_not_events_and_keeps_the_rest(tmp_path, g
     path = tmp_path / "X.jsonl"
     path.write_text('{"event":"A"}\n' + garbage + '\n{"event":"B"}\n', errors="surrogateescape")
     assert [e["event"] for e in read_events(path)] == ["A", "B"]
+
+
+def _directory(path):
+    path.mkdir()
+
+
+def _fifo(path):
+    os.mkfifo(path)  # no reader: opening it to write would block for ever
+
+
+def _loop(path):
+    path.symlink_to(path)
+
+
+@pytest.mark.parametrize("plant", [_directory, _fifo, _loop])
+def test_something_planted_in_a_files_place_is_moved_aside_and_never_blocks_the_writer(tmp_path, plant):
+    log = EventLog(tmp_path, clock_ms=lambda: 1_700_000_000_000)
+    path = log.path_for("BTCUSDT")
+    plant(path)
+    writer = threading.Thread(target=log.write, args=("BTCUSDT", "SIGNAL"), kwargs={"score": 1}, daemon=True)
+    writer.start()
+    writer.join(10)
+    assert not writer.is_alive(), "the write blocked"
+    assert [e["score"] for e in read_events(path)] == [1] and log.failing == {}
+    [moved] = [p for p in tmp_path.iterdir() if p.name.startswith("BTCUSDT.jsonl.unusable-")]
+    assert os.path.lexists(moved)
