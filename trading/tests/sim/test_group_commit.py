@@ -36,10 +36,11 @@ def _in_threads(fns: list[Any]) -> list[threading.Thread]:
 
 def test_changes_staged_during_a_write_share_the_next_fsync_and_wait_for_it(state: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    gate = threading.Event()
+    gate, writing = threading.Event(), threading.Event()
     real_append = GroupCommit._append_io
 
     def held_append(self: GroupCommit, payload: bytes) -> None:
+        writing.set()
         assert gate.wait(10), "the test never opened the gate"
         real_append(self, payload)
 
@@ -49,8 +50,13 @@ def test_changes_staged_during_a_write_share_the_next_fsync_and_wait_for_it(stat
         commit = sim.sim.commit
         writes, first = commit.batches, commit.lsn
         answered: list[str] = []
-        threads = _in_threads([lambda i=i: answered.append(buy_limit(pybit(sim), "0.010", "49000", f"gc-{i}"))
-                               for i in range(5)])
+
+        def order(i: int) -> None:
+            answered.append(buy_limit(pybit(sim), "0.010", "49000", f"gc-{i}"))
+
+        threads = _in_threads([lambda: order(0)])
+        assert writing.wait(10), "the first change never reached its write"  # its batch is taken: it alone
+        threads += _in_threads([lambda i=i: order(i) for i in range(1, 5)])
         wait_for(lambda: commit.lsn == first + 5, what="five changes staged")
         time.sleep(0.1)
         assert answered == []  # the first write is held: nobody hears of any change yet
