@@ -7,6 +7,7 @@ import json
 import subprocess
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from trading.exchange.connect import SIM, ExchangeTarget
 from trading.models import EquitySample
 from trading.simexchange.server import SimServer
 from trading.tests.trader.fakes import Control, Gate
+from trading.trader.context import TraderState
 from trading.trader.folder_lock import DataFolderLock
 from trading.trader.process import EXIT_FOLDER_BUSY, Trader, TraderSettings
 
@@ -108,27 +110,61 @@ def test_a_trader_on_a_folder_another_trader_holds_starts_nothing_and_says_why(t
     assert "in use by another trader (pid" in caplog.text and "'the-other'" in caplog.text
 
 
+class Script(threading.Thread):
+    """Steps beside a running trader: each waits (at most 30 s) for what the trader should have done, then acts;
+    the trader is stopped at the end. A step waited for in vain is kept in ``missed``: no step rides on timing."""
+
+    def __init__(self, trader: Trader, steps: list[tuple[str, Any, Any]]) -> None:
+        super().__init__(daemon=True)
+        self.trader, self.steps, self.missed = trader, steps, []
+
+    def run(self) -> None:
+        try:
+            for what, until, then in self.steps:
+                deadline = time.monotonic() + 30
+                while not until():
+                    if time.monotonic() > deadline:
+                        self.missed.append(what)
+                        return
+                    time.sleep(0.02)
+                then()
+        finally:
+            self.trader.request_stop()
+
+
+def _run_with(trader: Trader, steps: list[tuple[str, Any, Any]]) -> None:
+    script = Script(trader, steps)
+    script.start()
+    assert trader.run() == 0  # up all along: no failure here ends the process
+    script.join(10)
+    assert script.missed == []
+
+
+def _settings(data, run_id: str, sim) -> TraderSettings:
+    (data / "config").mkdir(exist_ok=True)
+    (data / "config" / "config.json").write_text(
+        json.dumps({"failover": {"detectors": {"module_crash_quiet_s": 1.0}}}))
+    return TraderSettings(mode="SIM", symbols=["BTCUSDT"], run_id=run_id, data_dir=data,
+                          target=ExchangeTarget(kind=SIM, base_url=sim.base_url), max_runtime_s=90.0)
+
+
+def _reported(services: Services, call: str):
+    return lambda: call in services.calls
+
+
 def test_an_event_log_that_cannot_be_written_is_a_crash_held_until_it_can_and_never_stops_the_trader(
         tmp_path, sim, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.json").write_text(
-        json.dumps({"failover": {"detectors": {"module_crash_quiet_s": 1.0}}}))
     (tmp_path / "events").mkdir()
     system = tmp_path / "events" / "_SYSTEM.jsonl"
     system.symlink_to("/dev/full")  # every write: ENOSPC, as on a full disk
-    freed = threading.Timer(2.0, system.unlink)  # space back: the next write makes a file again
-    trader_settings = TraderSettings(mode="SIM", symbols=["BTCUSDT"], run_id="full", data_dir=tmp_path,
-                                     target=ExchangeTarget(kind=SIM, base_url=sim.base_url), max_runtime_s=5.0)
-    services, control = Services(), Control()
-    freed.start()
-    try:
-        assert Trader(trader_settings, services=services, control=control).run() == 0  # up all along
-    finally:
-        freed.cancel()
-
-    crash = services.calls.index("failure_report:MODULE_CRASH")
-    assert "failure_cleared:MODULE_CRASH" in services.calls[crash:]  # held while lost, cleared once written
+    services = Services()
+    trader = Trader(_settings(tmp_path, "full", sim), services=services, control=Control())
+    _run_with(trader, [
+        ("MODULE_CRASH reported while the log is lost", _reported(services, "failure_report:MODULE_CRASH"),
+         system.unlink),  # space back: the next write makes a file again
+        ("MODULE_CRASH cleared once it is written", _reported(services, "failure_cleared:MODULE_CRASH"), lambda: None),
+    ])
     events = list(read_events(system))
     [resumed] = [e for e in events if e["event"] == "EVENT_LOG_RESUMED"]
     assert resumed["lost"] > 0
@@ -159,29 +195,21 @@ def _fill(folder) -> None:
 def test_a_disk_that_fills_up_under_a_running_trader_holds_safe_mode_until_space_is_back(tmp_path, sim, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     with _small_disk(tmp_path / "data") as data:
-        (data / "config").mkdir()
-        (data / "config" / "config.json").write_text(
-            json.dumps({"failover": {"detectors": {"module_crash_quiet_s": 1.0}}}))
-        trader_settings = TraderSettings(mode="SIM", symbols=["BTCUSDT"], run_id="disk", data_dir=data,
-                                         target=ExchangeTarget(kind=SIM, base_url=sim.base_url), max_runtime_s=6.0)
-        services, control = Services(), Control()
-        trader = Trader(trader_settings, services=services, control=control)
-        timeline = [
-            threading.Timer(1.0, _fill, [data]),
-            # Writes while the disk is full: failover state changes, each an event line (enough to need a new page).
-            threading.Timer(1.5, lambda: [trader.queue.put(("failover_changed", Gate(safe_mode=True, version=v)))
-                                          for v in range(200)]),
-            threading.Timer(3.0, (data / "ballast").unlink),
-        ]
-        for step in timeline:
-            step.start()
-        try:
-            assert trader.run() == 0  # up all along
-        finally:
-            for step in timeline:
-                step.cancel()
-        crash = services.calls.index("failure_report:MODULE_CRASH")
-        assert "failure_cleared:MODULE_CRASH" in services.calls[crash:]
+        services = Services()
+        trader = Trader(_settings(data, "disk", sim), services=services, control=Control())
+
+        def fill_then_write() -> None:
+            _fill(data)
+            for version in range(200):  # failover state changes, each an event line: enough to need a new page
+                trader.queue.put(("failover_changed", Gate(safe_mode=True, version=version)))
+
+        _run_with(trader, [
+            ("the trader running", lambda: trader.ctx.state == TraderState.RUNNING, fill_then_write),
+            ("MODULE_CRASH reported on the full disk", _reported(services, "failure_report:MODULE_CRASH"),
+             (data / "ballast").unlink),
+            ("MODULE_CRASH cleared once there is room", _reported(services, "failure_cleared:MODULE_CRASH"),
+             lambda: None),
+        ])
         events = list(read_events(data / "events" / "_SYSTEM.jsonl"))
         assert any(e["event"] == "EVENT_LOG_RESUMED" and e["lost"] > 0 for e in events)
         assert events[-1]["event"] == "TRADER_STOPPED"
@@ -190,22 +218,18 @@ def test_a_disk_that_fills_up_under_a_running_trader_holds_safe_mode_until_space
 def test_a_trader_started_on_a_full_disk_stays_up_says_why_and_clears_it_once_space_is_back(tmp_path, sim, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     with _small_disk(tmp_path / "data") as data:
-        for folder in ("config", "events", "system"):  # a deployment's folders exist before its disk fills
+        for folder in ("events", "system"):  # a deployment's folders exist before its disk fills
             (data / folder).mkdir()
-        (data / "config" / "config.json").write_text(
-            json.dumps({"failover": {"detectors": {"module_crash_quiet_s": 1.0}}}))
+        trader_settings = _settings(data, "full-start", sim)
         _fill(data)
-        trader_settings = TraderSettings(mode="SIM", symbols=["BTCUSDT"], run_id="full-start", data_dir=data,
-                                         target=ExchangeTarget(kind=SIM, base_url=sim.base_url), max_runtime_s=6.0)
-        services, control = Services(), Control()
-        freed = threading.Timer(2.5, (data / "ballast").unlink)
-        freed.start()
-        try:
-            assert Trader(trader_settings, services=services, control=control).run() == 0  # it did not die at start
-        finally:
-            freed.cancel()
-        crash = services.calls.index("failure_report:MODULE_CRASH")
-        assert "failure_cleared:MODULE_CRASH" in services.calls[crash:]
+        services = Services()
+        trader = Trader(trader_settings, services=services, control=Control())
+        _run_with(trader, [  # run() itself is the first check: it used to raise ENOSPC at start
+            ("MODULE_CRASH reported on the full disk", _reported(services, "failure_report:MODULE_CRASH"),
+             (data / "ballast").unlink),
+            ("MODULE_CRASH cleared once there is room", _reported(services, "failure_cleared:MODULE_CRASH"),
+             lambda: None),
+        ])
         state = json.loads((data / "system" / "process_state.json").read_text())
         assert state["phase"] == "STOPPING"  # written again once there was room, to the last
         assert any(e["event"] == "EVENT_LOG_RESUMED" for e in read_events(data / "events" / "_SYSTEM.jsonl"))
