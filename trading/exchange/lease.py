@@ -216,13 +216,15 @@ local function token_of(raw)
   return tonumber(value['token'])
 end
 """
-# Ours: our token and our holder id. The token alone is not enough: a Redis that comes back empty (this product's
-# keeps nothing on disk) counts tokens from 1 again, so a new holder may carry the number an old one still holds.
-_OURS = _TOKEN_OF + """
+# Ours: our token and our holder id, from one decode of the value (the fence check runs before every order).
+# The token alone is not enough: a Redis that comes back empty (this product's keeps nothing on disk) counts
+# tokens from 1 again, so a new holder may carry the number an old one still holds.
+_OURS = """
 local function ours(raw, token, holder)
-  if token_of(raw) ~= tonumber(token) then return false end
-  local _, value = pcall(cjson.decode, raw)
-  return value['holder'] == holder
+  if not raw then return false end
+  local ok, value = pcall(cjson.decode, raw)
+  if not ok or type(value) ~= 'table' then return false end
+  return tonumber(value['token']) == tonumber(token) and value['holder'] == holder
 end
 """
 
