@@ -161,7 +161,7 @@ class Inbox:
 
     def on_config_event(self, event: ConfigEvent) -> None:
         if isinstance(event, ConfigInvalid):
-            report_config_invalid(self._ctx, event)
+            self._ctx.report_config_invalid(event.path, event.errors)
         elif isinstance(event, ConfigApplied):
             self._core.apply_config(event.config)
             self._watchdog.apply_config(event.config)
@@ -238,16 +238,16 @@ class Inbox:
         events, store = self._ctx.events, self._ctx.store
         if events.failing and not events.retry_failing():
             failing = events.failing
-            details = {"module": "EVENT_LOG", "symbol": "", "files": sorted(failing), "lost": events.lost,
-                       "error": next(iter(failing.values()))}
-            report_module_crash(self._ctx, self._watchdog, "EVENT_LOG", OSError(details["error"]), details)
+            self._file_lost("EVENT_LOG", next(iter(failing.values())), files=sorted(failing), lost=events.lost)
         if store.failing is not None:
             self._blackbox.write_process_state(force=True)
             if store.failing is not None:
-                details = {"module": "PROCESS_STATE_STORE", "symbol": "", "file": str(store.path),
-                           "error": store.failing}
-                report_module_crash(self._ctx, self._watchdog, "PROCESS_STATE_STORE", OSError(store.failing),
-                                    details)
+                self._file_lost("PROCESS_STATE_STORE", store.failing, file=str(store.path))
+
+    def _file_lost(self, module: str, error: str, **details: Any) -> None:
+        """Count one refused write of ``module``'s file as a crash of ``module``."""
+        report_module_crash(self._ctx, self._watchdog, module, OSError(error),
+                            {"module": module, "symbol": "", "error": error, **details})
 
     def check_health(self) -> None:
         """Feed the watchdog what the streams and latencies show; report what starts, clear what ends."""
@@ -331,11 +331,6 @@ class Inbox:
 
 
 # -- failures the engine and the config engine report ------------------------
-
-
-def report_config_invalid(ctx: TraderContext, event: ConfigInvalid) -> None:
-    """Report CONFIG_INVALID (a STANDBY records it unreported; it reports the refusal when it leads)."""
-    ctx.report_config_invalid(str(event.path), event.errors)
 
 
 def report_mismatch(ctx: TraderContext, kind: str, details: dict[str, Any]) -> None:

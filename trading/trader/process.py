@@ -32,7 +32,7 @@ from trading.trader.commands import Commands
 from trading.trader.context import Engine, TraderSettings, TraderState, build_context
 from trading.trader.folder_lock import DataFolderBusy, DataFolderLock
 from trading.trader.gateway import GatewayDispatcher, open_exchange, wait_for_exchange
-from trading.trader.inbox import Handler, Inbox, report_config_invalid, report_mismatch, report_module_crash
+from trading.trader.inbox import Handler, Inbox, report_mismatch, report_module_crash
 from trading.trader.ports import FailoverServices, TraderAlerts, TraderControl
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class Trader:
         if not ctx.standby:
             switch.lead(attempt)  # registers the environment, reports the start verdict and a refused config
         elif isinstance(config_event, ConfigInvalid):
-            report_config_invalid(ctx, config_event)  # recorded unreported; reported when it leads
+            ctx.report_config_invalid(config_event.path, config_event.errors)  # recorded unreported until it leads
         ctx.config_engine.add_listener(lambda event: ctx.post(("config", event)))
 
         engine = self._build_engine()
