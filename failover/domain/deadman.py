@@ -50,18 +50,15 @@ def deadman_verdict(*, held_by: str | None, last: LastLease | None, last_unreada
             return Verdict(True, "no lease held; the last lease value is unreadable", UNKNOWN_EPISODE)
         if forgotten_since is None:
             return Verdict(False, "never held: no trader has traded this account under a lease")
-        idle_s = max(0.0, now - forgotten_since)
-        if idle_s < after_s:
-            return Verdict(False, f"no lease, and Redis holds no record of one, for {idle_s:.1f} s (the guardian "
-                                  f"acts after {after_s:g} s)", idle_s=idle_s)
-        why = (f"no lease, and Redis holds no record of one (it came back empty), for {idle_s:.1f} s; "
-               f"the limit is {after_s:g} s")
-        return Verdict(True, why, f"{FORGOTTEN_EPISODE}-{int(forgotten_since)}", idle_s)
-    idle_s = max(0.0, now - last.expires_at)
+        since, episode = forgotten_since, f"{FORGOTTEN_EPISODE}-{int(forgotten_since)}"
+        lapse, holder = "no lease, and Redis holds no record of one (it came back empty),", ""
+    else:
+        since, episode = last.expires_at, str(last.token)
+        lapse, holder = "no lease", f" since {last.holder} (token {last.token})"
+    idle_s = max(0.0, now - since)
     if idle_s < after_s:
-        return Verdict(False, f"no lease for {idle_s:.1f} s (the guardian acts after {after_s:g} s)", idle_s=idle_s)
-    why = f"no lease for {idle_s:.1f} s since {last.holder} (token {last.token}); the limit is {after_s:g} s"
-    return Verdict(True, why, str(last.token), idle_s)
+        return Verdict(False, f"{lapse} for {idle_s:.1f} s (the guardian acts after {after_s:g} s)", idle_s=idle_s)
+    return Verdict(True, f"{lapse} for {idle_s:.1f} s{holder}; the limit is {after_s:g} s", episode, idle_s)
 
 
 # -- the episode's claim: acted once, unless the acting worker was lost or the action fell short -------------
@@ -72,6 +69,7 @@ ACTION_CLAIM_S = 120.0  # an action still "acting" this long after its claim: it
 # default dedupe window (60 s), so each try's CRIT alert goes out.
 RETRY_AFTER_S = 90.0
 MAX_TRIES = 5  # actions per episode, the first included; the last one's alert says the guardian gave up
+_UNREADABLE = "the episode's claim is unreadable: acting again (safe to repeat)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +93,13 @@ def claim_verdict(record: object, *, now: float) -> ClaimVerdict:
     if record is None:
         return ClaimVerdict(True, "first action for this episode")
     if not isinstance(record, dict):
-        return ClaimVerdict(True, "the episode's claim is unreadable: acting again (safe to repeat)")
+        return ClaimVerdict(True, _UNREADABLE)
     state, until, tries = record.get("state"), record.get("until"), record.get("tries")
     tries = tries if type(tries) is int and tries > 0 else MAX_TRIES  # unreadable: as if every try was made
     if state == DONE:
         return ClaimVerdict(False, "already acted for this episode", tries)
     if not isinstance(until, int | float) or isinstance(until, bool) or until != until:
-        return ClaimVerdict(True, "the episode's claim is unreadable: acting again (safe to repeat)", tries)
+        return ClaimVerdict(True, _UNREADABLE, tries)
     if state == ACTING:
         if now < until:
             return ClaimVerdict(False, f"another guardian is acting for this episode (until {until:.0f})", tries)
@@ -113,4 +111,4 @@ def claim_verdict(record: object, *, now: float) -> ClaimVerdict:
         if now < until:
             return ClaimVerdict(False, f"the last action fell short; trying again after {until:.0f}", tries)
         return ClaimVerdict(True, f"the last action fell short: try {tries + 1} of {MAX_TRIES}", tries)
-    return ClaimVerdict(True, "the episode's claim is unreadable: acting again (safe to repeat)", tries)
+    return ClaimVerdict(True, _UNREADABLE, tries)
