@@ -55,6 +55,7 @@ CLOSE_UNAUTHORIZED = 4401  # not logged in, or the session ended while the socke
 CLOSE_TOO_MANY_SOCKETS = 4429
 CLOSE_INTERNAL_ERROR = 1011
 
+
 class SharedReads:
     """One read for every socket of this process: a result younger than ``fresh_s`` is shared, and a read under
     way is awaited rather than started again. A failed read fails its waiters and the next call reads again; a

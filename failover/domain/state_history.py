@@ -126,7 +126,7 @@ def blocked_intervals(changes: Iterable[StateChange], *, since: datetime | None 
         intervals.append(BlockedInterval(
             start=start,
             end=None if lifted is None else lifted.at,
-            reason=next((c.blocked_by for c in group if c.blocked_by is not None), None),
+            reason=next((why for why in (c.blocked_by for c in group) if why is not None), None),
             from_version=group[0].version,
             to_version=group[-1].version,
             halted=any(not c.trading_enabled for c in group),
