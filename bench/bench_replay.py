@@ -12,7 +12,11 @@ temp data folder exactly as ``run_trader --events N --seed S`` caches it):
 - baseline: the path REPLAY took before, ``json.loads`` of each line then the plain
   dict pipeline (the normaliser and the exchange parsing strings), in the same loop;
 - decoding alone: ``json.loads`` plus the float parsing the pipeline needs (book
-  levels, ticker fields) against msgspec's typed decode (``wire.PublicDecoder``).
+  levels, ticker fields) against msgspec's typed decode (``wire.PublicDecoder``);
+- where the time goes, per message: the same in-process run with the signal stages,
+  then also the exchange, made free (each replaced by a function that does nothing),
+  and the lines only decoded. What is left when both are free is the ceiling the
+  decoder and the normaliser allow on this machine, printed beside the target.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from trading.engine.replay import REPLAY_START_MS, BacktestEngine  # noqa: E402
 from trading.marketdata.datasets import generated_file  # noqa: E402
-from trading.marketdata.jsonl import read_line_chunks  # noqa: E402
+from trading.marketdata.jsonl import TypedLines, read_line_chunks  # noqa: E402
 from trading.marketdata.wire import PublicDecoder  # noqa: E402
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -110,6 +114,31 @@ def _in_process(lines: list[bytes], path: Path) -> tuple[float, float, float, in
     return result.events_per_second, _percentile(gaps, 0.5), _percentile(gaps, 0.99), len(result.trades)
 
 
+def _parts(lines: list[bytes], path: Path) -> tuple[float, float, float, float, float]:
+    """us per message: the full run, signal stages free, signal stages and exchange free, decode only; and
+    market events per message."""
+
+    def timed(free_signals: bool, free_venue: bool) -> tuple[float, float]:
+        engine = BacktestEngine(symbols=SYMBOLS)
+        if free_signals:
+            engine.core.pipeline.on_event = lambda event: None  # type: ignore[method-assign]
+        if free_venue:
+            engine.venue.on_public = lambda message: None  # type: ignore[method-assign]
+        gc.collect()
+        result = engine.run_lines(lines, source=str(path))
+        return result.seconds / len(lines) * 1e6, result.events / len(lines)
+
+    decoder = TypedLines(SYMBOLS)
+    gc.collect()
+    started = time.perf_counter()
+    for _ in decoder.decoded(lines, source=str(path)):
+        pass
+    decode_us = (time.perf_counter() - started) / len(lines) * 1e6
+    full, events_per_message = timed(False, False)
+    no_signals, no_venue = timed(True, False)[0], timed(True, True)[0]
+    return full, no_signals, no_venue, decode_us, events_per_message
+
+
 def _stdlib_path(lines: list[bytes]) -> tuple[float, float, int]:
     """The path before typed decoding: ``json.loads`` per line, then the pipeline on plain dicts."""
     engine = BacktestEngine(symbols=SYMBOLS)
@@ -140,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()  # the raw lines are the bench's, not the pipeline's heap
 
-    cli, typed, plain, typed_dec, plain_dec = [], [], [], [], []
+    cli, typed, plain, typed_dec, plain_dec, parts = [], [], [], [], [], []
     for _ in range(args.repeat):  # interleaved: a shared machine's load falls on both alike
         summary, wall, cli_peak = _cli(path, data_dir)
         cli.append(float(re.search(r"([\d,]+) events/s", summary).group(1).replace(",", "")))  # type: ignore[union-attr]
@@ -149,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         decoder = PublicDecoder()
         typed_dec.append(_rate(len(lines), lambda: [decoder.decode(line) for line in lines]))  # noqa: B023
         plain_dec.append(_rate(len(lines), lambda: [_stdlib_decode(line) for line in lines]))
+        parts.append(_parts(lines, path))
     best, base = max(typed, key=lambda r: r[0]), max(plain, key=lambda r: r[0])
 
     print(f"{len(lines):,} messages of {','.join(SYMBOLS)}, seed {args.seed} (generated once in {generation_s:.1f} s); "
@@ -163,6 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"decode only: msgspec typed (wire)          : {_spread(typed_dec)} msg/s")
     print(f"  baseline json.loads + float parsing      : {_spread(plain_dec)} msg/s   "
           f"ratio of bests {max(typed_dec) / max(plain_dec):.2f}")
+    full, no_signals, no_venue, decode_only = (min(p[i] for p in parts) for i in range(4))
+    events_per_message = parts[0][4]
+    print(f"where the time goes, us per message (best of {args.repeat}): all {full:.2f} = "
+          f"signal stages {full - no_signals:.2f} + exchange {no_signals - no_venue:.2f} + "
+          f"normaliser, core and loop {no_venue - decode_only:.2f} + decode {decode_only:.2f}")
+    ceiling = events_per_message / no_venue * 1e6
+    print(f"  ceiling with the signal stages and the exchange free: {ceiling:,.0f} events/s "
+          f"(target 150,000: {1e6 / 150_000 * events_per_message:.2f} us per message)")
     print(f"peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
           f"(holds the {len(lines):,} raw lines and, decoding alone, their messages)")
     return 0
