@@ -57,3 +57,26 @@ def test_a_timer_with_a_callable_interval_reads_it_at_each_run():
     interval[0] = 15.0  # the config was reloaded
     timer.maybe_run(5.0)
     assert runs == [1, 1] and timer.next_at == 20.0
+
+
+def test_a_timer_hands_what_its_action_raises_to_on_error_and_runs_again_at_its_next_time(caplog):
+    from trading.trader.inbox import Timer
+
+    reports: list[tuple[str, str]] = []
+
+    def action() -> None:
+        raise ValueError("bad payload")
+
+    timer = Timer(1.0, action, "reconcile", on_error=lambda name, exc: reports.append((name, str(exc))))
+    timer.maybe_run(0.0)
+    timer.maybe_run(0.5)  # not due
+    timer.maybe_run(1.0)
+    assert reports == [("reconcile", "bad payload")] * 2 and timer.next_at == 2.0
+
+    def broken_report(name: str, exc: Exception) -> None:
+        raise RuntimeError("report lost")
+
+    timer.on_error = broken_report
+    with caplog.at_level(logging.ERROR, logger="scalper.trader"):
+        timer.maybe_run(2.0)  # a report that raises too is logged, never the loop's end
+    assert "timer reconcile failed, and its report too" in caplog.text and timer.next_at == 3.0

@@ -49,6 +49,9 @@ class Timer:
     action: Callable[[], object]
     name: str
     next_at: float = 0.0
+    # What the action raises is handed here (the Inbox's: a crash of the module TRADER_TIMER_<NAME>); without
+    # one it is only logged. Either way the timer runs again at its next time.
+    on_error: Callable[[str, Exception], None] | None = None
 
     def maybe_run(self, now: float) -> None:
         if now < self.next_at:
@@ -56,8 +59,14 @@ class Timer:
         self.next_at = now + (self.every_s() if callable(self.every_s) else self.every_s)
         try:
             self.action()
-        except Exception:
-            logger.exception("timer %s failed", self.name)
+        except Exception as exc:
+            if self.on_error is None:
+                logger.exception("timer %s failed", self.name)
+                return
+            try:
+                self.on_error(self.name, exc)
+            except Exception:
+                logger.exception("timer %s failed, and its report too", self.name)
 
 
 class Inbox:
@@ -179,9 +188,15 @@ class Inbox:
     # -- schedules ----------------------------------------------------------
 
     def timers(self) -> list[Timer]:
+        """What runs on a schedule; an action that raises is a crash of the module ``TRADER_TIMER_<NAME>``.
+
+        A reconciliation, a health check or a config poll that keeps failing would otherwise leave the
+        trader trading on what it no longer checks, said only in its log: the crash holds MODULE_CRASH
+        (no entries) until the timer runs clean for ``module_crash_quiet_s``.
+        """
         engine = self._ctx.config_engine
         leading = self._leading_only
-        return [
+        timers = [
             Timer(0.1, leading(self._core.tick), "tick"),  # resolves unconfirmed orders: the leader's
             Timer(0.5, self.check_health, "watchdog"),
             Timer(2.0, self.probe_rest, "rest-probe"),
@@ -196,6 +211,12 @@ class Inbox:
             Timer(15.0, leading(self.reconcile), "reconcile"),
             Timer(DCP_RETRY_EVERY_S, leading(partial(self.refresh_dcp, reloaded=False)), "dcp"),
         ]
+        for timer in timers:
+            timer.on_error = self._timer_failed
+        return timers
+
+    def _timer_failed(self, name: str, exc: Exception) -> None:
+        self._core.report_crash(f"TRADER_TIMER_{name.upper().replace('-', '_')}", exc, "")
 
     def _leading_only(self, action: Callable[[], object]) -> Callable[[], None]:
         """``action`` on the LEADER; nothing on a STANDBY (it changes nothing and judges nothing)."""

@@ -18,6 +18,7 @@ from trading.simexchange.server import SimServer
 from trading.tests.trader.fakes import Control, Gate
 from trading.trader.context import TraderState
 from trading.trader.folder_lock import DataFolderLock
+from trading.trader.inbox import Inbox
 from trading.trader.process import EXIT_FOLDER_BUSY, Trader, TraderSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -30,6 +31,7 @@ class Services:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.sources: list[str] = []  # of each failure reported
 
     def environment_register(self, *, run_id: str = "", context: dict) -> None:
         self.calls.append("environment_register")
@@ -39,6 +41,7 @@ class Services:
 
     def failure_report(self, *, event, run_id: str = "") -> Gate:
         self.calls.append(f"failure_report:{event.type.value}")
+        self.sources.append(event.source)
         return Gate(version=2)
 
     def failure_cleared(self, *, failure_type: str, run_id: str = "") -> Gate:
@@ -169,6 +172,40 @@ def test_an_event_log_that_cannot_be_written_is_a_crash_held_until_it_can_and_ne
     [resumed] = [e for e in events if e["event"] == "EVENT_LOG_RESUMED"]
     assert resumed["lost"] > 0
     assert events[-1]["event"] == "TRADER_STOPPED"
+
+
+def test_a_timer_that_keeps_raising_is_a_crash_held_while_it_does_and_cleared_once_it_runs_clean(
+        tmp_path, sim, settings, monkeypatch):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    broken, failed = [True], []
+    check_health = Inbox.check_health
+
+    def health_check_with_a_bug(inbox: Inbox) -> None:
+        if broken[0]:
+            failed.append(1)
+            raise RuntimeError("a health check with a bug")
+        check_health(inbox)
+
+    monkeypatch.setattr(Inbox, "check_health", health_check_with_a_bug)  # the watchdog timer's action
+    services, held = Services(), []
+    trader = Trader(_settings(tmp_path, "timer", sim), services=services, control=Control())
+
+    def mend() -> None:
+        held.append("failure_cleared:MODULE_CRASH" not in services.calls)
+        broken[0] = False
+
+    _run_with(trader, [
+        ("MODULE_CRASH of the watchdog timer reported", lambda: "TRADER_TIMER_WATCHDOG" in services.sources,
+         lambda: None),
+        # every 0.5 s, so five failures span twice the quiet time (1 s): had one run clean, it would have cleared
+        ("the timer failing on, five times", lambda: len(failed) >= 5, mend),
+        ("MODULE_CRASH cleared once the timer runs clean", _reported(services, "failure_cleared:MODULE_CRASH"),
+         lambda: None),
+    ])
+    assert held == [True]  # no clearing while it failed
+    assert services.calls.count("failure_report:MODULE_CRASH") == 1  # one episode, however many failures
+    events = [e for e in read_events(tmp_path / "events" / "_SYSTEM.jsonl") if e["event"] == "FAILURE"]
+    assert any(e.get("source") == "TRADER_TIMER_WATCHDOG" for e in events)
 
 
 @contextlib.contextmanager
