@@ -53,7 +53,10 @@ class EventLog:
 
     def __init__(self, folder: Path, *, clock_ms: Callable[[], int], run_id: str = "") -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a full disk at start: made at a write once it can be, lines lost till then
+            logger.error("event log folder %s cannot be made (%s): made at the first write that can", folder, exc)
         self._clock_ms = clock_ms
         self._run_id = run_id
         self._files: dict[str, TextIO] = {}
@@ -117,6 +120,9 @@ class EventLog:
         """
         path = self.path_for(symbol)
         try:
+            fd = _open_append(path)
+        except FileNotFoundError:  # the folder is gone, or could not be made at start (a full disk)
+            self.folder.mkdir(parents=True, exist_ok=True)
             fd = _open_append(path)
         except OSError as exc:
             if exc.errno not in _NOT_A_FILE:

@@ -133,3 +133,31 @@ def test_something_planted_in_a_files_place_is_moved_aside_and_never_blocks_the_
     assert [e["score"] for e in read_events(path)] == [1] and log.failing == {}
     [moved] = [p for p in tmp_path.iterdir() if p.name.startswith("BTCUSDT.jsonl.unusable-")]
     assert os.path.lexists(moved)
+
+
+def test_a_folder_that_cannot_be_made_at_start_is_made_at_the_first_write_that_can(tmp_path):
+    blocker = tmp_path / "data"
+    blocker.write_text("")  # nothing can be made under a file: as on a full disk, making events/ fails
+    log = EventLog(blocker / "events", clock_ms=lambda: 1763479195000)  # never raises
+
+    log.write("_SYSTEM", "TRADER_STARTED")
+    assert log.lost == 1 and "_SYSTEM" in log.failing
+
+    blocker.unlink()  # the cause goes
+    assert log.retry_failing()
+    log.close()
+    assert [e["event"] for e in read_events(blocker / "events" / "_SYSTEM.jsonl")] == ["EVENT_LOG_RESUMED"]
+
+
+def test_a_folder_removed_under_a_running_log_is_made_again_at_the_next_write(tmp_path):
+    folder = tmp_path / "events"
+    log = EventLog(folder, clock_ms=lambda: 1763479195000)
+    log.write("BTCUSDT", "A")
+    log.close()  # files are opened again at the next write, as after a failure
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+
+    log.write("BTCUSDT", "B")
+    log.close()
+    assert [e["event"] for e in read_events(folder / "BTCUSDT.jsonl")] == ["B"] and log.lost == 0

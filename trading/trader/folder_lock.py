@@ -34,7 +34,11 @@ POLL_S = 0.1
 HOLDER_LIMIT = 4096  # bytes of the holder's record read for the refusal message
 
 
-class DataFolderBusy(RuntimeError):
+class DataFolderRefused(RuntimeError):
+    """The data folder cannot be held: nothing of it was read or written."""
+
+
+class DataFolderBusy(DataFolderRefused):
     """Another live process holds the data folder's lock."""
 
     def __init__(self, path: Path, holder: str, waited_s: float) -> None:
@@ -43,6 +47,19 @@ class DataFolderBusy(RuntimeError):
         super().__init__(
             f"the data folder is in use by another trader ({holder}); waited {waited_s:.0f} s for {path}. "
             "Each trader needs a data folder of its own: stop the other one or give this one --data-dir"
+        )
+
+
+class DataFolderUnusable(DataFolderRefused):
+    """The lock file could not be made or opened for as long as the trader waited (a full disk, no inodes left, a
+    read-only mount): without its lock a trader cannot know it is alone on the folder, so it does not start."""
+
+    def __init__(self, path: Path, error: OSError, waited_s: float) -> None:
+        self.path = path
+        self.error = error
+        super().__init__(
+            f"the data folder cannot hold its lock file {path}: {error.strerror or error}; waited {waited_s:.0f} s. "
+            "Make room on its disk (or fix its mount); a supervisor that starts the trader again then succeeds"
         )
 
 
@@ -62,10 +79,12 @@ class DataFolderLock:
         return self._fd is not None
 
     def acquire(self, wait_s: float) -> DataFolderLock:
-        """Take the lock, waiting up to ``wait_s`` for a holder to stop; raise ``DataFolderBusy`` if it does not."""
-        secure_folder(self.path.parent)
-        fd = self._open()
+        """Take the lock, waiting up to ``wait_s`` for a holder to stop; raise ``DataFolderBusy`` if it does not.
+
+        A lock file the disk refuses to make is tried again within the same wait: ``DataFolderUnusable`` after it.
+        """
         deadline = self._clock() + wait_s
+        fd = self._open_waiting(deadline, wait_s)
         try:
             while True:
                 try:
@@ -87,6 +106,20 @@ class DataFolderLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+    def _open_waiting(self, deadline: float, wait_s: float) -> int:
+        """Make the folder and open the lock file, trying again until ``deadline`` while the disk refuses."""
+        folder = self.path.parent
+        while True:
+            try:
+                if not folder.is_dir() and (folder.exists() or folder.is_symlink()):  # a file planted in its place
+                    self.moved_aside = move_aside(folder, datetime.now(UTC), label="unusable")
+                secure_folder(folder)
+                return self._open()
+            except OSError as exc:
+                if self._clock() >= deadline:
+                    raise DataFolderUnusable(self.path, exc, wait_s) from exc
+                self._sleep(POLL_S * 10)
 
     def _open(self) -> int:
         """Open the lock file (never through a symlink), moving an unusable one aside first."""

@@ -30,7 +30,7 @@ from trading.trader import role, startup
 from trading.trader.blackbox import Blackbox
 from trading.trader.commands import Commands
 from trading.trader.context import Engine, TraderSettings, TraderState, build_context
-from trading.trader.folder_lock import DataFolderBusy, DataFolderLock
+from trading.trader.folder_lock import DataFolderLock, DataFolderRefused
 from trading.trader.gateway import GatewayDispatcher, open_exchange, wait_for_exchange
 from trading.trader.inbox import Handler, Inbox, report_mismatch, report_module_crash
 from trading.trader.ports import FailoverServices, TraderAlerts, TraderControl
@@ -42,7 +42,7 @@ __all__ = ["Trader", "TraderSettings", "TraderState"]
 
 logger = logging.getLogger("scalper.trader")
 
-EXIT_FOLDER_BUSY = 3  # another trader holds the data folder: this one started nothing
+EXIT_FOLDER_BUSY = 3  # another trader holds the data folder, or its disk refuses the lock file: nothing started
 
 
 class Trader:
@@ -77,7 +77,7 @@ class Trader:
         folder = DataFolderLock(self.settings.data_dir, run_id=self.settings.run_id)
         try:
             folder.acquire(self.settings.folder_wait_s)
-        except DataFolderBusy as exc:  # nothing of the folder was read or written
+        except DataFolderRefused as exc:  # nothing of the folder was read or written
             logger.error("trader not started: %s", exc)
             return EXIT_FOLDER_BUSY
         if folder.moved_aside is not None:

@@ -82,8 +82,8 @@ class Command(BaseCommand):
         parser.add_argument("--lease-ttl", type=float, default=None,
                             help="the account lease's TTL in seconds (default SCALPER_LEASE_TTL_S, 10)")
         parser.add_argument("--folder-wait", type=float, default=20.0,
-                            help="seconds to wait for another trader to leave the data folder before giving up "
-                                 "(exit code 3)")
+                            help="seconds to wait for another trader to leave the data folder (or for its disk "
+                                 "to take the lock file) before giving up (exit code 3)")
         parser.add_argument("--replay", default="", help="REPLAY: a JSONL(.gz) file of Bybit public messages")
         parser.add_argument("--events", type=int, default=200_000,
                             help="REPLAY: generated messages when no file (generated once, kept under the data folder)")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scalper_site.testkit import BASE_DIR
-from trading.trader.folder_lock import LOCK_NAME, DataFolderBusy, DataFolderLock
+from trading.trader.folder_lock import LOCK_NAME, DataFolderBusy, DataFolderLock, DataFolderUnusable
 
 HOLDER = """
 import sys, time
@@ -122,6 +122,57 @@ def test_a_lock_file_that_is_not_a_regular_file_is_moved_aside_and_replaced(tmp_
     assert path.is_file() and not path.is_symlink()
     with pytest.raises(DataFolderBusy):  # the fresh file locks like any other
         DataFolderLock(tmp_path).acquire(0)
+    lock.release()
+
+
+@pytest.mark.parametrize("plant", [lambda p: p.write_text("a file"), _make_dangling_symlink, _make_symlink_loop])
+def test_a_file_where_the_system_folder_belongs_is_moved_aside_and_the_folder_made(tmp_path, plant):
+    plant(tmp_path / "system")
+
+    lock = DataFolderLock(tmp_path).acquire(0)
+
+    assert lock.held and lock.moved_aside is not None and lock.moved_aside.name.startswith("system.unusable-")
+    assert (tmp_path / "system").is_dir() and (tmp_path / "system" / LOCK_NAME).is_file()
+    lock.release()
+
+
+def _fake_time():
+    now, sleeps = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    return now, sleeps, sleep
+
+
+def test_a_lock_file_the_disk_refuses_is_tried_again_within_the_wait_then_refused_saying_why(tmp_path):
+    data = tmp_path / "data"
+    data.write_text("")  # under a regular file nothing can be made: as on a full disk, every try fails
+    now, sleeps, sleep = _fake_time()
+
+    with pytest.raises(DataFolderUnusable) as refused:
+        DataFolderLock(data, clock=lambda: now[0], sleep=sleep).acquire(3.0)
+
+    assert 3 <= len(sleeps) <= 4  # every second for the 3 s asked, then gave up
+    message = str(refused.value)
+    assert f"cannot hold its lock file {data / 'system' / LOCK_NAME}: Not a directory; waited 3 s" in message
+    assert "Make room" in message
+
+
+def test_a_lock_file_the_disk_takes_again_within_the_wait_is_held(tmp_path):
+    data = tmp_path / "data"
+    data.write_text("")
+    now, sleeps, sleep = _fake_time()
+
+    def room_back(seconds: float) -> None:
+        sleep(seconds)
+        if len(sleeps) == 2:
+            data.unlink()  # the cause goes: the next try makes the folder and its lock file
+
+    lock = DataFolderLock(data, clock=lambda: now[0], sleep=room_back).acquire(20.0)
+
+    assert lock.held and len(sleeps) == 2
     lock.release()
 
 

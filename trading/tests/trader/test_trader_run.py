@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import threading
@@ -209,10 +210,12 @@ def test_a_timer_that_keeps_raising_is_a_crash_held_while_it_does_and_cleared_on
 
 
 @contextlib.contextmanager
-def _small_disk(folder, size: str = "4m"):
-    """``folder`` on a tmpfs of ``size``: a disk that can really fill up. Skips where mounting is not allowed."""
+def _small_disk(folder, size: str = "4m", inodes: int = 0):
+    """``folder`` on a tmpfs of ``size`` (and at most ``inodes`` files and folders): a disk that can really fill up.
+    Skips where mounting is not allowed."""
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
+    options = f"size={size},mode=0700" + (f",nr_inodes={inodes}" if inodes else "")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
                              capture_output=True, text=True, timeout=30)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()[:200]}")
@@ -227,6 +230,54 @@ def _fill(folder) -> None:
     with open(folder / "ballast", "wb", buffering=0) as ballast, contextlib.suppress(OSError):
         while True:
             ballast.write(b"\0" * 65536)
+
+
+def _fill_up(folder) -> None:
+    """Fill the disk's blocks, then its inodes: not even an empty file or folder can be made after."""
+    _fill(folder)
+    with contextlib.suppress(OSError):
+        for n in range(100_000):
+            (folder / f"empty-{n}").touch()
+
+
+def _room_back(folder) -> None:
+    (folder / "ballast").unlink()
+    for empty in folder.glob("empty-*"):
+        empty.unlink()
+
+
+def test_a_trader_on_a_disk_that_cannot_take_its_lock_file_starts_nothing_and_says_why(tmp_path, sim, settings,
+                                                                                       caplog):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with _small_disk(tmp_path / "data", inodes=64) as data:
+        trader_settings = dataclasses.replace(_settings(data, "no-lock", sim), folder_wait_s=1.0)
+        _fill_up(data)
+        services = Services()
+        assert Trader(trader_settings, services=services, control=Control()).run() == EXIT_FOLDER_BUSY
+        assert services.calls == []  # nothing reported, registered or started
+        assert "cannot hold its lock file" in caplog.text and "No space left on device" in caplog.text
+        _room_back(data)  # the supervisor's next start, once there is room, takes the folder
+        trader_settings = dataclasses.replace(trader_settings, max_runtime_s=1.0)
+        assert Trader(trader_settings, services=services, control=Control()).run() == 0
+        assert "environment_register" in services.calls
+
+
+def test_a_trader_started_on_a_full_disk_without_its_events_folder_stays_up_and_makes_it_once_it_can(
+        tmp_path, sim, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with _small_disk(tmp_path / "data", inodes=64) as data:
+        trader_settings = _settings(data, "no-events", sim)
+        DataFolderLock(data).acquire(0).release()  # a folder that held a trader before: system/ and its lock file
+        _fill_up(data)
+        services = Services()
+        trader = Trader(trader_settings, services=services, control=Control())
+        _run_with(trader, [  # building the event log used to raise ENOSPC making events/
+            ("MODULE_CRASH reported on the full disk", _reported(services, "failure_report:MODULE_CRASH"),
+             lambda: _room_back(data)),
+            ("MODULE_CRASH cleared once there is room", _reported(services, "failure_cleared:MODULE_CRASH"),
+             lambda: None),
+        ])
+        assert any(e["event"] == "EVENT_LOG_RESUMED" for e in read_events(data / "events" / "_SYSTEM.jsonl"))
 
 
 def test_a_disk_that_fills_up_under_a_running_trader_holds_safe_mode_until_space_is_back(tmp_path, sim, settings):
