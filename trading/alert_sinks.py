@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import requests
 
+from scalper_site.db_threads import closing_on_error
 from trading.domain.alerts import AlertMessage
 
 SUBJECT_MAX = 150
@@ -40,6 +41,7 @@ class DatabaseSink:
 
     name = "database"
 
+    @closing_on_error  # from a trader's pipeline thread: a connection the database dropped is closed, not kept
     def send(self, alert: AlertMessage, suppressed: int) -> None:
         from trading.models import Alert
 

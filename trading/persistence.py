@@ -20,6 +20,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from scalper_site.db_threads import closing_on_error
 from trading.engine.localstate import OPEN_LOCAL, ClosedTrade, LocalOrder, LocalPosition
 from trading.models import EquitySample, Fill, Order, Position, PositionStatus, Trade
 
@@ -166,7 +167,12 @@ class EquityWriter:
 
 
 class DatabasePersistence:
-    """Local truth in the database, scoped to one environment (``run_id``)."""
+    """Local truth in the database, scoped to one environment (``run_id``).
+
+    Its calls come from the trader's pipeline thread: after a database error its connection is closed when
+    unusable (``closing_on_error``), so a database restart costs the calls made while it was down, not every
+    call after.
+    """
 
     def __init__(self, run_id: str = "") -> None:
         self.run_id = run_id
@@ -199,6 +205,7 @@ class DatabasePersistence:
         )
         return self.equity_writer.submit(sample)
 
+    @closing_on_error
     def save_order(self, order: LocalOrder) -> None:
         Order.objects.update_or_create(
             run_id=self.run_id,
@@ -225,6 +232,7 @@ class DatabasePersistence:
             },
         )
 
+    @closing_on_error
     def save_fill(
         self,
         *,
@@ -258,6 +266,7 @@ class DatabasePersistence:
             return False  # the same execution again (a replayed or re-fetched message)
         return True
 
+    @closing_on_error
     def save_position(self, position: LocalPosition) -> None:
         changing = {
             "side": position.side,
@@ -276,11 +285,13 @@ class DatabasePersistence:
             create_defaults={**changing, "origin": position.origin, "opened_at": _dt(position.opened_ms)},
         )
 
+    @closing_on_error
     def close_position(self, symbol: str, *, reason: str, closed_ms: int) -> None:
         Position.objects.filter(run_id=self.run_id, symbol=symbol, status=PositionStatus.OPEN).update(
             status=PositionStatus.CLOSED, close_reason=reason, closed_at=_dt(closed_ms)
         )
 
+    @closing_on_error
     def save_trade(self, trade: ClosedTrade) -> None:
         Trade.objects.create(
             run_id=self.run_id,
@@ -296,6 +307,7 @@ class DatabasePersistence:
             closed_at=_dt(trade.closed_ms),
         )
 
+    @closing_on_error
     def load(self) -> tuple[list[LocalOrder], list[LocalPosition]]:
         orders = Order.objects.filter(run_id=self.run_id, status__in=list(OPEN_LOCAL))
         positions = Position.objects.filter(run_id=self.run_id, status=PositionStatus.OPEN)

@@ -33,6 +33,7 @@ from failover.recovery import records
 from failover.recovery.alerts import alert_on_commit
 from failover.recovery.handlers import handler_for
 from failover.recovery.kit import StepContext, StepFailed
+from scalper_site.db_threads import tidy_connection
 from scalper_site.metrics import instruments
 from trading.alerts import CRIT
 from trading.engine import crashpoints
@@ -155,6 +156,7 @@ class _Pulse:
                                                       status=StepStatus.RUNNING).update(heartbeat_at=records.now())
                 except Exception as exc:  # noqa: BLE001 (a missed pulse is retried; it must not end the step)
                     logger.warning("heartbeat of step %s not written: %s", self.step_pk, exc)
+                    tidy_connection()  # a connection the database dropped: the next pulse takes a fresh one
         finally:
             connection.close()
 

@@ -124,13 +124,16 @@ class Command(BaseCommand):
             raise CommandError("no Redis: set REDIS_URL, or start the product with `make run`")
         ttl_s = lease_ttl_s(opts["lease_ttl"])
 
+        from scalper_site.db_threads import ClosingOnError
         from trading import alerts, control
         from trading.trader.ports import FailoverServices
         from trading.trader.process import Trader, TraderSettings
 
         # The failover side is named by a setting (a module, hence import_module), so trading depends only
         # on the shape it needs; the module's functions are checked against it by the trader's tests.
-        services = cast(FailoverServices, import_module(settings.SCALPER_FAILOVER_SERVICES))
+        # Called from the trader's own threads, which no request cycle tidies: a connection the database dropped
+        # is closed after the error, so the next call gets a fresh one.
+        services = cast(FailoverServices, ClosingOnError(import_module(settings.SCALPER_FAILOVER_SERVICES)))
         trader = Trader(
             TraderSettings(
                 mode=mode,
