@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from itests import probes
 from itests.chaos.history import Recorder, now_ms
@@ -29,6 +30,15 @@ SEND_POINTS = ("before_send", "after_send", "after_fill")
 WORKER_CRASH_STEPS = ("RESYNC_ORDERS", "RESYNC_POSITIONS")
 LOT = {"BTCUSDT": Decimal("0.001"), "ETHUSDT": Decimal("0.01")}
 TICK = {"BTCUSDT": Decimal("0.1"), "ETHUSDT": Decimal("0.01")}
+
+
+class Started(NamedTuple):
+    """A trader process just started: when, by the wall clock (ms) and by ``time.monotonic()``."""
+
+    process: subprocess.Popen
+    name: str
+    at_ms: int
+    monotonic: float
 
 
 def _lots(symbol: str, rng: random.Random, low: int, high: int) -> str:
@@ -122,22 +132,40 @@ class ChaosDriver:
 
     def restart_trader(self, *, running_within_s: float = 60.0) -> int | None:
         """Start a new trader on the same data folder; wait for its heartbeat to say RUNNING; return the ms."""
+        return self.await_running(self.start_trader(), running_within_s=running_within_s)
+
+    def start_trader(self) -> Started:
+        """Start a new trader on the same data folder and return at once (``await_running`` waits for it)."""
         self.generation += 1
-        started = time.monotonic()
-        at = now_ms()
+        started, at = time.monotonic(), now_ms()
         process = self.env.start_trader(f"trader-{self.generation}", fault_hooks=True)
-        running_ms = None
-        deadline = started + running_within_s
+        return Started(process, f"trader-{self.generation}", at, started)
+
+    def await_running(self, started: Started, *, running_within_s: float = 60.0,
+                      counted_from: float | None = None) -> int | None:
+        """Wait for ``started``'s heartbeat to say RUNNING; record the restart and return the ms it took.
+
+        ``counted_from`` (a ``time.monotonic()``) measures from a later moment than the start: a trader started
+        while the exchange was faulted is judged from the all-clear: it may not run before the exchange answers.
+        """
+        process = started.process
+        since = max(started.monotonic, counted_from if counted_from is not None else started.monotonic)
+        running_ms, running_at = None, None
+        deadline = since + running_within_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 break
             beat = probes.heartbeat(self.run_id)
             if beat and int(beat.get("pid", 0)) == process.pid and beat.get("phase") == "RUNNING":
-                running_ms = int((time.monotonic() - started) * 1000)
+                running_at = time.monotonic()
+                running_ms = int((running_at - since) * 1000)
                 break
             time.sleep(0.05)
-        self.recorder.event("restart", target="trader", name=f"trader-{self.generation}", pid=process.pid,
-                            startedAtMs=at, runningAfterMs=running_ms, exitCode=process.poll())
+        counted = {} if since == started.monotonic else {
+            "countedFromAllClear": True,  # and from its start, through the storm it started into:
+            "startToRunningMs": None if running_at is None else int((running_at - started.monotonic) * 1000)}
+        self.recorder.event("restart", target="trader", name=started.name, pid=process.pid,
+                            startedAtMs=started.at_ms, runningAfterMs=running_ms, exitCode=process.poll(), **counted)
         return running_ms
 
     # -- the exchange, behind the trader's back ---------------------------------------------

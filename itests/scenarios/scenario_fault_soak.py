@@ -1,11 +1,16 @@
 """FAULT_SOAK: storms of random overlapping simulator faults with quiet gaps, and behind-the-back changes,
-against a trading SIM trader; safe mode must end after every storm and nothing unsafe may reach the exchange."""
+against a trading SIM trader; safe mode must end after every storm and nothing unsafe may reach the exchange.
+
+Some storms also kill -9 the trader in their middle and start it again at once, into the storm (a start while
+the exchange fails), and some turn the config file to garbage until their all-clear."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from itests.chaos.base import LIVENESS_S, ChaosScenario
@@ -13,6 +18,11 @@ from itests.chaos.driver import ChaosDriver
 from itests.environment import IsolatedEnvironment
 
 DEFAULT_DURATION_S = 60.0
+KILL_IN_STORM = 0.35  # share of storms in which the trader is killed with SIGKILL and started again at once
+SPOIL_IN_STORM = 0.25  # share of storms in which config.json is garbage until the all-clear
+# What a config file can become: cut mid-write, emptied, not text, a value out of its range, not an object.
+SPOILED_CONFIG = (b'{"risk": {"max_open_positions": ', b"", b"\x00\xff\xfe garbage",
+                  b'{"risk": {"max_open_positions": -3}}', b"[1, 2, 3]")
 STREAMS = ("public", "private", "all")
 Fault = tuple[dict[str, Any], float | None, int | None]  # params, duration, count
 
@@ -70,7 +80,8 @@ class FaultSoak(ChaosScenario):
                    "the exchange's record; safe mode must end within the bound after every storm.")
     prerequisite = "A trading SIM trader, safe mode OFF; --duration S --seed S."
     action = "Storms of overlapping faults (5xx, rate limits, latency, socket drops/refusals/silence/garbage, " \
-             "frozen symbols, ambiguous submits, slippage) and behind-the-back changes, then quiet."
+             "frozen symbols, ambiguous submits, slippage), behind-the-back changes, in some a kill -9 of the " \
+             "trader started again into the storm, in some a config file turned to garbage; then quiet."
     expected_events = ("safe mode ON during storms", f"safe mode OFF within {LIVENESS_S:.0f} s of each clear",
                        "local state equal to the exchange's at the end", "entries again after the last storm")
     pass_criteria = ("no orderLinkId on two exchange orders", "no entry accepted while safe mode was on",
@@ -108,16 +119,45 @@ class FaultSoak(ChaosScenario):
         driver.recorder.event("storm", durationS=round(seconds, 2))
         started = time.monotonic()
         kinds = rng.sample(sorted(FAULTS), rng.randint(2, 5))
-        for kind in kinds:  # staggered: they overlap, each ending on its own
+        kill_after = rng.randrange(len(kinds)) if rng.random() < KILL_IN_STORM else None
+        config = driver.env.data / "config" / "config.json"
+        kept = self._spoil(driver, config) if rng.random() < SPOIL_IN_STORM else None
+        restarted = None
+        for i, kind in enumerate(kinds):  # staggered: they overlap, each ending on its own
             self._check_trader()
             params, lasting, count = FAULTS[kind](rng, rng.uniform(1.0, seconds))
             driver.fault(kind, duration_s=None if lasting is None else round(lasting, 2), count=count, **params)
             if rng.random() < 0.4:
                 driver.behind_the_back(allow_open=False)
+            if i == kill_after:
+                self.trader_may_exit(True)
+                driver.kill_trader("random", with_worker=False)
+                restarted = driver.start_trader()  # into the storm: it starts while the exchange fails
+                self.trader_may_exit(False)
             time.sleep(rng.uniform(0.0, seconds / len(kinds)))
         time.sleep(max(0.0, seconds - (time.monotonic() - started)))
         driver.clear_faults()
+        if kept is not None:
+            self._restore(driver, config, kept)
+        cleared = time.monotonic()
         driver.recorder.event("all_clear")
+        if restarted is not None:
+            driver.await_running(restarted, counted_from=cleared)
+
+    def _spoil(self, driver: ChaosDriver, config: Path) -> bytes:
+        """Write garbage over the config file (as a bad edit or a torn write would); return what it held."""
+        kept = config.read_bytes()
+        garbage = driver.rng.choice(SPOILED_CONFIG)
+        config.write_bytes(garbage)
+        driver.recorder.event("config_spoiled", garbage=garbage.decode("utf-8", "replace"))
+        return kept
+
+    def _restore(self, driver: ChaosDriver, config: Path, kept: bytes) -> None:
+        """Put the config back whole, in one rename (the operator's fix)."""
+        fixed = config.with_name(".config.json.fixed")
+        fixed.write_bytes(kept)
+        os.replace(fixed, config)
+        driver.recorder.event("config_restored")
 
     def _quiet(self, driver: ChaosDriver, seconds: float) -> None:
         """Let the product recover: once safe mode is off within the gap, local state must equal the
