@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("scalper.trader")
 
 LEASE_SOURCE = "ACCOUNT_LEASE"
+LEAD_MODULE = "TRADER_LEASE"  # the module a takeover's failed state reload crashes, as the lease handler's crash
 MAX_ACQUIRE_EVERY_S = 1.0  # a standby asks at least this often: the takeover waits for the lease's TTL, not for us
 
 
@@ -174,7 +175,15 @@ class RoleSwitch:
         """Become LEADER: register the environment and report the start (or takeover) verdict; safe mode goes on."""
         ctx = self._ctx
         if self._commands is not None:
-            self._commands.reload_state()  # the previous leader's orders and positions, as the database holds them
+            try:
+                self._commands.reload_state()  # the previous leader's orders and positions, as the database holds
+            except Exception as exc:
+                # The database is down. Leading anyway is the safe way on: the reports below latch safe mode,
+                # and the crash's recovery plan resyncs from the exchange and reloads the state. Left half-led,
+                # this trader would hold the lease as a standby, and nobody would trade again.
+                if self._engine is not None:
+                    self._engine.core.report_crash(LEAD_MODULE, exc, "")
+                logger.error("state not reloaded at takeover (%s); leading in safe mode until it is", exc)
         ctx.role = LEADER  # on the pipeline thread: no entry can run before the reports below latch safe mode
         try:
             startup.register_environment(ctx)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
+
+from django.db import OperationalError
 
 from failover.domain.enums import FailureSource, FailureType
 from failover.domain.types import FailureEvent
-from trading.exchange.lease import LeaseRecord
-from trading.trader.role import takeover_events
+from trading.exchange.lease import LEADER, STANDBY, LeaseRecord
+from trading.trader.role import RoleSwitch, takeover_events
 
 NOW = datetime(2025, 11, 18, 15, 20, tzinfo=UTC)
 
@@ -46,3 +49,44 @@ def test_no_previous_holder_or_our_own_lease_adds_nothing():
     own = _own(FailureType.PROCESS_RESTART, firstStart=True)
     assert takeover_events(None, holder="b", already=[own], at=NOW) == [own]
     assert takeover_events(_previous(holder="b"), holder="b", already=[], at=NOW) == []
+
+
+class _Recorded:
+    """What a takeover hands on: crashes, reports and event lines."""
+
+    def __init__(self) -> None:
+        self.crashes: list[tuple[str, str]] = []
+        self.reports: list[FailureType] = []
+        self.lines: list[str] = []
+
+
+def _switch(recorded: _Recorded, monkeypatch) -> tuple[RoleSwitch, SimpleNamespace]:
+    lease = SimpleNamespace(holder="host-b:22:bb", view=lambda: {"held": True})
+    ctx = SimpleNamespace(
+        role=STANDBY, lease=lease, clock=SimpleNamespace(now=lambda: NOW),
+        report_event=lambda event: recorded.reports.append(event.type),
+        report_config_standing=lambda: None,
+        events=SimpleNamespace(write=lambda symbol, event, **fields: recorded.lines.append(event)),
+    )
+    monkeypatch.setattr("trading.trader.startup.register_environment", lambda ctx: None)
+    switch = RoleSwitch(ctx, start_failures=[])  # type: ignore[arg-type]
+
+    def reload_state() -> None:
+        raise OperationalError("the connection is closed")
+
+    core = SimpleNamespace(report_crash=lambda module, exc, symbol: recorded.crashes.append((module, str(exc))))
+    switch.attach(SimpleNamespace(core=core), None, SimpleNamespace(reload_state=reload_state))  # type: ignore[arg-type]
+    return switch, ctx
+
+
+def test_a_takeover_whose_state_cannot_be_read_leads_latched_and_reports_the_crash(monkeypatch):
+    recorded = _Recorded()
+    switch, ctx = _switch(recorded, monkeypatch)
+    attempt = SimpleNamespace(previous=_previous())
+
+    switch.lead(attempt)  # type: ignore[arg-type]
+
+    assert ctx.role == LEADER  # not a standby holding the lease: nobody would ever trade
+    assert recorded.crashes == [("TRADER_LEASE", "the connection is closed")]  # MODULE_CRASH: its plan resyncs
+    assert recorded.reports == [FailureType.UNEXPECTED_SHUTDOWN]  # the previous leader's lapse, reported as ever
+    assert recorded.lines == ["LEASE_ACQUIRED"]
