@@ -14,9 +14,12 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any, NamedTuple
+
+import psutil
+from django.db import connection
 
 from itests import probes
 from itests.chaos.history import Recorder, now_ms
@@ -39,6 +42,26 @@ class Started(NamedTuple):
     name: str
     at_ms: int
     monotonic: float
+
+
+def _database_ports(processes: Iterable[subprocess.Popen], server_port: int) -> set[int]:
+    """The local ports of the TCP connections to ``server_port`` held by ``processes`` and their children."""
+    ports: set[int] = set()
+    for popen in processes:
+        if popen.poll() is not None:
+            continue
+        try:
+            root = psutil.Process(popen.pid)
+            family = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for process in family:
+            try:
+                ports.update(c.laddr.port for c in process.net_connections(kind="tcp")
+                             if c.raddr and c.raddr.port == server_port)
+            except psutil.Error:
+                continue  # gone meanwhile
+    return ports
 
 
 def _lots(symbol: str, rng: random.Random, low: int, high: int) -> str:
@@ -210,6 +233,29 @@ class ChaosDriver:
         price = (best * away / TICK[symbol]).quantize(Decimal(1)) * TICK[symbol]
         return self.env.control.place_order(symbol, side, _lots(symbol, rng, 1, 5), order_type="Limit",
                                             price=str(price))
+
+    # -- the database -------------------------------------------------------------------------
+
+    def drop_database_sessions(self) -> int | None:
+        """Terminate the run's processes' database sessions, as a PostgreSQL restart would; return how many.
+
+        Only the sessions of this run's processes (and their children), found by their TCP ports, so a product
+        sharing the database is left alone. None when there is nothing to drop this way (SQLite, a Unix socket).
+        """
+        if connection.vendor != "postgresql":
+            self.recorder.event("db_drop_refused", why=f"the database is {connection.vendor}")
+            return None
+        ports = sorted(_database_ports(self.env.processes.values(), int(connection.settings_dict["PORT"] or 5432)))
+        if not ports:
+            self.recorder.event("db_drop_refused", why="no TCP session of the run's processes")
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND client_port = ANY(%s) AND pid <> pg_backend_pid()",
+                           [ports])
+            dropped = int(cursor.fetchone()[0])
+        self.recorder.event("db_drop", sessions=dropped, ports=ports)
+        return dropped
 
     # -- faults -------------------------------------------------------------------------------
 

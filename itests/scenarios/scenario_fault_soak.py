@@ -2,7 +2,8 @@
 against a trading SIM trader; safe mode must end after every storm and nothing unsafe may reach the exchange.
 
 Some storms also kill -9 the trader in their middle and start it again at once, into the storm (a start while
-the exchange fails), and some turn the config file to garbage until their all-clear."""
+the exchange fails), some turn the config file to garbage until their all-clear, and some drop the database
+sessions of the run's processes (what a PostgreSQL restart does to them)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from itests.environment import IsolatedEnvironment
 DEFAULT_DURATION_S = 60.0
 KILL_IN_STORM = 0.35  # share of storms in which the trader is killed with SIGKILL and started again at once
 SPOIL_IN_STORM = 0.25  # share of storms in which config.json is garbage until the all-clear
+DB_DROP_IN_STORM = 0.3  # share of storms in which the database drops the run's sessions (a PostgreSQL restart)
 # What a config file can become: cut mid-write, emptied, not text, a value out of its range, not an object.
 SPOILED_CONFIG = (b'{"risk": {"max_open_positions": ', b"", b"\x00\xff\xfe garbage",
                   b'{"risk": {"max_open_positions": -3}}', b"[1, 2, 3]")
@@ -81,7 +83,8 @@ class FaultSoak(ChaosScenario):
     prerequisite = "A trading SIM trader, safe mode OFF; --duration S --seed S."
     action = "Storms of overlapping faults (5xx, rate limits, latency, socket drops/refusals/silence/garbage, " \
              "frozen symbols, ambiguous submits, slippage), behind-the-back changes, in some a kill -9 of the " \
-             "trader started again into the storm, in some a config file turned to garbage; then quiet."
+             "trader started again into the storm, in some a config file turned to garbage, in some the database " \
+             "sessions dropped; then quiet."
     expected_events = ("safe mode ON during storms", f"safe mode OFF within {LIVENESS_S:.0f} s of each clear",
                        "local state equal to the exchange's at the end", "entries again after the last storm")
     pass_criteria = ("no orderLinkId on two exchange orders", "no entry accepted while safe mode was on",
@@ -120,6 +123,7 @@ class FaultSoak(ChaosScenario):
         started = time.monotonic()
         kinds = rng.sample(sorted(FAULTS), rng.randint(2, 5))
         kill_after = rng.randrange(len(kinds)) if rng.random() < KILL_IN_STORM else None
+        drop_after = rng.randrange(len(kinds)) if rng.random() < DB_DROP_IN_STORM else None
         config = driver.env.data / "config" / "config.json"
         kept = self._spoil(driver, config) if rng.random() < SPOIL_IN_STORM else None
         restarted = None
@@ -129,6 +133,8 @@ class FaultSoak(ChaosScenario):
             driver.fault(kind, duration_s=None if lasting is None else round(lasting, 2), count=count, **params)
             if rng.random() < 0.4:
                 driver.behind_the_back(allow_open=False)
+            if i == drop_after:
+                driver.drop_database_sessions()
             if i == kill_after:
                 self.trader_may_exit(True)
                 driver.kill_trader("random", with_worker=False)
