@@ -81,7 +81,8 @@ class Trader:
             logger.error("trader not started: %s", exc)
             return EXIT_FOLDER_BUSY
         if folder.moved_aside is not None:
-            logger.warning("the data folder's lock file was not a regular file: moved aside to %s", folder.moved_aside)
+            logger.warning("the data folder's lock file (or its system folder) was not what it should be: "
+                           "moved aside to %s", folder.moved_aside)
         try:
             return self._run()
         finally:
