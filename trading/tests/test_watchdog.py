@@ -59,24 +59,28 @@ def test_a_timer_with_a_callable_interval_reads_it_at_each_run():
     assert runs == [1, 1] and timer.next_at == 20.0
 
 
-def test_a_timer_hands_what_its_action_raises_to_on_error_and_runs_again_at_its_next_time(caplog):
-    from trading.trader.inbox import Timer
+def test_a_timer_action_through_the_inbox_guard_is_a_crash_of_its_module_and_runs_again_at_its_next_time(caplog):
+    from types import SimpleNamespace
+
+    from trading.trader.inbox import Inbox, Timer
 
     reports: list[tuple[str, str]] = []
+    inbox = SimpleNamespace(_core=SimpleNamespace(
+        report_crash=lambda module, exc, symbol: reports.append((module, str(exc)))))
 
     def action() -> None:
         raise ValueError("bad payload")
 
-    timer = Timer(1.0, action, "reconcile", on_error=lambda name, exc: reports.append((name, str(exc))))
+    timer = Timer(1.0, Inbox._guarded(inbox, "timer-rest-probe", action), "rest-probe")  # type: ignore[arg-type]
     timer.maybe_run(0.0)
     timer.maybe_run(0.5)  # not due
     timer.maybe_run(1.0)
-    assert reports == [("reconcile", "bad payload")] * 2 and timer.next_at == 2.0
+    assert reports == [("TRADER_TIMER_REST_PROBE", "bad payload")] * 2 and timer.next_at == 2.0
 
-    def broken_report(name: str, exc: Exception) -> None:
+    def broken_report(module: str, exc: Exception, symbol: str) -> None:
         raise RuntimeError("report lost")
 
-    timer.on_error = broken_report
+    inbox._core.report_crash = broken_report
     with caplog.at_level(logging.ERROR, logger="scalper.trader"):
         timer.maybe_run(2.0)  # a report that raises too is logged, never the loop's end
-    assert "timer reconcile failed, and its report too" in caplog.text and timer.next_at == 3.0
+    assert "timer rest-probe failed" in caplog.text and "report lost" in caplog.text and timer.next_at == 3.0

@@ -49,9 +49,6 @@ class Timer:
     action: Callable[[], object]
     name: str
     next_at: float = 0.0
-    # What the action raises is handed here (the Inbox's: a crash of the module TRADER_TIMER_<NAME>); without
-    # one it is only logged. Either way the timer runs again at its next time.
-    on_error: Callable[[str, Exception], None] | None = None
 
     def maybe_run(self, now: float) -> None:
         if now < self.next_at:
@@ -59,14 +56,8 @@ class Timer:
         self.next_at = now + (self.every_s() if callable(self.every_s) else self.every_s)
         try:
             self.action()
-        except Exception as exc:
-            if self.on_error is None:
-                logger.exception("timer %s failed", self.name)
-                return
-            try:
-                self.on_error(self.name, exc)
-            except Exception:
-                logger.exception("timer %s failed, and its report too", self.name)
+        except Exception:
+            logger.exception("timer %s failed", self.name)
 
 
 class Inbox:
@@ -106,14 +97,15 @@ class Inbox:
         }
         return {kind: self._guarded(kind, handler) for kind, handler in handlers.items()}
 
-    def _guarded(self, kind: str, handler: Handler) -> Handler:
-        """Run ``handler`` so that what it raises is reported (MODULE_CRASH: safe mode, a resync), never the
-        loop's end: a process that died on a condition that lasts (a full disk) would only die again at start."""
-        module = f"TRADER_{kind.upper()}"
+    def _guarded(self, kind: str, handler: Callable[..., object]) -> Callable[..., None]:
+        """Run ``handler`` (a queue item's, or a timer's action) so that what it raises is a crash of the module
+        ``TRADER_<KIND>`` (MODULE_CRASH: safe mode, a resync), never the loop's end: a process that died on a
+        condition that lasts (a full disk) would only die again at start."""
+        module = f"TRADER_{kind.upper().replace('-', '_')}"
 
-        def run(item: tuple) -> None:
+        def run(*args: object) -> None:
             try:
-                handler(item)
+                handler(*args)
             except Exception as exc:
                 self._core.report_crash(module, exc, "")
 
@@ -212,11 +204,8 @@ class Inbox:
             Timer(DCP_RETRY_EVERY_S, leading(partial(self.refresh_dcp, reloaded=False)), "dcp"),
         ]
         for timer in timers:
-            timer.on_error = self._timer_failed
+            timer.action = self._guarded(f"timer-{timer.name}", timer.action)
         return timers
-
-    def _timer_failed(self, name: str, exc: Exception) -> None:
-        self._core.report_crash(f"TRADER_TIMER_{name.upper().replace('-', '_')}", exc, "")
 
     def _leading_only(self, action: Callable[[], object]) -> Callable[[], None]:
         """``action`` on the LEADER; nothing on a STANDBY (it changes nothing and judges nothing)."""
