@@ -7,13 +7,13 @@ sessions of the run's processes (what a PostgreSQL restart does to them)."""
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from failover.domain.files import atomic_write_bytes
 from itests.chaos.base import LIVENESS_S, ChaosScenario
 from itests.chaos.driver import ChaosDriver
 from itests.environment import IsolatedEnvironment
@@ -160,9 +160,7 @@ class FaultSoak(ChaosScenario):
 
     def _restore(self, driver: ChaosDriver, config: Path, kept: bytes) -> None:
         """Put the config back whole, in one rename (the operator's fix)."""
-        fixed = config.with_name(".config.json.fixed")
-        fixed.write_bytes(kept)
-        os.replace(fixed, config)
+        atomic_write_bytes(config, kept)
         driver.recorder.event("config_restored")
 
     def _quiet(self, driver: ChaosDriver, seconds: float) -> None:
